@@ -1,0 +1,1 @@
+"""The staged, cached pipeline: configuration, stages, cache, runner and CLI."""

@@ -1,0 +1,157 @@
+"""The content-addressed stage cache: `<root>/<stage>/<key>/` holding `.npy` arrays and `meta.json`.
+
+Writes go to a temporary folder beside the target and are renamed into place, with
+`meta.json` written last, so an entry is either whole or absent. Readers re-hash every
+file against `meta.json`; a missing, truncated or corrupt entry is logged and treated as
+a miss. A file lock per key keeps two processes from building the same entry at once;
+the operating system drops it when its holder dies, so a killed run never blocks the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+TEMP_PREFIX = ".tmp-"
+_ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass
+class Artifact:
+    """A stage's output: named arrays plus JSON-serialisable information about them."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CachedArtifact:
+    """An artifact as stored: its content digest and the `meta.json` that describes it."""
+
+    artifact: Artifact
+    sha256: str
+    meta: dict[str, Any]
+
+
+class CorruptEntry(Exception):
+    """An entry on disk does not match its manifest."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
+    """One SHA-256 for an artifact: its files' checksums and its information, canonically encoded."""
+    checksums = {name: entry["sha256"] for name, entry in files.items()}
+    text = json.dumps({"files": checksums, "info": info}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CacheStore:
+    """Reads and writes stage artifacts under one root folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def entry_dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def lock(self, stage: str, key: str) -> FileLock:
+        """An inter-process lock for building one entry."""
+        folder = self.root / stage
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(folder / f"{key}.lock"))
+
+    def load(self, stage: str, key: str) -> CachedArtifact | None:
+        """The verified entry, or None when it is absent or fails verification (logged)."""
+        folder = self.entry_dir(stage, key)
+        if not folder.exists():
+            return None
+        try:
+            return self._read_verified(folder)
+        except CorruptEntry as exc:
+            log.warning("cache entry %s/%s is unusable and will be rebuilt: %s", stage, key[:12], exc)
+            return None
+
+    def _read_verified(self, folder: Path) -> CachedArtifact:
+        meta_path = folder / META_FILE
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            files = meta["files"]
+            info = meta["info"]
+        except FileNotFoundError:
+            raise CorruptEntry(f"{META_FILE} is missing") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptEntry(f"{META_FILE} is unreadable ({exc.__class__.__name__}: {exc})") from None
+        arrays = {}
+        for filename, expected in files.items():
+            path = folder / filename
+            if not path.is_file():
+                raise CorruptEntry(f"{filename} is missing")
+            size = path.stat().st_size
+            if size != expected["bytes"]:
+                raise CorruptEntry(f"{filename} has {size} bytes, the manifest says {expected['bytes']}")
+            if file_sha256(path) != expected["sha256"]:
+                raise CorruptEntry(f"{filename} does not match its SHA-256 checksum")
+            try:
+                arrays[filename.removesuffix(".npy")] = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:
+                raise CorruptEntry(f"{filename} is not a valid .npy file ({exc})") from None
+        return CachedArtifact(Artifact(arrays, info), content_digest(files, info), meta)
+
+    def save(self, stage: str, key: str, artifact: Artifact, meta: dict[str, Any]) -> CachedArtifact:
+        """Write an entry atomically, replacing any entry already under `key`.
+
+        Call it while holding `lock(stage, key)`. On any error the temporary folder is
+        removed and whatever was cached before is left as it was.
+        """
+        target = self.entry_dir(stage, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f"{TEMP_PREFIX}{key}-{uuid.uuid4().hex}"
+        try:
+            temp.mkdir()
+            files = {}
+            for name, array in artifact.arrays.items():
+                if not _ARRAY_NAME.match(name):
+                    raise ValueError(f"Array name {name!r} of stage {stage!r} is not a safe file name.")
+                path = temp / f"{name}.npy"
+                np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+                files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+            full_meta = {**meta, "stage": stage, "key": key, "created": time.time(), "files": files, "info": artifact.info}
+            (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")
+            self._replace(temp, target)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return CachedArtifact(artifact, content_digest(files, artifact.info), full_meta)
+
+    @staticmethod
+    def _replace(temp: Path, target: Path) -> None:
+        """Rename `temp` to `target`; an existing target is moved aside first, then deleted."""
+        old = None
+        if target.exists():
+            old = target.with_name(f"{TEMP_PREFIX}{target.name}-old-{uuid.uuid4().hex}")
+            os.rename(target, old)
+        os.rename(temp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,228 @@
+"""The pipeline's configuration: one typed tree, loaded from defaults, a file and dotted overrides.
+
+Every section is a pydantic model that forbids unknown keys, so a typo is caught before
+any work starts and reported with the dotted key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms import build_recipe
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the CLI exits with status 2 on it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the data comes from and how it is split (the `collect` stage)."""
+
+    source: Literal["sklearn:digits"] = "sklearn:digits"
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class AugmentConfig(_Section):
+    """How the training split is augmented (the `augment` stage).
+
+    offline: the training split grows by `copies` augmented copies, stored in the cache.
+    online: the recipe is applied to every batch inside training.
+    """
+
+    mode: Literal["none", "offline", "online"] = "offline"
+    recipe: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "RandomCrop", "size": 8, "padding": 1}]
+    )
+    copies: int = Field(1, ge=1)
+    seed: int = 0
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_builds(cls, recipe: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        build_recipe(recipe)  # raises ValueError naming the unknown transform or parameter
+        return recipe
+
+
+class ScaleConfig(_Section):
+    """How features are rescaled (the `scale` stage); statistics come from the training split only."""
+
+    method: Literal["none", "minmax", "standard"] = "standard"
+    axis: Literal["global", "channel", "feature"] = "channel"
+    feature_range: tuple[float, float] = (0.0, 1.0)
+
+
+class ModelConfig(_Section):
+    """The network (read by the `train` stage)."""
+
+    type: Literal["cnn"] = "cnn"
+    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    hidden: int = Field(128, ge=1)
+    batch_norm: bool = True
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class OptimConfig(_Section):
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(2e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate decay, stepped once per epoch."""
+
+    type: Literal["none", "step", "cosine"] = "cosine"
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class EarlyStopConfig(_Section):
+    enabled: bool = True
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    patience: int = Field(8, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    seed: int = 0
+
+
+class Config(_Section):
+    """The whole resolved configuration of one run."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted key the configuration accepts, sections included."""
+    keys = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(valid_keys(annotation, dotted + "."))
+    return keys
+
+
+def _closest_key(dotted: str) -> str | None:
+    matches = difflib.get_close_matches(dotted, valid_keys(), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def _leaf_keys(tree: Any, prefix: str) -> list[str]:
+    if isinstance(tree, dict) and tree:
+        return [key for name, child in tree.items() for key in _leaf_keys(child, f"{prefix}.{name}")]
+    return [prefix]
+
+
+def _unknown_keys(tree: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Dotted keys in `tree` that the schema does not have, down to the leaves the user wrote."""
+    unknown = []
+    for name, value in tree.items():
+        dotted = f"{prefix}{name}"
+        field = model.model_fields.get(name)
+        if field is None:
+            unknown.extend(_leaf_keys(value, dotted))
+        elif isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            unknown.extend(_unknown_keys(value, field.annotation, dotted + "."))
+    return unknown
+
+
+def _unknown_key_message(dotted: str) -> str:
+    message = f"Unknown config key '{dotted}'."
+    suggestion = _closest_key(dotted)
+    return message + (f" Did you mean '{suggestion}'?" if suggestion else "")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    dotted = ".".join(str(part) for part in error["loc"])
+    return f"Invalid value for '{dotted}': {error['msg']}. Got {error['input']!r}."
+
+
+def _config_error(problems: list[str]) -> ConfigError:
+    return ConfigError("invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `a.b=value` and read the value as YAML, so `0.3`, `true` and `[32, 64]` get their types."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"Override {text!r} is not of the form key=value (for example train.epochs=5).")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Override {text!r}: the value is not valid YAML ({exc.problem}).") from exc
+    return key, value
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            parent = ".".join(parts[: depth + 1])
+            raise ConfigError(f"Cannot set '{dotted}': '{parent}' is a value, not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a plain mapping, naming the file on any error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from exc
+    try:
+        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from exc
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of sections, not {type(tree).__name__}.")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Resolve defaults, then the file at `path`, then `key=value` overrides, and validate the result."""
+    tree = read_config_file(path) if path else {}
+    for text in overrides:
+        _set_dotted(tree, *parse_override(text))
+    unknown = _unknown_keys(tree)
+    if unknown:
+        raise _config_error([_unknown_key_message(key) for key in unknown])
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _config_error([_describe(error) for error in exc.errors()]) from None
+
+
+def config_to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,62 @@
+"""Run records: `runs/<id>/run.json` and `history.csv`, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from trainers.loop import HISTORY_COLUMNS
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware that a result depends on."""
+    import numpy
+    import sklearn
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def history_csv(history: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def write_run_record(runs_dir: Path, record: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+    """Create `runs_dir/<run-id>/` with `run.json` and `history.csv`; return the folder."""
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    full = {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
+    full["environment"] = {**environment(), "device": record.get("device"), "argv": sys.argv}
+    _write_atomic(run_dir / "history.csv", history_csv(history))
+    _write_atomic(run_dir / "run.json", json.dumps(full, indent=2))
+    return run_dir

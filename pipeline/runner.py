@@ -1,0 +1,91 @@
+"""The runner: walks the stage graph, reuses cached outputs, builds what is missing, times everything."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.cache import CacheStore, CachedArtifact
+from pipeline.config import Config
+from pipeline.keys import cache_key, code_fingerprint
+from pipeline.records import write_run_record
+from pipeline.stages import RunContext, Stage, default_stages
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage in one run; these field names are read by reports and scripts."""
+
+    name: str
+    key: str
+    cache: Literal["hit", "miss"]
+    seconds: float
+    output_sha256: str
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages: list[StageOutcome]
+    metrics: dict[str, Any]
+    record: dict[str, Any]
+
+
+def run_stages(
+    config: Config,
+    store: CacheStore,
+    *,
+    force: bool = False,
+    context: RunContext = RunContext(),
+    stages: list[Stage] | None = None,
+) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
+    """Run every stage in order, each a cache hit or a build, and return outcomes and artifacts.
+
+    The entry's lock is held while looking it up, so a process that finds another building
+    the same key waits for it and then reads its result instead of building it twice.
+    """
+    outcomes: list[StageOutcome] = []
+    results: dict[str, CachedArtifact] = {}
+    for stage in stages or default_stages():
+        input_keys = {name: results[name].meta["key"] for name in stage.inputs}
+        params = stage.params(config)
+        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code()), params, input_keys)
+        started = time.perf_counter()
+        with store.lock(stage.name, key):
+            cached = None if force else store.load(stage.name, key)
+            status: Literal["hit", "miss"] = "hit"
+            if cached is None:
+                status = "miss"
+                artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, context)
+                meta = {"version": stage.version, "params": params, "inputs": input_keys}
+                meta["build_seconds"] = time.perf_counter() - started
+                cached = store.save(stage.name, key, artifact, meta)
+        results[stage.name] = cached
+        outcomes.append(StageOutcome(stage.name, key, status, time.perf_counter() - started, cached.sha256))
+    return outcomes, results
+
+
+def run_pipeline(
+    config: Config,
+    cache_dir: str | Path,
+    runs_dir: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Run collect -> augment -> scale -> train with caching and write `runs/<id>/run.json` and `history.csv`."""
+    outcomes, results = run_stages(config, CacheStore(cache_dir), force=force, context=RunContext(progress=progress))
+    train_info = results["train"].artifact.info
+    record = {
+        "config": config.model_dump(mode="json"),
+        "stages": [asdict(outcome) for outcome in outcomes],
+        "metrics": train_info["metrics"],
+        "data": results["collect"].artifact.info,
+        "scaling": results["scale"].artifact.info,
+        "device": train_info["device"],
+        "cache_dir": str(Path(cache_dir).resolve()),
+    }
+    run_dir = write_run_record(Path(runs_dir), record, train_info["history"])
+    return RunResult(run_dir, outcomes, train_info["metrics"], record)

@@ -1,0 +1,61 @@
+"""augment: grow the training split by augmented copies (offline), or hand the recipe to training (online).
+
+Validation and test data are never augmented: they are read from `collect` by later stages.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+import transforms.augment
+import transforms.functional
+from pipeline.cache import Artifact
+from pipeline.config import Config
+from pipeline.stages.base import RunContext, Stage
+
+CHUNK = 4096
+
+
+def augmented_copies(x: np.ndarray, recipe: list[dict[str, Any]], copies: int, seed: int) -> np.ndarray:
+    """`copies` augmented versions of the image batch `x`, stacked; one seeded generator draws them all."""
+    pipeline = transforms.augment.build_recipe(recipe)
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.from_numpy(np.ascontiguousarray(x))
+    out = [
+        pipeline(source[start : start + CHUNK], generator).numpy()
+        for _ in range(copies)
+        for start in range(0, source.shape[0], CHUNK)
+    ]
+    return np.concatenate(out)
+
+
+class AugmentStage(Stage):
+    name = "augment"
+    version = "1"
+    inputs = ("collect",)
+
+    def code(self) -> tuple[ModuleType, ...]:
+        return (sys.modules[__name__], transforms.augment, transforms.functional)
+
+    def params(self, config: Config) -> dict[str, Any]:
+        return config.augment.model_dump(mode="json")
+
+    def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
+        settings = config.augment
+        info = {"mode": settings.mode, "recipe": settings.recipe if settings.mode != "none" else []}
+        if settings.mode != "offline":
+            return Artifact({}, info)
+        collected = inputs["collect"].arrays
+        x, y = collected["x_train"], collected["y_train"]
+        if x.ndim != 4:
+            raise ValueError(f"Offline augmentation needs images (N, C, H, W); the training split has shape {x.shape}.")
+        grown_x = np.concatenate([x, augmented_copies(x, settings.recipe, settings.copies, settings.seed)])
+        grown_y = np.concatenate([y] * (settings.copies + 1))
+        origin = np.tile(np.arange(x.shape[0], dtype=np.int64), settings.copies + 1)
+        info["train_samples"] = {"original": int(x.shape[0]), "total": int(grown_x.shape[0])}
+        return Artifact({"x_train": grown_x, "y_train": grown_y, "origin_index": origin}, info)

@@ -1,0 +1,38 @@
+"""What a stage is: a name, a version, its inputs, the code that computes it, its parameters, `run`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pipeline.cache import Artifact
+from pipeline.config import Config
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Things that change how a stage reports, never what it computes (so not in any key)."""
+
+    progress: bool = True
+
+
+class Stage(ABC):
+    """One step of the pipeline. The runner, not the stage, does caching, timing and logging."""
+
+    name: str
+    version: str
+    inputs: tuple[str, ...] = ()
+
+    @abstractmethod
+    def code(self) -> tuple[ModuleType, ...]:
+        """The modules whose source computes this stage; their fingerprint is part of the key."""
+
+    @abstractmethod
+    def params(self, config: Config) -> dict[str, Any]:
+        """The slice of the configuration (and any other identity) this stage's output depends on."""
+
+    @abstractmethod
+    def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
+        """Compute the stage's artifact from its inputs' artifacts."""

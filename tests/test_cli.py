@@ -1,0 +1,67 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_run_prints_table_and_writes_record(tmp_path):
+    done = cli("run", *FAST, "--cache-dir", "c", "--runs-dir", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["stage", "key", "cache", "seconds"]
+    assert [line.split()[0] for line in lines[1:5]] == ["collect", "augment", "scale", "train"]
+    assert all(line.split()[2] == "miss" for line in lines[1:5])
+    assert "test accuracy:" in done.stdout
+    (record,) = (tmp_path / "r").glob("*/run.json")
+    assert json.loads(record.read_text())["metrics"]["epochs_run"] == 3
+
+    again = cli("run", *FAST, "--cache-dir", "c", "--runs-dir", "r", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == ""
+
+
+def test_cache_dir_from_environment(tmp_path):
+    done = cli("run", *FAST, "--quiet", cwd=tmp_path, env={"PIPELINE_CACHE_DIR": str(tmp_path / "envcache")})
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "envcache").iterdir()) == ["augment", "collect", "scale", "train"]
+    assert (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "trian.epochs=5"], "Did you mean 'train.epochs'?"),
+        (["run", "train.epochs=-1"], "'train.epochs'"),
+        (["run", "scale.method=zscore"], "'none', 'minmax' or 'standard'"),
+        (["show-config", "--config", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, args, message):
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_show_config_resolves_file_and_overrides(tmp_path):
+    (tmp_path / "my.yaml").write_text("train: {epochs: 9}\n")
+    done = cli("show-config", "--config", "my.yaml", "model.dropout=0.25", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "epochs: 9" in done.stdout and "dropout: 0.25" in done.stdout

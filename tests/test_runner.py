@@ -1,0 +1,118 @@
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import pipeline.stages.scale
+from conftest import FAST
+from pipeline.cache import CacheStore
+from pipeline.config import load_config
+from pipeline.runner import run_pipeline, run_stages
+from pipeline.stages import RunContext
+
+QUIET = RunContext(progress=False)
+
+
+def run(dirs, *overrides, force=False):
+    return run_pipeline(load_config(None, [*FAST, *overrides]), **dirs, force=force, progress=False)
+
+
+def statuses(result):
+    return {outcome.name: outcome.cache for outcome in result.stages}
+
+
+def test_first_run_misses_then_everything_hits(dirs):
+    first = run(dirs)
+    assert statuses(first) == dict.fromkeys(["collect", "augment", "scale", "train"], "miss")
+    second = run(dirs)
+    assert statuses(second) == dict.fromkeys(["collect", "augment", "scale", "train"], "hit")
+    assert [o.output_sha256 for o in second.stages] == [o.output_sha256 for o in first.stages]
+    assert second.metrics == first.metrics
+
+
+def test_model_side_change_reruns_only_train_on_identical_arrays(dirs):
+    first = run(dirs)
+    second = run(dirs, "model.dropout=0.3")
+    assert statuses(second) == {"collect": "hit", "augment": "hit", "scale": "hit", "train": "miss"}
+    scale = lambda result: next(o for o in result.stages if o.name == "scale")
+    assert scale(second).output_sha256 == scale(first).output_sha256
+
+
+def test_scaling_change_reruns_scale_and_train(dirs):
+    run(dirs)
+    result = run(dirs, "scale.method=minmax")
+    assert statuses(result) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+
+
+def test_force_rebuilds_every_stage(dirs):
+    run(dirs)
+    assert set(statuses(run(dirs, force=True)).values()) == {"miss"}
+
+
+def test_code_change_invalidates_its_stage_and_downstream(dirs, monkeypatch):
+    run(dirs)
+    real = pipeline.stages.scale.ScaleStage.code
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self: (*real(self), json))
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+
+
+def test_version_bump_invalidates_its_stage_and_downstream(dirs, monkeypatch):
+    run(dirs)
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "version", "2")
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+
+
+def test_corrupt_entry_is_rebuilt_and_earlier_stages_reused(dirs, caplog):
+    first = run(dirs)
+    scale_key = next(o.key for o in first.stages if o.name == "scale")
+    damaged = CacheStore(dirs["cache_dir"]).entry_dir("scale", scale_key) / "x_train.npy"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    with caplog.at_level(logging.WARNING):
+        second = run(dirs)
+    assert "scale" in caplog.text and scale_key[:12] in caplog.text
+    # The rebuilt arrays are the same bytes, so training's key is unchanged and it hits.
+    assert statuses(second) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "hit"}
+
+
+def test_run_record_and_history(dirs):
+    result = run(dirs)
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["config"]["train"]["epochs"] == 3
+    assert [s["name"] for s in record["stages"]] == ["collect", "augment", "scale", "train"]
+    for stage in record["stages"]:
+        assert set(stage) == {"name", "key", "cache", "seconds", "output_sha256"}
+    assert {"test_accuracy", "test_loss", "best_epoch", "epochs_run"} <= set(record["metrics"])
+    assert {"python", "torch", "device"} <= set(record["environment"])
+    assert record["scaling"]["scaler"]["class"] == "StandardScaler"
+    with open(result.run_dir / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == record["metrics"]["epochs_run"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+
+def test_scaler_is_fitted_on_the_training_split_only(dirs):
+    _, results = run_stages(load_config(None, FAST), CacheStore(dirs["cache_dir"]), context=QUIET)
+    scaled = results["scale"].artifact.arrays
+    assert abs(float(np.mean(scaled["x_train"]))) < 1e-5
+    assert abs(float(np.std(scaled["x_train"])) - 1) < 1e-4
+    assert abs(float(np.mean(scaled["x_test"]))) > 1e-4  # test statistics were not used
+
+
+def test_offline_augmentation_grows_only_the_training_split(dirs):
+    _, results = run_stages(load_config(None, [*FAST, "augment.copies=2"]), CacheStore(dirs["cache_dir"]), context=QUIET)
+    collected, augmented = results["collect"].artifact.arrays, results["augment"].artifact.arrays
+    n = collected["x_train"].shape[0]
+    assert augmented["x_train"].shape[0] == 3 * n
+    np.testing.assert_array_equal(augmented["x_train"][:n], collected["x_train"])
+    assert not np.array_equal(augmented["x_train"][n : 2 * n], collected["x_train"])
+    assert results["scale"].artifact.arrays["x_val"].shape[0] == collected["x_val"].shape[0]
+
+
+@pytest.mark.parametrize("mode", ["none", "online"])
+def test_other_augmentation_modes_keep_the_collected_training_split(dirs, mode):
+    result = run(dirs, f"augment.mode={mode}")
+    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+    _, results = run_stages(load_config(None, [*FAST, f"augment.mode={mode}"]), CacheStore(dirs["cache_dir"]), context=QUIET)
+    assert results["scale"].artifact.arrays["x_train"].shape == results["collect"].artifact.arrays["x_train"].shape

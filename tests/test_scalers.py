@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+from sklearn import datasets as skdata
+from sklearn import preprocessing
+
+from transforms import MinMaxScaler, NotFittedError, StandardScaler
+
+DATASETS = {
+    "digits": skdata.load_digits().data,
+    "wine": skdata.load_wine().data,
+    "breast_cancer": skdata.load_breast_cancer().data,
+}
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (lambda: StandardScaler(), lambda: preprocessing.StandardScaler()),
+        (lambda: MinMaxScaler(), lambda: preprocessing.MinMaxScaler()),
+        (lambda: MinMaxScaler((-1, 1)), lambda: preprocessing.MinMaxScaler((-1, 1))),
+    ],
+)
+def test_parity_with_sklearn_per_feature(name, ours, theirs):
+    x = DATASETS[name]
+    train, test = x[::2], x[1::2]
+    mine, reference = ours().fit(train), theirs().fit(train)
+    np.testing.assert_allclose(mine.transform(test), reference.transform(test), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mine.scale_, reference.scale_, rtol=1e-6)
+    np.testing.assert_allclose(mine.inverse_transform(mine.transform(test)), test, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("constant", [0.0, 1.0, 100.0])
+def test_constant_feature_gets_scale_one_and_no_nan(dtype, constant):
+    x = np.column_stack([np.full(20, constant), np.arange(20.0)]).astype(dtype)
+    for scaler in (StandardScaler(), MinMaxScaler()):
+        out = scaler.fit_transform(x)
+        assert scaler.scale_[0] == 1.0
+        assert np.isfinite(out).all()
+
+
+def test_dtype_and_kind_follow_the_input():
+    x = np.arange(24, dtype=np.uint8).reshape(6, 4)
+    assert StandardScaler().fit_transform(x).dtype == np.float32
+    assert StandardScaler().fit_transform(x.astype(np.float64)).dtype == np.float64
+    tensor_out = StandardScaler().fit_transform(torch.from_numpy(x))
+    assert isinstance(tensor_out, torch.Tensor) and tensor_out.dtype == torch.float32
+
+
+def test_per_channel_statistics_on_images():
+    images = np.random.default_rng(0).normal(size=(10, 3, 4, 4)) * np.array([1, 5, 10])[None, :, None, None]
+    scaler = StandardScaler(axis="channel").fit(images)
+    assert scaler.mean_.shape == (3,)
+    out = scaler.transform(images)
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-12)
+
+
+def test_global_axis_uses_one_statistic():
+    scaler = MinMaxScaler(axis="global").fit(np.array([[0.0, 10.0], [5.0, 2.0]]))
+    np.testing.assert_allclose(scaler.transform(np.array([[10.0, 0.0]])), [[1.0, 0.0]])
+
+
+def test_read_only_memmap_input_is_not_modified(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(12.0).reshape(4, 3))
+    x = np.load(path, mmap_mode="r")
+    StandardScaler().fit_transform(x)
+    np.testing.assert_array_equal(x, np.arange(12.0).reshape(4, 3))
+
+
+def test_state_dict_round_trip():
+    x = DATASETS["wine"]
+    scaler = MinMaxScaler((-1, 1)).fit(x)
+    restored = MinMaxScaler().load_state_dict(scaler.state_dict())
+    np.testing.assert_array_equal(restored.transform(x), scaler.transform(x))
+    assert restored.feature_range == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "action, pattern",
+    [
+        (lambda: StandardScaler().transform(np.ones((2, 2))), NotFittedError),
+        (lambda: StandardScaler().fit(np.ones((3, 5))).transform(np.ones((3, 4))), r"\(4,\).*fitted with.*\(5,\)"),
+        (lambda: StandardScaler().fit(np.array([[1.0, np.nan]])), r"NaN at index \(0, 1\) \(feature 1\)"),
+        (lambda: StandardScaler(axis="channel").fit(np.array([[[1.0]], [[np.inf]]])), r"inf .*channel 0"),
+        (lambda: StandardScaler().fit(np.empty((0, 3))), r"empty"),
+        (lambda: StandardScaler().fit(np.arange(5.0)), r"at least 2-D"),
+        (lambda: StandardScaler(axis="pixel"), r"'axis' parameter"),
+        (lambda: MinMaxScaler((1, 0)), r"minimum < maximum"),
+        (lambda: StandardScaler().fit(np.array([["a"]], dtype=object)), r"numeric"),
+    ],
+)
+def test_bad_input_names_the_problem(action, pattern):
+    if isinstance(pattern, type):
+        with pytest.raises(pattern):
+            action()
+    else:
+        with pytest.raises(ValueError, match=pattern):
+            action()

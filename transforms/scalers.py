@@ -1,0 +1,272 @@
+"""Min-max scaling and standardization with scikit-learn's numbers, for numpy arrays and torch tensors.
+
+The estimator contract is scikit-learn's: `__init__` stores hyperparameters, `fit` resets and
+learns, learned attributes end in `_`, `transform` before `fit` raises `NotFittedError`.
+Statistics are computed in float64 and kept as numpy arrays; output is float32 unless the
+input was float64, and of the same kind (and device) as the input.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+
+Axis = Literal["feature", "channel", "global"]
+ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
+_AXES = ("feature", "channel", "global")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A scaler was used before `fit`."""
+
+
+def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"Expected a numpy array or a torch tensor, got {type(x).__name__}.")
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise ValueError(f"Expected numeric data, got an array of dtype {x.dtype}.")
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+
+def _like_input(result: torch.Tensor, original: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    return result.numpy() if isinstance(original, np.ndarray) else result
+
+
+def _output_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+class _Scaler(ABC):
+    """Shared machinery: which dimensions are reduced, validation, state (de)serialisation."""
+
+    _learned: tuple[str, ...] = ()
+
+    def __init__(self, axis: Axis = "feature") -> None:
+        if axis not in _AXES:
+            raise ValueError(f"The 'axis' parameter of {type(self).__name__} must be one of {_AXES}. Got {axis!r} instead.")
+        self.axis = axis
+
+    # -- shapes -------------------------------------------------------------------------
+    def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
+        if self.axis == "global":
+            return tuple(range(x.ndim))
+        if x.ndim < 2:
+            raise ValueError(
+                f"{type(self).__name__}(axis={self.axis!r}) needs at least 2-D input (samples first), "
+                f"got shape {tuple(x.shape)}. Reshape 1-D data with x.reshape(-1, 1)."
+            )
+        if self.axis == "feature":
+            return (0,)
+        return (0, *range(2, x.ndim))
+
+    def _stat_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        if self.axis == "global":
+            return ()
+        if self.axis == "feature":
+            return tuple(x.shape[1:])
+        return (x.shape[1],)
+
+    def _broadcast(self, stat: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+        tensor = torch.as_tensor(stat, dtype=torch.float64, device=x.device)
+        if self.axis == "channel":
+            tensor = tensor.reshape(1, -1, *([1] * (x.ndim - 2)))
+        return tensor
+
+    def _unit_name(self) -> str:
+        return {"feature": "feature", "channel": "channel", "global": "value"}[self.axis]
+
+    # -- validation ---------------------------------------------------------------------
+    def _validate(self, x: torch.Tensor, fitting: bool) -> None:
+        if x.numel() == 0:
+            raise ValueError(f"{type(self).__name__} got an empty array of shape {tuple(x.shape)}.")
+        if x.is_floating_point() or x.is_complex():
+            bad = ~torch.isfinite(x)
+            if bool(bad.any()):
+                index = tuple(int(i) for i in torch.nonzero(bad)[0])
+                kind = "NaN" if bool(torch.isnan(x[index])) else "inf"
+                where = self._where(index)
+                raise ValueError(f"{type(self).__name__} found {kind} at index {index} ({where}); clean the data first.")
+        if not fitting:
+            self._check_fitted()
+            expected = self.n_features_in_
+            got = self._stat_shape(x)
+            if tuple(expected) != got:
+                unit = self._unit_name()
+                raise ValueError(
+                    f"X has {unit} shape {got}, but {type(self).__name__} was fitted with {unit} shape {tuple(expected)}."
+                )
+
+    def _where(self, index: tuple[int, ...]) -> str:
+        if self.axis == "feature" and len(index) > 1:
+            return f"feature {index[1:] if len(index) > 2 else index[1]}"
+        if self.axis == "channel" and len(index) > 1:
+            return f"channel {index[1]}"
+        return f"sample {index[0]}"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' first.")
+
+    def _reset(self) -> None:
+        for name in (*self._learned, "n_features_in_", "n_samples_seen_"):
+            self.__dict__.pop(name, None)
+
+    # -- public API ---------------------------------------------------------------------
+    def fit(self, x: np.ndarray | torch.Tensor, y: Any = None) -> "_Scaler":
+        """Learn the statistics of `x` (the training split)."""
+        self._reset()
+        tensor = _to_tensor(x)
+        self._validate(tensor, fitting=True)
+        data = tensor.to(torch.float64)
+        dims = self._reduce_dims(tensor)
+        self._fit_stats(data, dims)
+        self.n_features_in_ = self._stat_shape(tensor)
+        self.n_samples_seen_ = int(np.prod([tensor.shape[d] for d in dims]))
+        return self
+
+    def fit_transform(self, x: ArrayLike, y: Any = None) -> ArrayLike:
+        return self.fit(x).transform(x)
+
+    def transform(self, x: ArrayLike) -> ArrayLike:
+        tensor = _to_tensor(x)
+        self._validate(tensor, fitting=False)
+        out = self._forward(tensor.to(torch.float64), tensor).to(_output_dtype(tensor))
+        return _like_input(out, x)
+
+    def inverse_transform(self, x: ArrayLike) -> ArrayLike:
+        tensor = _to_tensor(x)
+        self._validate(tensor, fitting=False)
+        out = self._backward(tensor.to(torch.float64), tensor).to(_output_dtype(tensor))
+        return _like_input(out, x)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters and learned statistics as plain Python values (JSON-serialisable)."""
+        self._check_fitted()
+        state = {"class": type(self).__name__, "params": self.get_params()}
+        state["n_features_in_"] = list(self.n_features_in_)
+        state["n_samples_seen_"] = self.n_samples_seen_
+        for name in self._learned:
+            state[name] = np.asarray(getattr(self, name)).tolist()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> "_Scaler":
+        if state.get("class") != type(self).__name__:
+            raise ValueError(f"State of {state.get('class')!r} cannot be loaded into {type(self).__name__}.")
+        self._reset()
+        self.__init__(**state["params"])
+        self.n_features_in_ = tuple(state["n_features_in_"])
+        self.n_samples_seen_ = int(state["n_samples_seen_"])
+        for name in self._learned:
+            setattr(self, name, np.asarray(state[name], dtype=np.float64))
+        return self
+
+    @abstractmethod
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments, as given."""
+
+    @abstractmethod
+    def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
+        """Learn the statistics from float64 `data`, reducing over `dims`."""
+
+    @abstractmethod
+    def _forward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Scale float64 `data`; `like` is the caller's tensor (for device and shape)."""
+
+    @abstractmethod
+    def _backward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Undo `_forward`."""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def _constant_mask(var: np.ndarray, mean: np.ndarray, n_samples: int) -> np.ndarray:
+    """scikit-learn's test for features whose variance is only floating-point noise."""
+    eps = np.finfo(np.float64).eps
+    upper_bound = n_samples * eps * var + (n_samples * mean * eps) ** 2
+    return var <= upper_bound
+
+
+def _handle_zeros_in_scale(scale: np.ndarray, constant_mask: np.ndarray | None = None) -> np.ndarray:
+    """Scale 1 for (near-)constant features, as scikit-learn does, so no NaN or inf is produced."""
+    scale = np.array(scale, dtype=np.float64, copy=True)
+    if constant_mask is None:
+        constant_mask = scale < 10 * np.finfo(np.float64).eps
+    scale[constant_mask] = 1.0
+    return scale
+
+
+class StandardScaler(_Scaler):
+    """Standardize to mean 0 and standard deviation 1 (population std, like scikit-learn)."""
+
+    _learned = ("mean_", "var_", "scale_")
+
+    def __init__(self, with_mean: bool = True, with_std: bool = True, axis: Axis = "feature") -> None:
+        super().__init__(axis)
+        self.with_mean = with_mean
+        self.with_std = with_std
+
+    def get_params(self) -> dict[str, Any]:
+        return {"with_mean": self.with_mean, "with_std": self.with_std, "axis": self.axis}
+
+    def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
+        mean = data.mean(dim=dims)
+        var = ((data - mean.reshape(self._keepdim_shape(data, dims))) ** 2).mean(dim=dims)
+        mean_np, var_np = mean.cpu().numpy(), var.cpu().numpy()
+        n = int(np.prod([data.shape[d] for d in dims]))
+        self.mean_ = mean_np if self.with_mean else np.zeros_like(mean_np)
+        self.var_ = var_np
+        if self.with_std:
+            self.scale_ = _handle_zeros_in_scale(np.sqrt(var_np), _constant_mask(var_np, mean_np, n))
+        else:
+            self.scale_ = np.ones_like(var_np)
+
+    @staticmethod
+    def _keepdim_shape(data: torch.Tensor, dims: tuple[int, ...]) -> list[int]:
+        return [1 if d in dims else size for d, size in enumerate(data.shape)]
+
+    def _forward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return (data - self._broadcast(self.mean_, like)) / self._broadcast(self.scale_, like)
+
+    def _backward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return data * self._broadcast(self.scale_, like) + self._broadcast(self.mean_, like)
+
+
+class MinMaxScaler(_Scaler):
+    """Rescale each feature (or channel, or everything) to `feature_range`, like scikit-learn."""
+
+    _learned = ("data_min_", "data_max_", "data_range_", "scale_", "min_")
+
+    def __init__(self, feature_range: tuple[float, float] = (0.0, 1.0), axis: Axis = "feature") -> None:
+        super().__init__(axis)
+        low, high = (float(v) for v in feature_range)
+        if not low < high:
+            raise ValueError(
+                f"The 'feature_range' parameter of MinMaxScaler must have minimum < maximum. Got {tuple(feature_range)!r} instead."
+            )
+        self.feature_range = (low, high)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"feature_range": list(self.feature_range), "axis": self.axis}
+
+    def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
+        data_min = torch.amin(data, dim=dims).cpu().numpy()
+        data_max = torch.amax(data, dim=dims).cpu().numpy()
+        low, high = self.feature_range
+        self.data_min_ = data_min
+        self.data_max_ = data_max
+        self.data_range_ = data_max - data_min
+        self.scale_ = (high - low) / _handle_zeros_in_scale(self.data_range_)
+        self.min_ = low - data_min * self.scale_
+
+    def _forward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return data * self._broadcast(self.scale_, like) + self._broadcast(self.min_, like)
+
+    def _backward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return (data - self._broadcast(self.min_, like)) / self._broadcast(self.scale_, like)
