@@ -65,3 +65,18 @@ def test_show_config_resolves_file_and_overrides(tmp_path):
     done = cli("show-config", "--config", "my.yaml", "model.dropout=0.25", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "epochs: 9" in done.stdout and "dropout: 0.25" in done.stdout
+
+
+def test_concurrent_runs_build_each_key_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "pipeline", "run", *FAST, "--quiet", "--cache-dir", "c", "--runs-dir", "r"]
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+        process.stderr.close()
+    records = [json.loads(path.read_text()) for path in (tmp_path / "r").glob("*/run.json")]
+    assert len(records) == 3
+    for index, name in enumerate(["collect", "augment", "scale", "train"]):
+        outcomes = [record["stages"][index] for record in records]
+        assert sorted(o["cache"] for o in outcomes) == ["hit", "hit", "miss"], name
+        assert len({o["output_sha256"] for o in outcomes}) == 1
