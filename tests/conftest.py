@@ -1,8 +1,12 @@
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
+
+# albumentations must not look for updates online while the tests run.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # Small settings that keep a whole pipeline run to a second or two on a CPU.
 FAST = ["train.epochs=3", "model.channels=[8]", "model.hidden=16"]

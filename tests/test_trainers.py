@@ -94,3 +94,27 @@ def test_history_has_the_documented_columns():
     _, result = train_once(epochs=2)
     assert list(result.history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert result.epochs_run == 2 and result.stopped_epoch == 2
+
+
+def test_epoch_randomness_depends_only_on_seed_and_epoch():
+    from trainers.loop import epoch_generator
+
+    draw = lambda seed, epoch, stream: torch.randperm(50, generator=epoch_generator(seed, epoch, stream, torch.device("cpu")))
+    assert torch.equal(draw(0, 3, 0), draw(0, 3, 0))
+    assert not torch.equal(draw(0, 3, 0), draw(0, 4, 0))
+    assert not torch.equal(draw(0, 3, 0), draw(1, 3, 0))
+    assert not torch.equal(draw(0, 3, 0), draw(0, 3, 1))
+
+
+def test_online_augmentation_is_reproducible_and_changes_training():
+    from transforms import RandomCrop
+
+    crop = RandomCrop(4, padding=1)
+    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    _, plain = train_once(epochs=2)
+    _, first = train_once(epochs=2, augment=crop, augment_seed=1)
+    _, again = train_once(epochs=2, augment=crop, augment_seed=1)
+    _, other = train_once(epochs=2, augment=crop, augment_seed=2)
+    assert strip(first.history) == strip(again.history)
+    assert strip(first.history) != strip(plain.history)
+    assert strip(first.history) != strip(other.history)

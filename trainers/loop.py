@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 from trainers.early_stopping import EarlyStopping, StopReason
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
 
 
 @dataclass
@@ -46,6 +48,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator for one purpose (`stream`) in one epoch, derived from `(seed, epoch)` alone.
+
+    An epoch's shuffling and augmentation do not depend on what ran before it, so a run
+    resumed at epoch k draws exactly what the uninterrupted run drew.
+    """
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of `model` on `split`, in eval mode."""
@@ -73,16 +85,19 @@ def fit(
     monitor: str = "val_loss",
     restore_best: bool = True,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    augment_seed: int = 0,
     progress: bool = True,
 ) -> FitResult:
     """Train `model` in place and return its per-epoch history.
 
     Batches are drawn by shuffled index from tensors that already live on the device, so a
-    step does no host work. `augment(batch, generator)` runs per batch (online augmentation).
-    With `restore_best`, the model ends with the weights of the best epoch by `monitor`.
+    step does no host work. `augment(batch, generator)` runs per batch (online augmentation)
+    on the device. Shuffling comes from `(seed, epoch)` and augmentation from
+    `(augment_seed, epoch)`. With `restore_best`, the model ends with the weights of the best
+    epoch by `monitor`.
     """
-    generator = generator or torch.Generator(device=train.x.device).manual_seed(0)
+    device = train.x.device
     result = FitResult()
     best_state: dict[str, Any] | None = None
     tracker = early_stopping or EarlyStopping(patience=epochs + 1, mode="min" if monitor == "val_loss" else "max")
@@ -92,14 +107,15 @@ def fit(
         started = time.perf_counter()
         model.train()
         lr = optimizer.param_groups[0]["lr"]
-        order = torch.randperm(n, generator=generator, device=generator.device).to(train.x.device)
-        loss_sum = torch.zeros((), device=train.x.device)
-        correct = torch.zeros((), device=train.x.device, dtype=torch.long)
+        order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, device), device=device)
+        augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             xb, yb = train.x[index], train.y[index]
             if augment is not None:
-                xb = augment(xb, generator)
+                xb = augment(xb, augment_generator)
             logits = model(xb)
             loss = nn.functional.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)

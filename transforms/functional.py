@@ -1,35 +1,51 @@
 """Pure, batched augmentation kernels over `(N, C, H, W)` tensors.
 
-Each kernel takes the already-drawn per-sample parameters and does no random draws,
-so another project can call it directly and a recorded augmentation replays exactly.
-All work is vectorised over the batch: no per-sample Python loop, any device, any dtype.
+Each kernel takes already-drawn per-sample parameters and makes no random draws, so
+another project can call it directly and a recorded augmentation replays exactly. Work is
+vectorised over the batch (no per-sample Python loop) and runs on any device. Integer
+images (uint8) come back as integers: arithmetic is done in float32, then rounded and
+clamped to the dtype's range. Float images are not clamped: they may already be scaled.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 
-def _check_batch(x: torch.Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"Expected a batch of images of shape (N, C, H, W), got shape {tuple(x.shape)}.")
+def _per_sample(values: torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A `(N,)` parameter shaped `(N, 1, 1, 1)` on `x`'s device, to broadcast over images."""
+    return values.to(device=x.device, dtype=dtype or values.dtype).reshape(-1, 1, 1, 1)
 
 
-def _per_sample(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return mask.to(device=x.device, dtype=torch.bool).reshape(-1, 1, 1, 1)
+def _working_float(x: torch.Tensor) -> torch.Tensor:
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
+def _back_to(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`out` in `like`'s dtype; integer results are rounded and clamped to the dtype's range."""
+    if like.is_floating_point():
+        return out.to(like.dtype)
+    info = torch.iinfo(like.dtype)
+    return out.round().clamp_(info.min, info.max).to(like.dtype)
+
+
+def max_value(x: torch.Tensor) -> float:
+    """The nominal maximum of an image dtype: 255 for uint8, 1.0 for floats in [0, 1]."""
+    return float(torch.iinfo(x.dtype).max) if not x.is_floating_point() else 1.0
 
 
 def hflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the samples where `flip` (shape `(N,)`) is true."""
-    _check_batch(x)
-    return torch.where(_per_sample(flip, x), x.flip(-1), x)
+    return torch.where(_per_sample(flip, x, torch.bool), x.flip(-1), x)
 
 
 def vflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror top-bottom the samples where `flip` (shape `(N,)`) is true."""
-    _check_batch(x)
-    return torch.where(_per_sample(flip, x), x.flip(-2), x)
+    return torch.where(_per_sample(flip, x, torch.bool), x.flip(-2), x)
 
 
 def pad_crop(
@@ -43,14 +59,92 @@ def pad_crop(
     """Pad every side by `padding` with `fill`, then cut a `size` window at `(top, left)` per sample.
 
     `top` and `left` (shape `(N,)`) index the padded image, as torchvision's RandomCrop does.
+    The batch is padded once and the windows are read through a strided view, so only
+    the output is copied.
     """
-    _check_batch(x)
     height, width = size
     padded = F.pad(x, (padding, padding, padding, padding), value=fill) if padding else x
-    top = top.to(device=x.device, dtype=torch.long)
-    left = left.to(device=x.device, dtype=torch.long)
-    rows = (top[:, None] + torch.arange(height, device=x.device))[:, :, None]  # (N, h, 1)
-    cols = (left[:, None] + torch.arange(width, device=x.device))[:, None, :]  # (N, 1, w)
-    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    # Advanced indexing on dims 0, 2, 3 puts the channel dimension last: (N, h, w, C).
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    windows = padded.unfold(2, height, 1).unfold(3, width, 1)  # (N, C, rows, cols, h, w), a view
+    batch = torch.arange(x.shape[0], device=x.device)
+    return windows[batch, :, top.to(x.device, torch.long), left.to(x.device, torch.long)]
+
+
+def affine_matrices(
+    angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """`(N, 2, 3)` matrices for `affine_grid` (align_corners=False) that rotate by `angle` degrees
+    counter-clockwise about the centre, scale by `scale` and then shift by `translate` pixels `(dx, dy)`."""
+    radians = angle.to(torch.float64) * (math.pi / 180.0)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    inv_scale = 1.0 / scale.to(torch.float64)
+    # Inverse of the forward map, in pixel units about the centre (y points down).
+    m00, m01 = cos * inv_scale, -sin * inv_scale
+    m10, m11 = sin * inv_scale, cos * inv_scale
+    dx, dy = translate[:, 0].to(torch.float64), translate[:, 1].to(torch.float64)
+    theta = torch.stack(
+        [
+            torch.stack([m00, m01 * height / width, -(2.0 / width) * (m00 * dx + m01 * dy)], dim=1),
+            torch.stack([m10 * width / height, m11, -(2.0 / height) * (m10 * dx + m11 * dy)], dim=1),
+        ],
+        dim=1,
+    )
+    return theta
+
+
+def affine(
+    x: torch.Tensor,
+    angle: torch.Tensor,
+    translate: torch.Tensor,
+    scale: torch.Tensor,
+    fill: float = 0.0,
+    interpolation: str = "bilinear",
+) -> torch.Tensor:
+    """Rotate (degrees, counter-clockwise), scale and shift (pixels) every sample by its own amount."""
+    n, _, height, width = x.shape
+    if n == 0:
+        return x.clone()
+    work = _working_float(x)
+    theta = affine_matrices(angle, translate, scale, height, width).to(device=x.device, dtype=work.dtype)
+    grid = F.affine_grid(theta, [n, 1, height, width], align_corners=False)
+    out = F.grid_sample(work, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
+    if fill:
+        coverage = F.grid_sample(torch.ones_like(work[:, :1]), grid, mode=interpolation, align_corners=False)
+        out = out + fill * (1.0 - coverage)
+    return _back_to(out, x)
+
+
+def erase(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, value: float = 0
+) -> torch.Tensor:
+    """Set a `height` x `width` rectangle at `(top, left)` of each sample to `value` (height 0: untouched)."""
+    rows = torch.arange(x.shape[-2], device=x.device).reshape(1, 1, -1, 1)
+    cols = torch.arange(x.shape[-1], device=x.device).reshape(1, 1, 1, -1)
+    top, left = _per_sample(top, x, torch.long), _per_sample(left, x, torch.long)
+    height, width = _per_sample(height, x, torch.long), _per_sample(width, x, torch.long)
+    inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+    return torch.where(inside, torch.as_tensor(value, dtype=x.dtype, device=x.device), x)
+
+
+def add_noise(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """`x + noise`, kept in `x`'s dtype (integers rounded and clamped)."""
+    return _back_to(_working_float(x) + noise.to(x.device), x)
+
+
+def brightness_contrast(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Per sample: scale contrast by `alpha` around the image's mean, then add `beta` times the dtype's maximum."""
+    work = _working_float(x)
+    mean = work.mean(dim=(1, 2, 3), keepdim=True)
+    alpha = _per_sample(alpha, x, work.dtype)
+    beta = _per_sample(beta, x, work.dtype)
+    return _back_to((work - mean) * alpha + mean + beta * max_value(x), x)
+
+
+def normalize(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], max_pixel_value: float | None = None
+) -> torch.Tensor:
+    """`(x / max_pixel_value - mean) / std` per channel, as float32 (float64 kept); the max defaults to the dtype's."""
+    scale = max_value(x) if max_pixel_value is None else max_pixel_value
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    mean_t = torch.as_tensor(mean, dtype=dtype, device=x.device).reshape(1, -1, 1, 1) * scale
+    std_t = torch.as_tensor(std, dtype=dtype, device=x.device).reshape(1, -1, 1, 1) * scale
+    return (x.to(dtype) - mean_t) / std_t

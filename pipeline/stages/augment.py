@@ -5,6 +5,7 @@ Validation and test data are never augmented: they are read from `collect` by la
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from types import ModuleType
 from typing import Any
@@ -12,18 +13,46 @@ from typing import Any
 import numpy as np
 import torch
 
-import transforms.augment
+import transforms.adapters
+import transforms.base
+import transforms.compose
 import transforms.functional
+import transforms.geometric
+import transforms.pixel
 from pipeline.cache import Artifact
 from pipeline.config import Config
 from pipeline.stages.base import RunContext, Stage
 
 CHUNK = 4096
+AUGMENTATION_CODE = (
+    transforms.base,
+    transforms.functional,
+    transforms.geometric,
+    transforms.pixel,
+    transforms.compose,
+    transforms.adapters,
+)
+ADAPTER_LIBRARIES = {"Albumentations": "albumentations", "TorchvisionV2": "torchvision"}
+
+
+def adapter_versions(recipe: list[dict[str, Any]]) -> dict[str, str]:
+    """Versions of the outside libraries a recipe runs through: their output is part of ours."""
+    names = set()
+    stack = list(recipe)
+    while stack:
+        spec = stack.pop()
+        names.add(spec.get("name"))
+        stack.extend(spec.get("transforms", []))
+    return {
+        library: importlib.metadata.version(library)
+        for name, library in ADAPTER_LIBRARIES.items()
+        if name in names
+    }
 
 
 def augmented_copies(x: np.ndarray, recipe: list[dict[str, Any]], copies: int, seed: int) -> np.ndarray:
     """`copies` augmented versions of the image batch `x`, stacked; one seeded generator draws them all."""
-    pipeline = transforms.augment.build_recipe(recipe)
+    pipeline = transforms.compose.build_recipe(recipe)
     generator = torch.Generator().manual_seed(seed)
     source = torch.from_numpy(np.ascontiguousarray(x))
     out = [
@@ -40,14 +69,14 @@ class AugmentStage(Stage):
     inputs = ("collect",)
 
     def code(self) -> tuple[ModuleType, ...]:
-        return (sys.modules[__name__], transforms.augment, transforms.functional)
+        return (sys.modules[__name__], *AUGMENTATION_CODE)
 
     def params(self, config: Config) -> dict[str, Any]:
-        return config.augment.model_dump(mode="json")
+        return {**config.augment.model_dump(mode="json"), "libraries": adapter_versions(config.augment.recipe)}
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.augment
-        info = {"mode": settings.mode, "recipe": settings.recipe if settings.mode != "none" else []}
+        info = {"mode": settings.mode, "recipe": settings.recipe if settings.mode != "none" else [], "seed": settings.seed}
         if settings.mode != "offline":
             return Artifact({}, info)
         collected = inputs["collect"].arrays

@@ -14,10 +14,10 @@ import trainers.early_stopping
 import trainers.loop
 import trainers.models
 import trainers.optim
-import transforms.augment
-import transforms.functional
+import transforms.compose
 from pipeline.cache import Artifact
 from pipeline.config import Config
+from pipeline.stages.augment import AUGMENTATION_CODE
 from pipeline.stages.base import RunContext, Stage
 
 WEIGHT_PREFIX = "weights."
@@ -55,8 +55,7 @@ class TrainStage(Stage):
             trainers.loop,
             trainers.optim,
             trainers.early_stopping,
-            transforms.augment,
-            transforms.functional,
+            *AUGMENTATION_CODE,
         )
 
     def params(self, config: Config) -> dict[str, Any]:
@@ -89,7 +88,7 @@ class TrainStage(Stage):
             trainers.early_stopping.EarlyStopping(stop.patience, stop.min_delta, mode) if stop.enabled else None
         )
         augment_info = inputs["augment"].info
-        online = transforms.augment.build_recipe(augment_info["recipe"]) if augment_info["mode"] == "online" else None
+        online = transforms.compose.build_recipe(augment_info["recipe"]) if augment_info["mode"] == "online" else None
         result = trainers.loop.fit(
             model,
             splits["train"],
@@ -102,7 +101,8 @@ class TrainStage(Stage):
             monitor=stop.monitor,
             restore_best=stop.restore_best,
             augment=online,
-            generator=torch.Generator(device=device).manual_seed(config.train.seed),
+            seed=config.train.seed,
+            augment_seed=augment_info["seed"],
             progress=context.progress,
         )
         test_loss, test_accuracy = trainers.loop.evaluate(model, splits["test"])

@@ -1,0 +1,118 @@
+"""Composition (`Compose`, `OneOf`) and recipes: transform lists as plain data, YAML included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import yaml
+
+from transforms.base import Params, Transform, check_probability, coin, from_dict, generator_for, register, slice_params
+
+RECIPE_FORMAT = "gainsplit.transforms/1"
+
+
+@register
+class Compose(Transform):
+    """Apply transforms in order; the params are the list of the children's params."""
+
+    def __init__(self, transforms: Iterable[Transform]) -> None:
+        self.transforms = list(transforms)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"transforms": [t.to_dict() for t in self.transforms]}
+
+    def sample_params(self, batch: torch.Tensor, generator: torch.Generator) -> Params:
+        # A child may change the shape the next one sees, so children are applied as they are sampled.
+        return self._run(batch, generator)[1]
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        for transform, child_params in zip(self.transforms, params["children"], strict=True):
+            x = transform.apply(x, child_params)
+        return x
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.ndim == 3:
+            return super().__call__(x, generator)
+        return self._run(x, generator_for(x, generator))[0]
+
+    def _run(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Params]:
+        children = []
+        for transform in self.transforms:
+            params = transform.sample_params(x, generator)
+            x = transform.apply(x, params)
+            children.append(params)
+        return x, {"children": children}
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+@register
+class OneOf(Transform):
+    """With probability `p`, apply one of `transforms` to each sample, chosen per sample by `weights`.
+
+    Every child must keep the image shape. Each child runs once on the samples that chose it.
+    """
+
+    def __init__(self, transforms: Iterable[Transform], weights: Sequence[float] | None = None, p: float = 1.0) -> None:
+        self.transforms = list(transforms)
+        if not self.transforms:
+            raise ValueError("OneOf needs at least one transform.")
+        weights = [1.0] * len(self.transforms) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(self.transforms) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"The 'weights' parameter of OneOf must hold one non-negative weight per transform. Got {weights!r} instead."
+            )
+        self.weights = weights
+        self.p = check_probability(type(self).__name__, p)
+
+    def get_params(self) -> dict[str, Any]:
+        return {"transforms": [t.to_dict() for t in self.transforms], "weights": self.weights, "p": self.p}
+
+    def sample_params(self, batch: torch.Tensor, generator: torch.Generator) -> Params:
+        n = batch.shape[0]
+        weights = torch.tensor(self.weights, dtype=torch.float64, device=generator.device)
+        choice = torch.multinomial(weights, n, replacement=True, generator=generator) if n else torch.zeros(0, dtype=torch.long, device=generator.device)
+        choice = torch.where(coin(n, self.p, generator), choice, -1)
+        return {"choice": choice, "children": [t.sample_params(batch, generator) for t in self.transforms]}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        out = x.clone()
+        choice = params["choice"].to(x.device)
+        for index, transform in enumerate(self.transforms):
+            chosen = torch.nonzero(choice == index).flatten()
+            if chosen.numel():
+                result = transform.apply(x[chosen], slice_params(params["children"][index], chosen))
+                if result.shape[1:] != x.shape[1:]:
+                    raise ValueError(f"OneOf needs shape-preserving transforms; {transform!r} changed {tuple(x.shape[1:])} to {tuple(result.shape[1:])}.")
+                out[chosen] = result.to(out.dtype)
+        return out
+
+    def __repr__(self) -> str:
+        return f"OneOf({self.transforms!r}, weights={self.weights!r}, p={self.p!r})"
+
+
+def build_recipe(specs: Iterable[dict[str, Any]]) -> Compose:
+    """A `Compose` from a recipe: a list of transform specs, as held in the pipeline config."""
+    return Compose(from_dict(spec) for spec in specs)
+
+
+def dump_recipe(transform: Transform) -> str:
+    """The YAML form of a recipe, stamped with its format version."""
+    specs = transform.get_params()["transforms"] if isinstance(transform, Compose) else [transform.to_dict()]
+    return yaml.safe_dump({"format": RECIPE_FORMAT, "recipe": specs}, sort_keys=False)
+
+
+def load_recipe(source: str | Path) -> Compose:
+    """Read a recipe written by `dump_recipe`, or a bare YAML list of specs, from text or a file path."""
+    text = Path(source).read_text(encoding="utf-8") if isinstance(source, Path) else source
+    data = yaml.safe_load(text)
+    if isinstance(data, dict):
+        if data.get("format") != RECIPE_FORMAT:
+            raise ValueError(f"Unsupported recipe format {data.get('format')!r}; expected {RECIPE_FORMAT!r}.")
+        data = data.get("recipe")
+    if not isinstance(data, list):
+        raise ValueError("A recipe must be a list of transform specs, each a mapping with a 'name'.")
+    return build_recipe(data)
