@@ -317,3 +317,20 @@ def test_public_api_is_listed():
     for name in transforms.__all__:
         assert hasattr(transforms, name)
     assert set(TRANSFORMS) <= set(transforms.__all__)
+
+
+def test_agpl_fork_warns_once(monkeypatch):
+    import warnings
+
+    from transforms import AGPLAlbumentationsWarning, adapters
+
+    adapters._albumentations.cache_clear()
+    monkeypatch.setattr(adapters.importlib.metadata, "packages_distributions", lambda: {"albumentations": ["AlbumentationsX"]})
+    try:
+        with pytest.warns(AGPLAlbumentationsWarning, match="AGPL"):
+            Albumentations("HorizontalFlip")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Albumentations("HorizontalFlip")
+    finally:
+        adapters._albumentations.cache_clear()

@@ -116,3 +116,14 @@ def test_other_augmentation_modes_keep_the_collected_training_split(dirs, mode):
     assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
     _, results = run_stages(load_config(None, [*FAST, f"augment.mode={mode}"]), CacheStore(dirs["cache_dir"]), context=QUIET)
     assert results["scale"].artifact.arrays["x_train"].shape == results["collect"].artifact.arrays["x_train"].shape
+
+
+def test_adapter_recipe_runs_offline_and_its_library_version_is_in_the_key(dirs):
+    recipe = "augment.recipe=[{name: Albumentations, transform: HorizontalFlip, args: {p: 1.0}}]"
+    config = load_config(None, [*FAST, recipe])
+    outcomes, results = run_stages(config, CacheStore(dirs["cache_dir"]), context=QUIET)
+    meta = results["augment"].meta
+    assert set(meta["params"]["libraries"]) == {"albumentations"}
+    collected, augmented = results["collect"].artifact.arrays, results["augment"].artifact.arrays
+    n = collected["x_train"].shape[0]
+    np.testing.assert_array_equal(augmented["x_train"][n:], collected["x_train"][..., ::-1])
