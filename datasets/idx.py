@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from datasets.base import RawData, SourceOptions, hash_files, register_source
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -29,3 +32,70 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) - header != expected:
         raise ValueError(f"{path} should hold {expected} bytes of data for shape {shape} but holds {len(data) - header}.")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _existing(directory: Path, stem: str) -> Path | None:
+    return next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
+
+
+def idx_pairs(directory: Path) -> dict[str, tuple[Path, Path]]:
+    """The complete (images, labels) file pairs in `directory`, by split; half a pair is an error."""
+    pairs = {}
+    for split, (images_stem, labels_stem) in IDX_NAMES.items():
+        images, labels = _existing(directory, images_stem), _existing(directory, labels_stem)
+        if images and labels:
+            pairs[split] = (images, labels)
+        elif images or labels:
+            missing = labels_stem if images else images_stem
+            raise ValueError(f"{directory} has {(images or labels).name} but not {missing}[.gz].")
+    return pairs
+
+
+def expected_idx_files(directory: Path) -> str:
+    names = [f"{stem}[.gz]" for pair in IDX_NAMES.values() for stem in pair]
+    return f"{', '.join(names)} in {directory}"
+
+
+def load_idx_directory(directory: Path, source: str) -> RawData:
+    """MNIST-style files in one folder: the training pair if present (the test pair becomes the
+    official test split), else the test pair alone (as in a folder holding only t10k files)."""
+    pairs = idx_pairs(directory) if directory.is_dir() else {}
+    if not pairs:
+        raise ValueError(f"{source}: no IDX files found; expected {expected_idx_files(directory)}.")
+    main_split = "train" if "train" in pairs else "test"
+    x, y = _read_pair(*pairs[main_split])
+    test = _read_pair(*pairs["test"]) if main_split == "train" else None
+    classes = np.unique(np.concatenate([y, test[1]]) if test else y)
+    if test:
+        test = (test[0], np.searchsorted(classes, test[1]))
+    return RawData(x, np.searchsorted(classes, y), [str(c) for c in classes], {"source": source}, test=test)
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim == 3:
+        images = images[:, None, :, :]
+    if images.ndim != 4 or labels.ndim != 1:
+        raise ValueError(f"{images_path} should hold (N, H, W) images and {labels_path} (N,) labels; got {images.shape} and {labels.shape}.")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds {labels.shape[0]} labels.")
+    return images, labels.astype(np.int64)
+
+
+def _idx_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
+    directory = Path(argument)
+    if not directory.is_dir():
+        raise ValueError(f"idx:{argument}: {directory} is not a folder.")
+    return hash_files([path for pair in idx_pairs(directory).values() for path in pair], relative_to=directory)
+
+
+@register_source("idx", fingerprint=_idx_fingerprint)
+def load_idx(argument: str, options: SourceOptions) -> RawData:
+    """`idx:<dir>`: MNIST-format files (gzipped or not) in a folder."""
+    return load_idx_directory(Path(argument), f"idx:{argument}")

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from datasets.base import file_sha256
+
 log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
@@ -50,14 +52,6 @@ class CachedArtifact:
 
 class CorruptEntry(Exception):
     """An entry on disk does not match its manifest."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:

@@ -7,13 +7,15 @@ any work starts and reported with the dotted key and the closest valid one.
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
+from datasets import SourceOptions, parse_source
 from transforms import build_recipe
 
 
@@ -28,10 +30,49 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the data comes from and how it is split (the `collect` stage)."""
 
-    source: Literal["sklearn:digits"] = "sklearn:digits"
+    plugins: list[str] = Field(
+        default_factory=list, description="modules to import first: they register their own sources"
+    )
+    source: str = "sklearn:digits"
+    root: str | None = None
+    download: bool = False
+    target: str | None = None
+    categorical: Literal["onehot", "error"] = "onehot"
+    x_key: str = "x"
+    y_key: str = "y"
+    image_size: tuple[PositiveInt, PositiveInt] | None = None
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    use_official_test: bool = False
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins_import(cls, plugins: list[str]) -> list[str]:
+        for module in plugins:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
+        return plugins
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_known(cls, source: str) -> str:
+        parse_source(source)  # raises ValueError listing the known kinds
+        return source
+
+    def source_options(self) -> SourceOptions:
+        return SourceOptions(
+            root=self.root,
+            download=self.download,
+            target=self.target,
+            categorical=self.categorical,
+            x_key=self.x_key,
+            y_key=self.y_key,
+            image_size=self.image_size,
+        )
 
 
 class AugmentConfig(_Section):
@@ -39,11 +80,12 @@ class AugmentConfig(_Section):
 
     offline: the training split grows by `copies` augmented copies, stored in the cache.
     online: the recipe is applied to every batch inside training.
+    auto: offline for images, none for tabular data.
     """
 
-    mode: Literal["none", "offline", "online"] = "offline"
+    mode: Literal["auto", "none", "offline", "online"] = "auto"
     recipe: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "RandomCrop", "size": 8, "padding": 1}]
+        default_factory=lambda: [{"name": "RandomCrop", "padding": 1}]
     )
     copies: int = Field(1, ge=1)
     seed: int = 0
@@ -64,11 +106,15 @@ class ScaleConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The network (read by the `train` stage)."""
+    """The network (read by the `train` stage). auto: a CNN for images, an MLP for tabular data.
 
-    type: Literal["cnn"] = "cnn"
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    hidden: int = Field(128, ge=1)
+    `channels` are the CNN's conv blocks; `hidden` the fully connected layers (of the MLP,
+    or of the CNN's head).
+    """
+
+    type: Literal["auto", "cnn", "mlp"] = "auto"
+    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     batch_norm: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 

@@ -14,6 +14,10 @@ from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
 
 
+class StageError(ValueError):
+    """A stage could not run on this input; the message names the stage and the cause."""
+
+
 @dataclass
 class StageOutcome:
     """What happened to one stage in one run; these field names are read by reports and scripts."""
@@ -51,14 +55,17 @@ def run_stages(
     for stage in stages or default_stages():
         input_keys = {name: results[name].meta["key"] for name in stage.inputs}
         params = stage.params(config)
-        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code()), params, input_keys)
+        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code(config)), params, input_keys)
         started = time.perf_counter()
         with store.lock(stage.name, key):
             cached = None if force else store.load(stage.name, key)
             status: Literal["hit", "miss"] = "hit"
             if cached is None:
                 status = "miss"
-                artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, context)
+                try:
+                    artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, context)
+                except ValueError as exc:
+                    raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
                 meta = {"version": stage.version, "params": params, "inputs": input_keys}
                 meta["build_seconds"] = time.perf_counter() - started
                 cached = store.save(stage.name, key, artifact, meta)

@@ -9,7 +9,7 @@ import torch
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # Small settings that keep a whole pipeline run to a second or two on a CPU.
-FAST = ["train.epochs=3", "model.channels=[8]", "model.hidden=16"]
+FAST = ["train.epochs=3", "model.channels=[8]", "model.hidden=[16]"]
 
 
 @pytest.fixture(autouse=True)

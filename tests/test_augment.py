@@ -334,3 +334,11 @@ def test_agpl_fork_warns_once(monkeypatch):
             Albumentations("HorizontalFlip")
     finally:
         adapters._albumentations.cache_clear()
+
+
+def test_crop_without_size_keeps_the_input_size():
+    x = batch(n=4)
+    crop = RandomCrop(padding=2)
+    out = crop(x, generator())
+    assert out.shape == x.shape
+    assert from_dict(crop.to_dict()).size is None

@@ -54,7 +54,7 @@ def test_force_rebuilds_every_stage(dirs):
 def test_code_change_invalidates_its_stage_and_downstream(dirs, monkeypatch):
     run(dirs)
     real = pipeline.stages.scale.ScaleStage.code
-    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self: (*real(self), json))
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self, config: (*real(self, config), json))
     assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
 
 
@@ -127,3 +127,9 @@ def test_adapter_recipe_runs_offline_and_its_library_version_is_in_the_key(dirs)
     collected, augmented = results["collect"].artifact.arrays, results["augment"].artifact.arrays
     n = collected["x_train"].shape[0]
     np.testing.assert_array_equal(augmented["x_train"][n:], collected["x_train"][..., ::-1])
+
+
+def test_augmentation_change_reuses_collect_from_the_cache(dirs):
+    run(dirs)
+    result = run(dirs, "augment.copies=2")
+    assert statuses(result) == {"collect": "hit", "augment": "miss", "scale": "miss", "train": "miss"}

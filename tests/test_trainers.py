@@ -44,7 +44,7 @@ def test_early_stopping_state_round_trip():
 
 
 def test_batch_norm_sits_between_layer_and_activation():
-    model = CNN((1, 8, 8), 10, channels=[4], hidden=8, batch_norm=True, dropout=0.2)
+    model = CNN((1, 8, 8), 10, channels=[4], hidden=[8], batch_norm=True, dropout=0.2)
     kinds = [type(layer) for layer in model.net]
     assert kinds[:4] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout]
     assert model.net[0].bias is None
@@ -53,7 +53,7 @@ def test_batch_norm_sits_between_layer_and_activation():
 
 
 def test_without_batch_norm_or_dropout():
-    model = build_model({"type": "cnn", "channels": [4, 4], "hidden": 8, "batch_norm": False}, (1, 8, 8), 3)
+    model = build_model({"type": "cnn", "channels": [4, 4], "hidden": [8], "batch_norm": False}, (1, 8, 8), 3)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.Dropout)) for m in model.modules())
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
@@ -67,7 +67,7 @@ def toy_splits():
 
 def train_once(epochs=4, **kwargs):
     torch.manual_seed(0)
-    model = CNN((1, 4, 4), 2, channels=[4], hidden=8)
+    model = CNN((1, 4, 4), 2, channels=[4], hidden=[8])
     train, val = toy_splits()
     optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
     result = fit(model, train, val, optimizer, epochs=epochs, batch_size=16, progress=False, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -19,21 +20,53 @@ def _block(layer: nn.Module, width: int, batch_norm: bool, dropout: float, norm:
     return parts
 
 
+def dense_layers(
+    in_features: int, hidden: Sequence[int], n_classes: int, batch_norm: bool, dropout: float
+) -> list[nn.Module]:
+    """Hidden Linear blocks of the given widths, then the classifier layer."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += _block(nn.Linear(in_features, width, bias=not batch_norm), width, batch_norm, dropout, nn.BatchNorm1d)
+        in_features = width
+    layers.append(nn.Linear(in_features, n_classes))
+    return layers
+
+
+class MLP(nn.Module):
+    """Fully connected network for tabular data (images are flattened)."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        hidden: Sequence[int] = (128,),
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), *dense_layers(math.prod(input_shape), hidden, n_classes, batch_norm, dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class CNN(nn.Module):
-    """3x3 conv blocks (each halving the image while it is at least 2 pixels), then a hidden layer and the classifier."""
+    """3x3 conv blocks (each halving the image while it is at least 2 pixels), then hidden layers and the classifier."""
 
     def __init__(
         self,
         input_shape: Sequence[int],
         n_classes: int,
         channels: Sequence[int] = (32, 64),
-        hidden: int = 128,
+        hidden: Sequence[int] = (128,),
         batch_norm: bool = True,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if len(input_shape) != 3:
-            raise ValueError(f"CNN needs images of shape (C, H, W), got input shape {tuple(input_shape)}.")
+            raise ValueError(f"CNN needs images of shape (C, H, W), got input shape {tuple(input_shape)}; use model.type=mlp.")
         in_channels, height, width = input_shape
         layers: list[nn.Module] = []
         for out_channels in channels:
@@ -44,21 +77,25 @@ class CNN(nn.Module):
                 height, width = height // 2, width // 2
             in_channels = out_channels
         layers.append(nn.Flatten())
-        layers += _block(nn.Linear(in_channels * height * width, hidden, bias=not batch_norm), hidden, batch_norm, dropout, nn.BatchNorm1d)
-        layers.append(nn.Linear(hidden, n_classes))
+        layers += dense_layers(in_channels * height * width, hidden, n_classes, batch_norm, dropout)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
-MODELS = {"cnn": CNN}
-
-
 def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> nn.Module:
-    """A model from a specification such as `{"type": "cnn", "channels": [32, 64], "dropout": 0.3}`."""
+    """A model from a specification such as `{"type": "cnn", "channels": [32, 64], "dropout": 0.3}`.
+
+    `type: auto` (the default) is a CNN for images `(C, H, W)` and an MLP otherwise.
+    """
     options = dict(spec)
-    kind = options.pop("type", "cnn")
-    if kind not in MODELS:
-        raise ValueError(f"Unknown model type {kind!r}. Known types: {', '.join(sorted(MODELS))}.")
-    return MODELS[kind](input_shape, n_classes, **options)
+    kind = options.pop("type", "auto")
+    if kind == "auto":
+        kind = "cnn" if len(input_shape) == 3 else "mlp"
+    if kind == "mlp":
+        options.pop("channels", None)
+        return MLP(input_shape, n_classes, **options)
+    if kind == "cnn":
+        return CNN(input_shape, n_classes, **options)
+    raise ValueError(f"Unknown model type {kind!r}. Known types: auto, cnn, mlp.")

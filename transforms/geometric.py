@@ -39,31 +39,38 @@ class RandomVerticalFlip(RandomHorizontalFlip):
 class RandomCrop(Transform):
     """Pad by `padding` (with `fill`), then crop a random `size` window: a random translation.
 
-    Applied to each sample with probability `p`; samples left alone get the centre window,
-    so every output has the same shape.
+    `size=None` crops back to the input's own size. Applied to each sample with probability
+    `p`; samples left alone get the centre window, so every output has the same shape.
     """
 
-    def __init__(self, size: int | tuple[int, int], padding: int = 0, fill: float = 0, p: float = 1.0) -> None:
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        if height < 1 or width < 1:
-            raise ValueError(f"The 'size' parameter of RandomCrop must be positive. Got {size!r} instead.")
+    def __init__(self, size: int | tuple[int, int] | None = None, padding: int = 0, fill: float = 0, p: float = 1.0) -> None:
+        if size is not None:
+            height, width = (size, size) if isinstance(size, int) else tuple(size)
+            if height < 1 or width < 1:
+                raise ValueError(f"The 'size' parameter of RandomCrop must be positive. Got {size!r} instead.")
+            size = (int(height), int(width))
         if padding < 0:
             raise ValueError(f"The 'padding' parameter of RandomCrop must be >= 0. Got {padding!r} instead.")
-        self.size = (int(height), int(width))
+        self.size = size
         self.padding = int(padding)
         self.fill = fill
         self.p = check_probability(type(self).__name__, p)
 
     def get_params(self) -> dict[str, Any]:
-        return {"size": list(self.size), "padding": self.padding, "fill": self.fill, "p": self.p}
+        size = list(self.size) if self.size else None
+        return {"size": size, "padding": self.padding, "fill": self.fill, "p": self.p}
+
+    def _output_size(self, x: torch.Tensor) -> tuple[int, int]:
+        return self.size or (x.shape[-2], x.shape[-1])
 
     def sample_params(self, batch: torch.Tensor, generator: torch.Generator) -> Params:
         n, _, height, width = batch.shape
-        room_y = height + 2 * self.padding - self.size[0]
-        room_x = width + 2 * self.padding - self.size[1]
+        size = self._output_size(batch)
+        room_y = height + 2 * self.padding - size[0]
+        room_x = width + 2 * self.padding - size[1]
         if room_y < 0 or room_x < 0:
             raise ValueError(
-                f"RandomCrop size {self.size} is larger than the padded image "
+                f"RandomCrop size {size} is larger than the padded image "
                 f"({height + 2 * self.padding}, {width + 2 * self.padding})."
             )
         device = generator.device
@@ -73,7 +80,7 @@ class RandomCrop(Transform):
         return {"top": torch.where(keep, room_y // 2, top), "left": torch.where(keep, room_x // 2, left)}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        return TF.pad_crop(x, params["top"], params["left"], self.size, self.padding, self.fill)
+        return TF.pad_crop(x, params["top"], params["left"], self._output_size(x), self.padding, self.fill)
 
 
 @register

@@ -54,7 +54,7 @@ def augmented_copies(x: np.ndarray, recipe: list[dict[str, Any]], copies: int, s
     """`copies` augmented versions of the image batch `x`, stacked; one seeded generator draws them all."""
     pipeline = transforms.compose.build_recipe(recipe)
     generator = torch.Generator().manual_seed(seed)
-    source = torch.from_numpy(np.ascontiguousarray(x))
+    source = torch.from_numpy(np.array(x))  # a copy: cached inputs are read-only memory maps
     out = [
         pipeline(source[start : start + CHUNK], generator).numpy()
         for _ in range(copies)
@@ -68,7 +68,7 @@ class AugmentStage(Stage):
     version = "1"
     inputs = ("collect",)
 
-    def code(self) -> tuple[ModuleType, ...]:
+    def code(self, config: Config) -> tuple[ModuleType, ...]:
         return (sys.modules[__name__], *AUGMENTATION_CODE)
 
     def params(self, config: Config) -> dict[str, Any]:
@@ -76,13 +76,18 @@ class AugmentStage(Stage):
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.augment
-        info = {"mode": settings.mode, "recipe": settings.recipe if settings.mode != "none" else [], "seed": settings.seed}
-        if settings.mode != "offline":
-            return Artifact({}, info)
         collected = inputs["collect"].arrays
         x, y = collected["x_train"], collected["y_train"]
-        if x.ndim != 4:
-            raise ValueError(f"Offline augmentation needs images (N, C, H, W); the training split has shape {x.shape}.")
+        images = x.ndim == 4
+        mode = ("offline" if images else "none") if settings.mode == "auto" else settings.mode
+        if mode != "none" and not images:
+            raise ValueError(
+                f"augment.mode={mode} needs images (N, C, H, W), but {inputs['collect'].info['source']} gives "
+                f"tabular data of shape {x.shape}; use augment.mode=none (or auto)."
+            )
+        info = {"mode": mode, "recipe": settings.recipe if mode != "none" else [], "seed": settings.seed}
+        if mode != "offline":
+            return Artifact({}, info)
         grown_x = np.concatenate([x, augmented_copies(x, settings.recipe, settings.copies, settings.seed)])
         grown_y = np.concatenate([y] * (settings.copies + 1))
         origin = np.tile(np.arange(x.shape[0], dtype=np.int64), settings.copies + 1)

@@ -26,7 +26,7 @@ class Stage(ABC):
     inputs: tuple[str, ...] = ()
 
     @abstractmethod
-    def code(self) -> tuple[ModuleType, ...]:
+    def code(self, config: Config) -> tuple[ModuleType, ...]:
         """The modules whose source computes this stage; their fingerprint is part of the key."""
 
     @abstractmethod

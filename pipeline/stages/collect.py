@@ -1,51 +1,88 @@
-"""collect: load the source, validate it and split it into train / val / test."""
+"""collect: load the source, validate it, split it into train / val / test, take the training subset."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-import datasets.sources
+import datasets
+import datasets.base
 import datasets.splits
+import datasets.validate
 from pipeline.cache import Artifact
 from pipeline.config import Config
+from pipeline.keys import source_fingerprint
 from pipeline.stages.base import RunContext, Stage
 
 SPLITS = ("train", "val", "test")
 
 
+def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
+    """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's own."""
+    data = config.data
+    if data.use_official_test:
+        if raw.test is None:
+            raise ValueError(f"data.use_official_test is true but {data.source} has no test split of its own.")
+        datasets.splits.check_class_sizes(raw.y, raw.class_names, 2, data.source)
+        train, val, _ = datasets.splits.stratified_split(raw.y, data.val_fraction, 0.0, data.seed)
+    else:
+        datasets.splits.check_class_sizes(raw.y, raw.class_names, 3, data.source)
+        train, val, test = datasets.splits.stratified_split(raw.y, data.val_fraction, data.test_fraction, data.seed)
+    train = train[datasets.splits.nested_subset(raw.y[train], data.train_fraction, data.seed)]
+    return {"train": train, "val": val} if data.use_official_test else {"train": train, "val": val, "test": test}
+
+
 class CollectStage(Stage):
     name = "collect"
-    version = "1"
+    version = "2"
 
-    def code(self) -> tuple[ModuleType, ...]:
-        return (sys.modules[__name__], datasets.sources, datasets.splits)
+    def code(self, config: Config) -> tuple[ModuleType, ...]:
+        source, _ = datasets.parse_source(config.data.source)
+        return (
+            sys.modules[__name__],
+            datasets.base,
+            datasets.splits,
+            datasets.validate,
+            sys.modules[source.load.__module__],
+        )
 
     def params(self, config: Config) -> dict[str, Any]:
-        import sklearn
-
-        # The bundled data ships with scikit-learn, so its version identifies the source's content.
-        return {**config.data.model_dump(mode="json"), "sklearn": sklearn.__version__}
+        source, argument = datasets.parse_source(config.data.source)
+        return {
+            **config.data.model_dump(mode="json"),
+            # What the data is, not only where: file hashes or a library version,
+            "content": source.fingerprint(argument, config.data.source_options()),
+            # and the loader's own code, which matters most for sources registered by plugins.
+            "loader": source_fingerprint(inspect.getsource(source.load)),
+        }
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
-        raw = datasets.sources.load_source(config.data.source)
-        indices = datasets.splits.stratified_split(
-            raw.y, config.data.val_fraction, config.data.test_fraction, config.data.seed
-        )
-        arrays: dict[str, np.ndarray] = {}
-        counts = {}
-        for split, index in zip(SPLITS, indices):
-            arrays[f"x_{split}"] = raw.x[index]
-            arrays[f"y_{split}"] = raw.y[index]
-            counts[split] = np.bincount(raw.y[index], minlength=len(raw.class_names)).tolist()
+        source, argument = datasets.parse_source(config.data.source)
+        options = config.data.source_options()
+        raw = datasets.validate(source.load(argument, options), config.data.source)
+        indices = split_indices(raw, config)
+        arrays = {}
+        for split, index in indices.items():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = raw.x[index], raw.y[index]
+        if "test" not in indices:
+            test_x, test_y = raw.test
+            if test_x.shape[1:] != raw.x.shape[1:]:
+                raise ValueError(f"{config.data.source}: test samples have shape {test_x.shape[1:]}, training samples {raw.x.shape[1:]}.")
+            arrays["x_test"], arrays["y_test"] = test_x, test_y
         info = {
+            "source": config.data.source,
+            "kind": "image" if raw.x.ndim == 4 else "tabular",
             "class_names": raw.class_names,
-            "provenance": raw.provenance,
+            "feature_names": raw.feature_names,
+            "provenance": {**raw.provenance, **source.fingerprint(argument, options)},
             "sample_shape": list(raw.x.shape[1:]),
             "dtype": str(raw.x.dtype),
-            "class_counts": counts,
+            "class_counts": {
+                split: np.bincount(arrays[f"y_{split}"], minlength=len(raw.class_names)).tolist() for split in SPLITS
+            },
         }
         return Artifact(arrays, info)

@@ -28,7 +28,7 @@ class ScaleStage(Stage):
     version = "1"
     inputs = ("collect", "augment")
 
-    def code(self) -> tuple[ModuleType, ...]:
+    def code(self, config: Config) -> tuple[ModuleType, ...]:
         return (sys.modules[__name__], transforms.scalers)
 
     def params(self, config: Config) -> dict[str, Any]:

@@ -46,9 +46,9 @@ def arrays_to_weights(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 class TrainStage(Stage):
     name = "train"
     version = "1"
-    inputs = ("augment", "scale")
+    inputs = ("collect", "augment", "scale")
 
-    def code(self) -> tuple[ModuleType, ...]:
+    def code(self, config: Config) -> tuple[ModuleType, ...]:
         return (
             sys.modules[__name__],
             trainers.models,
@@ -76,7 +76,7 @@ class TrainStage(Stage):
             )
             for name in ("train", "val", "test")
         }
-        n_classes = int(max(int(split.y.max()) for split in splits.values()) + 1)
+        n_classes = len(inputs["collect"].info["class_names"])
         model = trainers.models.build_model(
             config.model.model_dump(), tuple(splits["train"].x.shape[1:]), n_classes
         ).to(device)

@@ -1,0 +1,66 @@
+"""`folder:<dir>`: one subfolder per class, images read with Pillow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets.base import RawData, SourceOptions, hash_files, register_source
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def image_files(root: Path) -> dict[str, list[Path]]:
+    """The image files of each class folder, sorted; hidden files and other suffixes are skipped."""
+    if not root.is_dir():
+        raise ValueError(f"folder:{root}: not a folder.")
+    classes = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if files:
+            classes[folder.name] = files
+    if not classes:
+        raise ValueError(f"folder:{root}: no class subfolders with images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    return classes
+
+
+def _fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
+    root = Path(argument)
+    return hash_files([f for files in image_files(root).values() for f in files], relative_to=root)
+
+
+@register_source("folder", fingerprint=_fingerprint)
+def load_folder(argument: str, options: SourceOptions) -> RawData:
+    """Grayscale if every image is, else RGB; sizes must agree unless `data.image_size` resizes them all."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(argument)
+    classes = image_files(root)
+    opened = []
+    for files in classes.values():
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    opened.append((path, image.copy()))
+            except (OSError, UnidentifiedImageError) as exc:
+                raise ValueError(f"Cannot read image {path}: {exc}") from exc
+    mode = "L" if all(image.mode in ("L", "1", "I;16", "I") for _, image in opened) else "RGB"
+    arrays = []
+    first_path, first_size = opened[0][0], opened[0][1].size
+    for path, image in opened:
+        image = image.convert(mode)
+        if options.image_size:
+            height, width = options.image_size
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        elif image.size != first_size:
+            raise ValueError(
+                f"Image {path} is {image.size[0]}x{image.size[1]} but {first_path} is {first_size[0]}x{first_size[1]}; "
+                "set data.image_size=[H, W] to resize every image."
+            )
+        array = np.asarray(image, dtype=np.uint8)
+        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    labels = np.concatenate([np.full(len(files), index, dtype=np.int64) for index, files in enumerate(classes.values())])
+    return RawData(np.stack(arrays), labels, list(classes), {"source": f"folder:{argument}", "mode": mode})
