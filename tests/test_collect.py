@@ -1,0 +1,135 @@
+"""The collect stage inside the pipeline: content-keyed caching, official test splits, subsets, plugins."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import FAST
+from pipeline.cache import CacheStore
+from pipeline.config import ConfigError, load_config
+from pipeline.runner import StageError, run_pipeline, run_stages
+from pipeline.stages import RunContext
+from test_sources import mnist_like
+
+QUIET = RunContext(progress=False)
+
+
+def collect(dirs, *overrides):
+    config = load_config(None, [*FAST, *overrides])
+    outcomes, results = run_stages(config, CacheStore(dirs["cache_dir"]), context=QUIET)
+    return outcomes[0], results
+
+
+def write_csv(path, n=60, shift=0.0):
+    rng = np.random.default_rng(0)
+    rows = ["a;b;kind"]
+    for i in range(n):
+        label = i % 3
+        rows.append(f"{rng.normal() + label + shift:.4f};{rng.normal() - label:.4f};k{label}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_editing_the_file_reruns_collect_and_everything_after(dirs, tmp_path):
+    path = tmp_path / "table.csv"
+    write_csv(path)
+    source = [f"data.source=csv:{path}", "data.target=kind"]
+    first, _ = collect(dirs, *source)
+    again, _ = collect(dirs, *source)
+    assert (first.cache, again.cache) == ("miss", "hit")
+    write_csv(path, shift=0.5)
+    edited, results = collect(dirs, *source)
+    assert edited.cache == "miss" and edited.key != first.key
+    assert list(results["collect"].artifact.info["provenance"]["files"].values())[0] != ""
+
+
+def test_tabular_csv_runs_end_to_end_with_an_mlp(dirs, tmp_path):
+    path = tmp_path / "table.csv"
+    write_csv(path, n=90)
+    result = run_pipeline(
+        load_config(None, [f"data.source=csv:{path}", "data.target=kind", "train.epochs=5"]), **dirs, progress=False
+    )
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["data"]["kind"] == "tabular" and record["data"]["class_names"] == ["k0", "k1", "k2"]
+    assert str(path) in record["data"]["provenance"]["files"]
+    assert record["data"]["provenance"]["delimiter"] == ";"
+    assert result.metrics["test_accuracy"] > 0.5
+    augment = next(s for s in record["stages"] if s["name"] == "augment")
+    assert augment["cache"] == "miss"
+
+
+def test_official_test_split(dirs, tmp_path):
+    mnist_like(tmp_path, "train", 60)
+    test_x, _ = mnist_like(tmp_path, "t10k", 15, seed=3)
+    _, results = collect(dirs, f"data.source=idx:{tmp_path}", "data.use_official_test=true")
+    arrays = results["collect"].artifact.arrays
+    np.testing.assert_array_equal(arrays["x_test"][:, 0], test_x)
+    assert arrays["x_train"].shape[0] + arrays["x_val"].shape[0] == 60
+
+
+def test_official_test_split_missing(dirs, tmp_path):
+    mnist_like(tmp_path, "t10k", 30)
+    with pytest.raises(StageError, match=r"stage 'collect' failed: data\.use_official_test is true but idx:.* has no test split"):
+        collect(dirs, f"data.source=idx:{tmp_path}", "data.use_official_test=true")
+
+
+def test_train_fraction_takes_nested_stratified_subsets(dirs):
+    _, full = collect(dirs)
+    _, half = collect(dirs, "data.train_fraction=0.5")
+    _, quarter = collect(dirs, "data.train_fraction=0.25")
+    as_rows = lambda results: {row.tobytes() for row in np.asarray(results["collect"].artifact.arrays["x_train"])}
+    assert as_rows(quarter) < as_rows(half) < as_rows(full)
+    counts = lambda results: np.array(results["collect"].artifact.info["class_counts"]["train"])
+    assert np.all(np.abs(counts(half) - counts(full) / 2) <= 1)
+    assert counts(half).sum() < counts(full).sum()
+    for split in ("val", "test"):
+        assert half["collect"].artifact.info["class_counts"][split] == full["collect"].artifact.info["class_counts"][split]
+
+
+def test_too_small_class_names_the_class(dirs, tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.arange(20.0).reshape(10, 2), y=np.array([0] * 4 + [1] * 4 + [2] * 2))
+    with pytest.raises(StageError, match=r"class '2' has 2 sample\(s\); a stratified split .* needs at least 3"):
+        collect(dirs, f"data.source=npz:{path}")
+
+
+def test_plugin_source_registered_with_the_decorator(dirs, tmp_path, monkeypatch):
+    (tmp_path / "my_sources.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from datasets import RawData, register_source
+
+            @register_source("blobs")
+            def load_blobs(argument, options):
+                rng = np.random.default_rng(0)
+                n = int(argument or 60)
+                y = np.arange(n) % 2
+                x = (rng.normal(size=(n, 2)) + 3 * y[:, None]).astype("float32")
+                return RawData(x, y, ["left", "right"])
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first, results = collect(dirs, "data.plugins=[my_sources]", "data.source=blobs:90")
+    assert results["collect"].artifact.info["class_names"] == ["left", "right"]
+    assert first.cache == "miss"
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("data.source=xls:file.xls", r"'data\.source'.*Unknown data source kind 'xls'"),
+        ("data.plugins=[no_such_module]", r"'data\.plugins'.*cannot import plugin module 'no_such_module'"),
+        ("data.train_fraction=0", r"'data\.train_fraction'"),
+    ],
+)
+def test_data_config_errors(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(None, [override])
+
+
+def test_missing_file_is_named_before_anything_runs(dirs, tmp_path):
+    with pytest.raises(ValueError, match=r"Data file .*absent\.csv does not exist"):
+        collect(dirs, f"data.source=csv:{tmp_path / 'absent.csv'}", "data.target=y")
