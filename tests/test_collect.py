@@ -1,11 +1,13 @@
 """The collect stage inside the pipeline: content-keyed caching, official test splits, subsets, plugins."""
 
 import json
+import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+import datasets.base
 from conftest import FAST
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError, load_config
@@ -94,7 +96,15 @@ def test_too_small_class_names_the_class(dirs, tmp_path):
         collect(dirs, f"data.source=npz:{path}")
 
 
-def test_plugin_source_registered_with_the_decorator(dirs, tmp_path, monkeypatch):
+@pytest.fixture
+def isolated_sources(monkeypatch):
+    """Sources a test registers, and the plugin modules it imports, are gone after it."""
+    monkeypatch.setattr(datasets.base, "SOURCES", dict(datasets.base.SOURCES))
+    yield
+    sys.modules.pop("my_sources", None)
+
+
+def test_plugin_source_registered_with_the_decorator(dirs, tmp_path, monkeypatch, isolated_sources):
     (tmp_path / "my_sources.py").write_text(
         textwrap.dedent(
             """
