@@ -70,6 +70,10 @@ class CacheStore:
     def entry_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def checkpoint_path(self, stage: str, key: str) -> Path:
+        """Where a stage building `key` keeps resumable state; removed once the entry is saved."""
+        return self.root / ".checkpoints" / stage / f"{key}.pt"
+
     def lock(self, stage: str, key: str) -> FileLock:
         """An inter-process lock for building one entry."""
         folder = self.root / stage

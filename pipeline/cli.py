@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=f"where run records go (default: {DEFAULT_RUNS_DIR})")
     run.add_argument("--force", action="store_true", help="rebuild every stage even when it is cached")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted training from its last checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
 
     show = commands.add_parser("show-config", help="print the fully resolved configuration as YAML")
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config_to_yaml(config), end="")
         return 0
     try:
-        result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, progress=not args.quiet)
+        result = run_pipeline(
+            config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not args.quiet
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -109,7 +109,7 @@ class ModelConfig(_Section):
     """The network (read by the `train` stage). auto: a CNN for images, an MLP for tabular data.
 
     `channels` are the CNN's conv blocks; `hidden` the fully connected layers (of the MLP,
-    or of the CNN's head).
+    or of the CNN's head). BatchNorm sits after each Linear/Conv, before its activation.
     """
 
     type: Literal["auto", "cnn", "mlp"] = "auto"
@@ -117,21 +117,34 @@ class ModelConfig(_Section):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     batch_norm: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
+    activation: Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"] = "relu"
+    init: Literal["default", "kaiming", "xavier", "normal"] = "default"
+    init_std: float = Field(0.01, gt=0.0)
 
 
 class OptimConfig(_Section):
-    name: Literal["adam", "sgd"] = "adam"
+    """The optimizer; `lr` is the base rate that `schedule` shapes."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = Field(2e-3, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0)
 
 
 class ScheduleConfig(_Section):
-    """Learning-rate decay, stepped once per epoch."""
+    """Learning-rate decay: step/multistep/exponential per epoch, cosine/onecycle per step,
+    plateau on validation loss; `warmup_epochs` of linear warmup in front of any of them."""
 
-    type: Literal["none", "step", "cosine"] = "cosine"
-    step_size: int = Field(10, ge=1)
+    type: Literal["none", "step", "multistep", "exponential", "cosine", "plateau", "onecycle"] = "cosine"
+    step_size: PositiveInt = 10
+    milestones: list[PositiveInt] = Field(default_factory=lambda: [10, 20])
     gamma: float = Field(0.5, gt=0.0, le=1.0)
+    min_lr: float = Field(0.0, ge=0.0)
+    patience: PositiveInt = 3
+    pct_start: float = Field(0.3, gt=0.0, lt=1.0)
+    warmup_epochs: int = Field(0, ge=0)
 
 
 class EarlyStopConfig(_Section):
@@ -143,10 +156,16 @@ class EarlyStopConfig(_Section):
 
 
 class TrainConfig(_Section):
+    """The loop: length, batches, loss, device, precision and reproducibility."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    data_on_device: Literal["auto", "always", "never"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 0
+    deterministic: bool = False
 
 
 class Config(_Section):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,13 +62,16 @@ def run_stages(
             status: Literal["hit", "miss"] = "hit"
             if cached is None:
                 status = "miss"
+                checkpoint = store.checkpoint_path(stage.name, key)
+                stage_context = replace(context, checkpoint=checkpoint)
                 try:
-                    artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, context)
+                    artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, stage_context)
                 except ValueError as exc:
                     raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
                 meta = {"version": stage.version, "params": params, "inputs": input_keys}
                 meta["build_seconds"] = time.perf_counter() - started
                 cached = store.save(stage.name, key, artifact, meta)
+                checkpoint.unlink(missing_ok=True)
         results[stage.name] = cached
         outcomes.append(StageOutcome(stage.name, key, status, time.perf_counter() - started, cached.sha256))
     return outcomes, results
@@ -80,10 +83,15 @@ def run_pipeline(
     runs_dir: str | Path,
     *,
     force: bool = False,
+    resume: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Run collect -> augment -> scale -> train with caching and write `runs/<id>/run.json` and `history.csv`."""
-    outcomes, results = run_stages(config, CacheStore(cache_dir), force=force, context=RunContext(progress=progress))
+    """Run collect -> augment -> scale -> train with caching and write `runs/<id>/run.json` and `history.csv`.
+
+    With `resume`, a stage whose build was interrupted continues from its checkpoint.
+    """
+    context = RunContext(progress=progress, resume=resume)
+    outcomes, results = run_stages(config, CacheStore(cache_dir), force=force, context=context)
     train_info = results["train"].artifact.info
     record = {
         "config": config.model_dump(mode="json"),
@@ -92,6 +100,7 @@ def run_pipeline(
         "data": results["collect"].artifact.info,
         "scaling": results["scale"].artifact.info,
         "device": train_info["device"],
+        "precision": train_info["precision"],
         "cache_dir": str(Path(cache_dir).resolve()),
     }
     run_dir = write_run_record(Path(runs_dir), record, train_info["history"])

@@ -40,7 +40,8 @@ def test_run_prints_table_and_writes_record(tmp_path):
 def test_cache_dir_from_environment(tmp_path):
     done = cli("run", *FAST, "--quiet", cwd=tmp_path, env={"PIPELINE_CACHE_DIR": str(tmp_path / "envcache")})
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "envcache").iterdir()) == ["augment", "collect", "scale", "train"]
+    stages = sorted(p.name for p in (tmp_path / "envcache").iterdir() if not p.name.startswith("."))
+    assert stages == ["augment", "collect", "scale", "train"]
     assert (tmp_path / "runs").is_dir()
 
 

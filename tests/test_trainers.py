@@ -4,7 +4,21 @@ import pytest
 import torch
 from torch import nn
 
-from trainers import CNN, EarlyStopping, Split, StopReason, build_model, build_optimizer, evaluate, fit
+from trainers import (
+    EarlyStopping,
+    Plateau,
+    Split,
+    StopReason,
+    TrainingDiverged,
+    build_model,
+    build_optimizer,
+    confusion_matrix,
+    evaluate,
+    fit,
+    learning_rate,
+    per_class_accuracy,
+)
+from trainers.loop import epoch_generator, load_checkpoint
 
 
 def run(sequence, **kwargs):
@@ -43,12 +57,18 @@ def test_early_stopping_state_round_trip():
     assert second.step(0.7, 5) == (True, StopReason.PATIENCE)
 
 
+# --- models ---------------------------------------------------------------------------------------
+
+
+def kinds(model):
+    return [type(layer) for layer in model.net]
+
+
 def test_batch_norm_sits_between_layer_and_activation():
-    model = CNN((1, 8, 8), 10, channels=[4], hidden=[8], batch_norm=True, dropout=0.2)
-    kinds = [type(layer) for layer in model.net]
-    assert kinds[:4] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout]
+    model = build_model({"type": "cnn", "channels": [4], "hidden": [8], "dropout": 0.2}, (1, 8, 8), 10)
+    assert kinds(model)[:4] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout]
     assert model.net[0].bias is None
-    head = kinds[kinds.index(nn.Flatten) + 1 :]
+    head = kinds(model)[kinds(model).index(nn.Flatten) + 1 :]
     assert head == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
 
 
@@ -58,6 +78,101 @@ def test_without_batch_norm_or_dropout():
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
 
+def test_wide_and_deep_mlp_and_auto_type():
+    deep = build_model({"hidden": [32, 32, 32], "activation": "gelu", "dropout_input": 0.1}, (5,), 2)
+    wide = build_model({"hidden": [512]}, (5,), 2)
+    assert kinds(deep)[:2] == [nn.Flatten, nn.Dropout]
+    assert sum(isinstance(m, nn.Linear) for m in deep.modules()) == 4 and sum(isinstance(m, nn.GELU) for m in deep.modules()) == 3
+    assert sum(isinstance(m, nn.Linear) for m in wide.modules()) == 2
+    assert isinstance(build_model({}, (1, 8, 8), 3).net[0], nn.Conv2d)
+
+
+@pytest.mark.parametrize("activation, module", [("leaky_relu", nn.LeakyReLU), ("tanh", nn.Tanh), ("sigmoid", nn.Sigmoid)])
+def test_activation_switch(activation, module):
+    model = build_model({"hidden": [8], "activation": activation}, (4,), 2)
+    assert any(isinstance(m, module) for m in model.modules()) and not any(isinstance(m, nn.ReLU) for m in model.modules())
+
+
+def test_init_schemes():
+    torch.manual_seed(0)
+    normal = build_model({"hidden": [256], "batch_norm": False, "init": "normal", "init_std": 0.05}, (400,), 2)
+    kaiming = build_model({"hidden": [256], "batch_norm": False, "init": "kaiming"}, (400,), 2)
+    xavier = build_model({"hidden": [256], "batch_norm": False, "init": "xavier", "activation": "tanh"}, (400,), 2)
+    first = lambda model: next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert first(normal).weight.std().item() == pytest.approx(0.05, rel=0.05)
+    assert first(kaiming).weight.std().item() == pytest.approx(math.sqrt(2 / 400), rel=0.05)
+    assert first(xavier).weight.std().item() == pytest.approx(5 / 3 * math.sqrt(2 / (400 + 256)), rel=0.05)
+    assert torch.count_nonzero(first(kaiming).bias) == 0
+
+
+@pytest.mark.parametrize("spec", [{"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}, {"name": "adam", "lr": 0.1}, {"name": "adamw", "lr": 0.1, "weight_decay": 0.01}, {"name": "rmsprop", "lr": 0.1}])
+def test_optimizers(spec):
+    optimizer = build_optimizer([nn.Parameter(torch.ones(2))], spec)
+    assert type(optimizer).__name__.lower() == spec["name"]
+
+
+def test_nesterov_needs_momentum():
+    with pytest.raises(ValueError, match="nesterov needs optim.momentum"):
+        build_optimizer([nn.Parameter(torch.ones(2))], {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": True})
+
+
+# --- schedules: the same numbers as torch's schedulers --------------------------------------------
+
+EPOCHS, STEPS = 12, 5
+
+
+def torch_rates(make_scheduler, per_step):
+    optimizer = torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1)
+    scheduler = make_scheduler(optimizer)
+    rates = []
+    for _ in range(EPOCHS):
+        for _ in range(STEPS):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+        if not per_step:
+            scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize(
+    "spec, make_scheduler, per_step",
+    [
+        ({"type": "step", "step_size": 4, "gamma": 0.5}, lambda o: torch.optim.lr_scheduler.StepLR(o, 4, 0.5), False),
+        ({"type": "multistep", "milestones": [3, 7], "gamma": 0.1}, lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [3, 7], 0.1), False),
+        ({"type": "exponential", "gamma": 0.8}, lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8), False),
+        ({"type": "cosine", "min_lr": 0.001}, lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, EPOCHS * STEPS, 0.001), True),
+        ({"type": "onecycle", "pct_start": 0.3}, lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.1, total_steps=EPOCHS * STEPS, cycle_momentum=False), True),
+    ],
+)
+def test_schedules_match_torch(spec, make_scheduler, per_step):
+    ours = [learning_rate(spec, 0.1, step, STEPS, EPOCHS) for step in range(EPOCHS * STEPS)]
+    assert ours == pytest.approx(torch_rates(make_scheduler, per_step), rel=1e-9, abs=1e-12)
+
+
+def test_linear_warmup():
+    spec = {"type": "none", "warmup_epochs": 2}
+    rates = [learning_rate(spec, 0.1, step, STEPS, EPOCHS) for step in range(3 * STEPS)]
+    assert rates[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
+    assert rates[10:] == pytest.approx([0.1] * 5)
+
+
+def test_plateau_matches_reduce_lr_on_plateau():
+    losses = [1.0, 0.9, 0.9, 0.91, 0.95, 0.89, 0.9, 0.9, 0.9, 0.9]
+    optimizer = torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    plateau = Plateau(factor=0.5, patience=2)
+    for loss in losses:
+        reference.step(loss)
+        plateau.step(loss)
+        assert 0.1 * plateau.scale == pytest.approx(optimizer.param_groups[0]["lr"])
+    assert plateau.scale < 1
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
 def toy_splits():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(96, 1, 4, 4, generator=g)
@@ -65,22 +180,28 @@ def toy_splits():
     return Split(x[:64], y[:64]), Split(x[64:], y[64:])
 
 
-def train_once(epochs=4, **kwargs):
+def train_once(epochs=4, schedule=None, **kwargs):
     torch.manual_seed(0)
-    model = CNN((1, 4, 4), 2, channels=[4], hidden=[8])
+    model = build_model({"type": "cnn", "channels": [4], "hidden": [8], "dropout": 0.1}, (1, 4, 4), 2)
     train, val = toy_splits()
     optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
-    result = fit(model, train, val, optimizer, epochs=epochs, batch_size=16, progress=False, **kwargs)
+    result = fit(model, train, val, optimizer, epochs=epochs, batch_size=16, schedule=schedule, progress=False, **kwargs)
     return model, result
+
+
+def strip(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_same_seed_gives_identical_history_and_weights():
     model_a, result_a = train_once()
     model_b, result_b = train_once()
-    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]
     assert strip(result_a.history) == strip(result_b.history)
-    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert same_weights(model_a, model_b)
 
 
 def test_restore_best_loads_the_best_epochs_weights():
@@ -90,15 +211,37 @@ def test_restore_best_loads_the_best_epochs_weights():
     assert evaluate(model, toy_splits()[1])[0] == pytest.approx(best["val_loss"], rel=1e-6)
 
 
-def test_history_has_the_documented_columns():
-    _, result = train_once(epochs=2)
+def test_history_columns_and_logged_learning_rate():
+    _, result = train_once(epochs=4, schedule={"type": "step", "step_size": 2, "gamma": 0.5})
     assert list(result.history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
-    assert result.epochs_run == 2 and result.stopped_epoch == 2
+    assert [row["lr"] for row in result.history] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3])
+    assert result.epochs_run == 4 and result.stopped_epoch == 4
+
+
+def test_early_stopping_ends_training_and_restores_best():
+    stopper = EarlyStopping(patience=1, min_delta=10.0)  # nothing after epoch 1 counts as better
+    model, result = train_once(epochs=8, early_stopping=stopper)
+    assert (result.best_epoch, result.stopped_epoch, result.stop_reason) == (1, 2, "patience")
+
+
+def test_label_smoothing_changes_the_training_loss():
+    _, plain = train_once(epochs=1)
+    _, smooth = train_once(epochs=1, label_smoothing=0.2)
+    assert smooth.history[0]["train_loss"] > plain.history[0]["train_loss"]
+
+
+def test_host_loader_path_matches_device_path():
+    _, on_device = train_once(epochs=3)
+    torch.manual_seed(0)
+    model = build_model({"type": "cnn", "channels": [4], "hidden": [8], "dropout": 0.1}, (1, 4, 4), 2)
+    train, val = toy_splits()
+    optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
+    # A device that is not where the data lives sends batches through the DataLoader path.
+    result = fit(model, train, val, optimizer, epochs=3, batch_size=16, device=torch.device("cpu", 0), progress=False)
+    assert strip(result.history) == strip(on_device.history)
 
 
 def test_epoch_randomness_depends_only_on_seed_and_epoch():
-    from trainers.loop import epoch_generator
-
     draw = lambda seed, epoch, stream: torch.randperm(50, generator=epoch_generator(seed, epoch, stream, torch.device("cpu")))
     assert torch.equal(draw(0, 3, 0), draw(0, 3, 0))
     assert not torch.equal(draw(0, 3, 0), draw(0, 4, 0))
@@ -109,8 +252,7 @@ def test_epoch_randomness_depends_only_on_seed_and_epoch():
 def test_online_augmentation_is_reproducible_and_changes_training():
     from transforms import RandomCrop
 
-    crop = RandomCrop(4, padding=1)
-    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    crop = RandomCrop(padding=1)
     _, plain = train_once(epochs=2)
     _, first = train_once(epochs=2, augment=crop, augment_seed=1)
     _, again = train_once(epochs=2, augment=crop, augment_seed=1)
@@ -118,3 +260,68 @@ def test_online_augmentation_is_reproducible_and_changes_training():
     assert strip(first.history) == strip(again.history)
     assert strip(first.history) != strip(plain.history)
     assert strip(first.history) != strip(other.history)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(epoch_to_stop):
+    def hook(epoch):
+        if epoch == epoch_to_stop:
+            raise Interrupt
+
+    return hook
+
+
+@pytest.mark.parametrize("schedule", [{"type": "onecycle"}, {"type": "plateau", "gamma": 0.5, "patience": 1}])
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, schedule):
+    stopper = lambda: EarlyStopping(patience=50)
+    whole, whole_result = train_once(epochs=6, schedule=schedule, early_stopping=stopper())
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        train_once(epochs=6, schedule=schedule, early_stopping=stopper(), checkpoint=checkpoint, on_epoch_end=stop_after(3))
+    assert len(load_checkpoint(checkpoint)["history"]) == 3
+    resumed, resumed_result = train_once(epochs=6, schedule=schedule, early_stopping=stopper(), checkpoint=checkpoint, resume=True)
+    assert resumed_result.resumed_from_epoch == 3
+    assert strip(resumed_result.history) == strip(whole_result.history)
+    assert same_weights(resumed, whole)
+
+
+def test_interrupt_leaves_the_best_weights_in_the_model():
+    torch.manual_seed(0)
+    model = build_model({"type": "cnn", "channels": [4], "hidden": [8]}, (1, 4, 4), 2)
+    train, val = toy_splits()
+    optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
+    val_losses = []
+
+    def interrupt_at_epoch_3(epoch):
+        val_losses.append(evaluate(model, val)[0])
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, train, val, optimizer, epochs=5, batch_size=16, progress=False, on_epoch_end=interrupt_at_epoch_3)
+    assert len(val_losses) == 3
+    assert evaluate(model, val)[0] == pytest.approx(min(val_losses), rel=1e-6)
+
+
+def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def poison(batch, generator):
+        calls["n"] += 1
+        return batch * float("nan") if calls["n"] == 7 else batch  # epoch 2 (4 batches per epoch), batch 2
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(TrainingDiverged, match=r"NaN or inf at epoch 2, batch 2; the checkpoint of epoch 1 is kept"):
+        train_once(epochs=4, augment=poison, checkpoint=checkpoint)
+    assert len(load_checkpoint(checkpoint)["history"]) == 1
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    target = torch.tensor([0, 1, 1, 2])
+    matrix = confusion_matrix(logits, target, 3)
+    assert matrix == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert per_class_accuracy(matrix + [[0, 0, 0]], ["a", "b", "c", "d"]) == {"a": 1.0, "b": 0.5, "c": 1.0, "d": None}

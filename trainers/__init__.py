@@ -1,21 +1,43 @@
-"""Models, the training loop, early stopping, optimizers and schedules."""
+"""Models, the training loop, early stopping, optimizers, LR schedules and metrics."""
 
 from trainers.early_stopping import EarlyStopping, StopReason
-from trainers.loop import HISTORY_COLUMNS, FitResult, Split, evaluate, fit, resolve_device
-from trainers.models import CNN, build_model
-from trainers.optim import build_optimizer, build_scheduler
+from trainers.loop import (
+    HISTORY_COLUMNS,
+    FitResult,
+    Split,
+    TrainingDiverged,
+    evaluate,
+    fit,
+    fits_on_device,
+    place,
+    predict,
+    resolve_device,
+)
+from trainers.metrics import confusion_matrix, per_class_accuracy
+from trainers.models import CNN, MLP, build_model, initialize
+from trainers.optim import build_optimizer
+from trainers.schedules import Plateau, learning_rate
 
 __all__ = [
     "CNN",
     "HISTORY_COLUMNS",
+    "MLP",
     "EarlyStopping",
     "FitResult",
+    "Plateau",
     "Split",
     "StopReason",
+    "TrainingDiverged",
     "build_model",
     "build_optimizer",
-    "build_scheduler",
+    "confusion_matrix",
     "evaluate",
     "fit",
+    "fits_on_device",
+    "initialize",
+    "learning_rate",
+    "per_class_accuracy",
+    "place",
+    "predict",
     "resolve_device",
 ]

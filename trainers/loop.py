@@ -1,11 +1,16 @@
-"""The training loop: data kept on the device, batches drawn by index, early stopping, history."""
+"""The training loop: batches by index from data kept on the device, per-step LR schedule, early
+stopping, mixed precision on CUDA, an atomic checkpoint after every epoch, and exact resume."""
 
 from __future__ import annotations
 
 import copy
+import os
+import random
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -13,14 +18,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainers.early_stopping import EarlyStopping, StopReason
+from trainers.schedules import Plateau, learning_rate
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
+DEVICE_MEMORY_SHARE = 0.5
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the message names the epoch and batch."""
 
 
 @dataclass
 class Split:
-    """Features and integer labels of one split, already on the training device."""
+    """Features and integer labels of one split (on the training device, or on the host for the loader path)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -32,6 +44,7 @@ class FitResult:
     best_epoch: int = 0
     stopped_epoch: int = 0
     stop_reason: str = StopReason.NOT_STOPPED.value
+    resumed_from_epoch: int = 0
 
     @property
     def epochs_run(self) -> int:
@@ -45,7 +58,28 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device is {name!r} but CUDA is not available on this machine.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"train.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s).")
     return device
+
+
+def fits_on_device(arrays: list[np.ndarray], device: torch.device) -> bool:
+    """Whether the arrays take at most half of the device's free memory (always true on the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return sum(a.nbytes for a in arrays) <= DEVICE_MEMORY_SHARE * free
+
+
+def place(x: np.ndarray, y: np.ndarray, device: torch.device, on_device: bool) -> Split:
+    """Copy a split to the device once, or to (pinned, when CUDA is the target) host memory."""
+    features = torch.from_numpy(np.array(x))
+    labels = torch.from_numpy(np.array(y, dtype=np.int64))
+    if on_device:
+        return Split(features.to(device), labels.to(device))
+    if device.type == "cuda":
+        features, labels = features.pin_memory(), labels.pin_memory()
+    return Split(features, labels)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
@@ -58,18 +92,101 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(int(state))
 
 
+class _HostBatches(torch.utils.data.Dataset):
+    """Batches cut from host tensors in a given order, for a DataLoader that pins them."""
+
+    def __init__(self, split: Split, order: torch.Tensor, batch_size: int) -> None:
+        self.split, self.order, self.batch_size = split, order, batch_size
+
+    def __len__(self) -> int:
+        return (len(self.order) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.split.x[rows], self.split.y[rows]
+
+
+def batches(split: Split, order: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches in `order`: indexed on the device when the data lives there, else through a pinned DataLoader."""
+    if split.x.device == device:
+        order = order.to(device)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            yield split.x[rows], split.y[rows]
+        return
+    # The loader's own generator keeps it from drawing its base seed from the global RNG (dropout's).
+    loader = torch.utils.data.DataLoader(
+        _HostBatches(split, order.cpu(), batch_size),
+        batch_size=None,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=device.type == "cuda" and precision != "fp32")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1024) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of `model` on `split`, in eval mode."""
+def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
+    """Logits for every sample of `split`, in eval mode, as float32 on the device."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, split.x.shape[0], batch_size):
-        logits = model(split.x[start : start + batch_size])
-        target = split.y[start : start + batch_size]
-        total_loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == target).sum().item()
-    n = split.x.shape[0]
-    return total_loss / n, correct / n
+    order = torch.arange(split.x.shape[0])
+    outputs = []
+    for x, _ in batches(split, order, batch_size, device):
+        with _autocast(device, precision):
+            outputs.append(model(x).float())
+    return torch.cat(outputs) if outputs else torch.zeros(0, device=device)
+
+
+def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of `model` on `split`."""
+    device = device or split.x.device
+    logits = predict(model, split, device, precision)
+    target = split.y.to(device)
+    loss = nn.functional.cross_entropy(logits, target).item()
+    return loss, (logits.argmax(dim=1) == target).float().mean().item()
+
+
+def _rng_states() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` with torch.save to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"Cannot read checkpoint {path}: {exc}") from exc
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"Checkpoint {path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}.")
+    return state
 
 
 def fit(
@@ -80,72 +197,133 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    device: torch.device | None = None,
+    schedule: Mapping[str, Any] | None = None,
     early_stopping: EarlyStopping | None = None,
-    monitor: str = "val_loss",
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss",
     restore_best: bool = True,
+    label_smoothing: float = 0.0,
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     seed: int = 0,
     augment_seed: int = 0,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Train `model` in place and return its per-epoch history.
 
-    Batches are drawn by shuffled index from tensors that already live on the device, so a
-    step does no host work. `augment(batch, generator)` runs per batch (online augmentation)
-    on the device. Shuffling comes from `(seed, epoch)` and augmentation from
-    `(augment_seed, epoch)`. With `restore_best`, the model ends with the weights of the best
-    epoch by `monitor`.
+    The learning rate is set every step from `schedule` (the `schedule` config section; the
+    optimizer's own lr is the base rate). Shuffling comes from `(seed, epoch)` and online
+    augmentation (`augment(batch, generator)`, run on the device) from `(augment_seed, epoch)`.
+    With `checkpoint`, the full state is written after each epoch and, with `resume`, read
+    back first, so a killed run continues to the same result. With `restore_best`, the model
+    ends with the weights of the best epoch by `monitor`, also when interrupted.
     """
-    device = train.x.device
+    device = device or train.x.device
+    schedule = dict(schedule or {"type": "none"})
+    base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+    for group in optimizer.param_groups:
+        group["initial_lr"] = base_lr
+    plateau = Plateau(schedule.get("gamma", 0.1), schedule.get("patience", 3)) if schedule["type"] == "plateau" else None
+    tracker = early_stopping or EarlyStopping(patience=epochs + 1, mode="min" if monitor == "val_loss" else "max")
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
     result = FitResult()
     best_state: dict[str, Any] | None = None
-    tracker = early_stopping or EarlyStopping(patience=epochs + 1, mode="min" if monitor == "val_loss" else "max")
     n = train.x.shape[0]
-    bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        started = time.perf_counter()
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, device), device=device)
-        augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            xb, yb = train.x[index], train.y[index]
-            if augment is not None:
-                xb = augment(xb, augment_generator)
-            logits = model(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * yb.shape[0]
-            correct += (logits.detach().argmax(dim=1) == yb).sum()
-        if scheduler is not None:
-            scheduler.step()
-        val_loss, val_accuracy = evaluate(model, val)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / n,
-            "train_accuracy": correct.item() / n,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-            "lr": lr,
-            "seconds": time.perf_counter() - started,
-        }
-        result.history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
-        should_stop, reason = tracker.step(row[monitor], epoch)
-        if tracker.best_epoch == epoch:
-            best_state = copy.deepcopy(model.state_dict())
-        if should_stop and early_stopping is not None:
-            result.stop_reason = reason.value
-            break
-    bar.close()
+    steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
+
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        tracker.load_state_dict(state["early_stopping"])
+        if plateau is not None:
+            plateau.load_state_dict(state["plateau"])
+        best_state, result.history = state["best_model"], state["history"]
+        result.stop_reason = state["stop_reason"]
+        result.resumed_from_epoch = len(result.history)
+        _set_rng_states(state["rng"])
+
+    bar = tqdm(total=epochs, initial=result.epochs_run, desc="train", unit="epoch", disable=not progress, leave=False)
+    last_epoch = epochs if result.stop_reason == StopReason.NOT_STOPPED.value else result.epochs_run
+    try:
+        for epoch in range(result.epochs_run + 1, last_epoch + 1):
+            started = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))
+            augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            first_bad = torch.full((), -1, device=device, dtype=torch.long)
+            rates = []
+            for index, (xb, yb) in enumerate(batches(train, order, batch_size, device)):
+                rate = learning_rate(schedule, base_lr, (epoch - 1) * steps_per_epoch + index, steps_per_epoch, epochs)
+                rate *= plateau.scale if plateau else 1.0
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+                rates.append(rate)
+                if augment is not None:
+                    xb = augment(xb, augment_generator)
+                with _autocast(device, precision):
+                    logits = model(xb)
+                    loss = nn.functional.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss = loss.detach().float()
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), index, first_bad)
+                loss_sum += loss * yb.shape[0]
+                correct += (logits.detach().argmax(dim=1) == yb).sum()
+            if int(first_bad) >= 0:
+                kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
+                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, batch {int(first_bad)}{kept}.")
+            val_loss, val_accuracy = evaluate(model, val, device, precision)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum.item() / n,
+                "train_accuracy": correct.item() / n,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "lr": float(np.mean(rates)),
+                "seconds": time.perf_counter() - started,
+            }
+            result.history.append(row)
+            if plateau is not None:
+                plateau.step(val_loss)
+            should_stop, reason = tracker.step(row[monitor], epoch)
+            if tracker.best_epoch == epoch:
+                best_state = copy.deepcopy(model.state_dict())
+            if should_stop and early_stopping is not None:
+                result.stop_reason = reason.value
+            if checkpoint is not None:
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "early_stopping": tracker.state_dict(),
+                        "plateau": plateau.state_dict() if plateau else None,
+                        "best_model": best_state,
+                        "history": result.history,
+                        "stop_reason": result.stop_reason,
+                        "rng": _rng_states(),
+                    },
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if result.stop_reason != StopReason.NOT_STOPPED.value:
+                break
+    finally:
+        bar.close()
+        if restore_best and best_state is not None:
+            model.load_state_dict(best_state)
     result.best_epoch = tracker.best_epoch
     result.stopped_epoch = result.epochs_run
-    if restore_best and best_state is not None:
-        model.load_state_dict(best_state)
     return result

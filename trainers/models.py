@@ -3,33 +3,74 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 
-def _block(layer: nn.Module, width: int, batch_norm: bool, dropout: float, norm: type[nn.Module]) -> list[nn.Module]:
-    """Linear or conv layer, then BatchNorm (before the activation), activation, dropout."""
-    parts = [layer]
-    if batch_norm:
-        parts.append(norm(width))
-    parts.append(nn.ReLU())
-    if dropout > 0:
-        parts.append(nn.Dropout(dropout))
-    return parts
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+INITS = ("default", "kaiming", "xavier", "normal")
 
 
-def dense_layers(
-    in_features: int, hidden: Sequence[int], n_classes: int, batch_norm: bool, dropout: float
-) -> list[nn.Module]:
+@dataclass(frozen=True)
+class Switches:
+    """The per-layer choices every model shares."""
+
+    batch_norm: bool = True
+    dropout: float = 0.0
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {self.activation!r}. Known: {', '.join(ACTIVATIONS)}.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"Dropout must be in [0, 1), got {self.dropout}.")
+
+    def block(self, layer: nn.Module, width: int, norm: type[nn.Module]) -> list[nn.Module]:
+        """Linear or conv layer, then BatchNorm (before the activation), activation, dropout."""
+        parts = [layer]
+        if self.batch_norm:
+            parts.append(norm(width))
+        parts.append(ACTIVATIONS[self.activation]())
+        if self.dropout > 0:
+            parts.append(nn.Dropout(self.dropout))
+        return parts
+
+
+def dense_layers(in_features: int, hidden: Sequence[int], n_classes: int, switches: Switches) -> list[nn.Module]:
     """Hidden Linear blocks of the given widths, then the classifier layer."""
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += _block(nn.Linear(in_features, width, bias=not batch_norm), width, batch_norm, dropout, nn.BatchNorm1d)
+        layers += switches.block(nn.Linear(in_features, width, bias=not switches.batch_norm), width, nn.BatchNorm1d)
         in_features = width
     layers.append(nn.Linear(in_features, n_classes))
     return layers
+
+
+def initialize(model: nn.Module, scheme: str, activation: str = "relu", std: float = 0.01) -> nn.Module:
+    """Re-initialise every Linear and Conv weight (biases to zero); `default` keeps PyTorch's own."""
+    if scheme not in INITS:
+        raise ValueError(f"Unknown init {scheme!r}. Known: {', '.join(INITS)}.")
+    if scheme == "default":
+        return model
+    nonlinearity = activation if activation in ("relu", "leaky_relu", "tanh", "sigmoid") else "relu"
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity=nonlinearity)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(module.weight, gain=nn.init.calculate_gain(nonlinearity))
+            else:
+                nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def _input_dropout(p: float) -> list[nn.Module]:
+    return [nn.Dropout(p)] if p > 0 else []
 
 
 class MLP(nn.Module):
@@ -40,12 +81,12 @@ class MLP(nn.Module):
         input_shape: Sequence[int],
         n_classes: int,
         hidden: Sequence[int] = (128,),
-        batch_norm: bool = True,
-        dropout: float = 0.0,
+        switches: Switches = Switches(),
+        dropout_input: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Flatten(), *dense_layers(math.prod(input_shape), hidden, n_classes, batch_norm, dropout)
+            nn.Flatten(), *_input_dropout(dropout_input), *dense_layers(math.prod(input_shape), hidden, n_classes, switches)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,23 +102,23 @@ class CNN(nn.Module):
         n_classes: int,
         channels: Sequence[int] = (32, 64),
         hidden: Sequence[int] = (128,),
-        batch_norm: bool = True,
-        dropout: float = 0.0,
+        switches: Switches = Switches(),
+        dropout_input: float = 0.0,
     ) -> None:
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"CNN needs images of shape (C, H, W), got input shape {tuple(input_shape)}; use model.type=mlp.")
         in_channels, height, width = input_shape
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = _input_dropout(dropout_input)
         for out_channels in channels:
-            conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not batch_norm)
-            layers += _block(conv, out_channels, batch_norm, dropout, nn.BatchNorm2d)
+            conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not switches.batch_norm)
+            layers += switches.block(conv, out_channels, nn.BatchNorm2d)
             if min(height, width) >= 2:
                 layers.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
             in_channels = out_channels
         layers.append(nn.Flatten())
-        layers += dense_layers(in_channels * height * width, hidden, n_classes, batch_norm, dropout)
+        layers += dense_layers(in_channels * height * width, hidden, n_classes, switches)
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +126,8 @@ class CNN(nn.Module):
 
 
 def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> nn.Module:
-    """A model from a specification such as `{"type": "cnn", "channels": [32, 64], "dropout": 0.3}`.
+    """A model from a specification (the `model` config section), for example
+    `{"type": "cnn", "channels": [32, 64], "hidden": [128], "dropout": 0.3, "init": "kaiming"}`.
 
     `type: auto` (the default) is a CNN for images `(C, H, W)` and an MLP otherwise.
     """
@@ -93,9 +135,17 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     kind = options.pop("type", "auto")
     if kind == "auto":
         kind = "cnn" if len(input_shape) == 3 else "mlp"
+    switches = Switches(
+        batch_norm=options.pop("batch_norm", True),
+        dropout=options.pop("dropout", 0.0),
+        activation=options.pop("activation", "relu"),
+    )
+    scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
+    channels = options.pop("channels", (32, 64))
     if kind == "mlp":
-        options.pop("channels", None)
-        return MLP(input_shape, n_classes, **options)
-    if kind == "cnn":
-        return CNN(input_shape, n_classes, **options)
-    raise ValueError(f"Unknown model type {kind!r}. Known types: auto, cnn, mlp.")
+        model: nn.Module = MLP(input_shape, n_classes, switches=switches, **options)
+    elif kind == "cnn":
+        model = CNN(input_shape, n_classes, channels=channels, switches=switches, **options)
+    else:
+        raise ValueError(f"Unknown model type {kind!r}. Known types: auto, cnn, mlp.")
+    return initialize(model, scheme, switches.activation, std)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -13,9 +14,15 @@ from pipeline.config import Config
 
 @dataclass(frozen=True)
 class RunContext:
-    """Things that change how a stage reports, never what it computes (so not in any key)."""
+    """Things that change how a stage runs or reports, never what it computes (so not in any key).
+
+    `checkpoint` is where the stage may keep resumable state for the entry it is building;
+    with `resume`, it continues from what it finds there.
+    """
 
     progress: bool = True
+    resume: bool = False
+    checkpoint: Path | None = None
 
 
 class Stage(ABC):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import signal
 import sys
 from types import ModuleType
 from typing import Any
@@ -12,22 +15,33 @@ import torch
 
 import trainers.early_stopping
 import trainers.loop
+import trainers.metrics
 import trainers.models
 import trainers.optim
+import trainers.schedules
 import transforms.compose
 from pipeline.cache import Artifact
 from pipeline.config import Config
 from pipeline.stages.augment import AUGMENTATION_CODE
 from pipeline.stages.base import RunContext, Stage
+from pipeline.stages.collect import SPLITS
 
+log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weights."
+# Fault injection for the resume tests: SIGKILL this process right after epoch N's checkpoint.
+KILL_AFTER_EPOCH = "GAINSPLIT_TEST_KILL_AFTER_EPOCH"
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch for a run: model initialisation and dropout use the global RNGs."""
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch for a run (initialisation and dropout use the global RNGs);
+    with `deterministic`, also make torch choose deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
 
 
 def weights_to_arrays(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -43,9 +57,29 @@ def arrays_to_weights(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     }
 
 
+def _kill_hook() -> Any:
+    after = os.environ.get(KILL_AFTER_EPOCH)
+    if not after:
+        return None
+
+    def maybe_kill(epoch: int) -> None:
+        if epoch == int(after):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_kill
+
+
+def precision_for(config: Config, device: torch.device) -> str:
+    """The precision actually used: mixed precision is a CUDA feature, so the CPU runs fp32."""
+    if config.train.precision != "fp32" and device.type != "cuda":
+        log.warning("train.precision=%s needs CUDA; training in fp32 on %s.", config.train.precision, device)
+        return "fp32"
+    return config.train.precision
+
+
 class TrainStage(Stage):
     name = "train"
-    version = "1"
+    version = "2"
     inputs = ("collect", "augment", "scale")
 
     def code(self, config: Config) -> tuple[ModuleType, ...]:
@@ -54,6 +88,8 @@ class TrainStage(Stage):
             trainers.models,
             trainers.loop,
             trainers.optim,
+            trainers.schedules,
+            trainers.metrics,
             trainers.early_stopping,
             *AUGMENTATION_CODE,
         )
@@ -61,58 +97,83 @@ class TrainStage(Stage):
     def params(self, config: Config) -> dict[str, Any]:
         sections = ("model", "optim", "schedule", "early_stop", "train")
         params = {name: getattr(config, name).model_dump(mode="json") for name in sections}
-        # A CPU and a GPU run of the same config are different results.
-        params["device_type"] = trainers.loop.resolve_device(config.train.device).type
+        # A CPU and a GPU run of the same config are different results; where the data sits is not.
+        device = trainers.loop.resolve_device(config.train.device)
+        params["device_type"] = device.type
+        params["precision_used"] = precision_for(config, device)
+        del params["train"]["data_on_device"]
         return params
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
-        device = trainers.loop.resolve_device(config.train.device)
-        seed_everything(config.train.seed)
+        settings = config.train
+        device = trainers.loop.resolve_device(settings.device)
+        precision = precision_for(config, device)
+        seed_everything(settings.seed, settings.deterministic)
         data = inputs["scale"].arrays
+        arrays = [data[f"x_{split}"] for split in SPLITS]
+        on_device = {"always": True, "never": False}.get(settings.data_on_device) or trainers.loop.fits_on_device(arrays, device)
         splits = {
-            name: trainers.loop.Split(
-                torch.from_numpy(np.array(data[f"x_{name}"])).to(device),
-                torch.from_numpy(np.array(data[f"y_{name}"], dtype=np.int64)).to(device),
-            )
-            for name in ("train", "val", "test")
+            split: trainers.loop.place(data[f"x_{split}"], data[f"y_{split}"], device, on_device) for split in SPLITS
         }
-        n_classes = len(inputs["collect"].info["class_names"])
-        model = trainers.models.build_model(
-            config.model.model_dump(), tuple(splits["train"].x.shape[1:]), n_classes
-        ).to(device)
+        class_names = inputs["collect"].info["class_names"]
+        model = trainers.models.build_model(config.model.model_dump(), tuple(splits["train"].x.shape[1:]), len(class_names))
+        model.to(device)
         optimizer = trainers.optim.build_optimizer(model.parameters(), config.optim.model_dump())
-        scheduler = trainers.optim.build_scheduler(optimizer, config.schedule.model_dump(), config.train.epochs)
         stop = config.early_stop
-        mode = "min" if stop.monitor == "val_loss" else "max"
         early_stopping = (
-            trainers.early_stopping.EarlyStopping(stop.patience, stop.min_delta, mode) if stop.enabled else None
+            trainers.early_stopping.EarlyStopping(stop.patience, stop.min_delta, "min" if stop.monitor == "val_loss" else "max")
+            if stop.enabled
+            else None
         )
         augment_info = inputs["augment"].info
         online = transforms.compose.build_recipe(augment_info["recipe"]) if augment_info["mode"] == "online" else None
+        if context.checkpoint is not None and context.checkpoint.exists() and not context.resume:
+            log.warning("Starting over: %s holds an interrupted run; pass --resume to continue it.", context.checkpoint)
         result = trainers.loop.fit(
             model,
             splits["train"],
             splits["val"],
             optimizer,
-            epochs=config.train.epochs,
-            batch_size=config.train.batch_size,
-            scheduler=scheduler,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            device=device,
+            schedule=config.schedule.model_dump(),
             early_stopping=early_stopping,
             monitor=stop.monitor,
             restore_best=stop.restore_best,
+            label_smoothing=settings.label_smoothing,
+            precision=precision,
             augment=online,
-            seed=config.train.seed,
+            seed=settings.seed,
             augment_seed=augment_info["seed"],
+            checkpoint=context.checkpoint,
+            resume=context.resume,
+            on_epoch_end=_kill_hook(),
             progress=context.progress,
         )
-        test_loss, test_accuracy = trainers.loop.evaluate(model, splits["test"])
+        logits = trainers.loop.predict(model, splits["test"], device, precision)
+        target = splits["test"].y.to(device)
+        matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
+        best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
         metrics = {
-            "test_accuracy": test_accuracy,
-            "test_loss": test_loss,
+            "test_accuracy": (logits.argmax(dim=1) == target).float().mean().item(),
+            "test_loss": torch.nn.functional.cross_entropy(logits, target).item(),
             "best_epoch": result.best_epoch,
             "stopped_epoch": result.stopped_epoch,
             "epochs_run": result.epochs_run,
             "stop_reason": result.stop_reason,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "best_train_accuracy": best["train_accuracy"],
+            "best_val_accuracy": best["val_accuracy"],
+            "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
+            "confusion_matrix": matrix,
         }
-        info = {"metrics": metrics, "history": result.history, "device": str(device), "n_classes": n_classes}
+        info = {
+            "metrics": metrics,
+            "history": result.history,
+            "device": str(device),
+            "precision": precision,
+            "data_on_device": on_device,
+            "n_classes": len(class_names),
+        }
         return Artifact(weights_to_arrays(model.state_dict()), info)
