@@ -37,6 +37,30 @@ class RunResult:
     record: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class PlannedStage:
+    """A stage with everything that identifies its output, known before anything runs."""
+
+    stage: Stage
+    params: dict[str, Any]
+    input_keys: dict[str, str]
+    key: str
+
+
+def plan_stages(config: Config, stages: list[Stage] | None = None) -> list[PlannedStage]:
+    """Every stage's parameters and key, in order. Keys depend only on parameters, code and
+    upstream keys, so a bad setting (a missing file, an absent GPU) stops the run before any work."""
+    planned: list[PlannedStage] = []
+    keys: dict[str, str] = {}
+    for stage in stages or default_stages():
+        input_keys = {name: keys[name] for name in stage.inputs}
+        params = stage.params(config)
+        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code(config)), params, input_keys)
+        keys[stage.name] = key
+        planned.append(PlannedStage(stage, params, input_keys, key))
+    return planned
+
+
 def run_stages(
     config: Config,
     store: CacheStore,
@@ -52,10 +76,8 @@ def run_stages(
     """
     outcomes: list[StageOutcome] = []
     results: dict[str, CachedArtifact] = {}
-    for stage in stages or default_stages():
-        input_keys = {name: results[name].meta["key"] for name in stage.inputs}
-        params = stage.params(config)
-        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code(config)), params, input_keys)
+    for step in plan_stages(config, stages):
+        stage, key = step.stage, step.key
         started = time.perf_counter()
         with store.lock(stage.name, key):
             cached = None if force else store.load(stage.name, key)
@@ -68,7 +90,7 @@ def run_stages(
                     artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, stage_context)
                 except ValueError as exc:
                     raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
-                meta = {"version": stage.version, "params": params, "inputs": input_keys}
+                meta = {"version": stage.version, "params": step.params, "inputs": step.input_keys}
                 meta["build_seconds"] = time.perf_counter() - started
                 cached = store.save(stage.name, key, artifact, meta)
                 checkpoint.unlink(missing_ok=True)

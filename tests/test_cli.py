@@ -81,3 +81,43 @@ def test_concurrent_runs_build_each_key_once(tmp_path):
         outcomes = [record["stages"][index] for record in records]
         assert sorted(o["cache"] for o in outcomes) == ["hit", "hit", "miss"], name
         assert len({o["output_sha256"] for o in outcomes}) == 1
+
+
+def weight_checksums_and_history(cache_dir):
+    (meta_path,) = (cache_dir / "train").glob("*/meta.json")
+    meta = json.loads(meta_path.read_text())
+    weights = {name: entry["sha256"] for name, entry in meta["files"].items()}
+    history = [{k: v for k, v in row.items() if k != "seconds"} for row in meta["info"]["history"]]
+    return weights, history, meta["info"]["metrics"]
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path):
+    args = ["run", "train.epochs=5", "model.channels=[8]", "model.hidden=[16]", "model.dropout=0.2", "--quiet"]
+    whole = cli(*args, "--cache-dir", "whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+
+    killed = cli(*args, "--cache-dir", "killed", cwd=tmp_path, env={"GAINSPLIT_TEST_KILL_AFTER_EPOCH": "2"})
+    assert killed.returncode == -9
+    (checkpoint,) = (tmp_path / "killed" / ".checkpoints" / "train").glob("*.pt")
+    assert not list((tmp_path / "killed" / "train").glob("*/meta.json"))
+
+    resumed = cli(*args, "--cache-dir", "killed", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not checkpoint.exists()
+    weights, history, metrics = weight_checksums_and_history(tmp_path / "killed")
+    expected_weights, expected_history, expected_metrics = weight_checksums_and_history(tmp_path / "whole")
+    assert weights == expected_weights
+    assert history == expected_history
+    assert metrics["resumed_from_epoch"] == 2
+    assert metrics["test_accuracy"] == expected_metrics["test_accuracy"]
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = cli("run", "train.device=cuda", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "train.device is 'cuda' but CUDA is not available" in done.stderr
+    assert list(tmp_path.iterdir()) == []
