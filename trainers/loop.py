@@ -3,6 +3,7 @@ stopping, mixed precision on CUDA, an atomic checkpoint after every epoch, and e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -125,9 +126,11 @@ def batches(split: Split, order: torch.Tensor, batch_size: int, device: torch.de
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def _autocast(device: torch.device, precision: str) -> torch.autocast:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=device.type == "cuda" and precision != "fp32")
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA; nothing at all (not even a disabled autocast) otherwise."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 @torch.no_grad()
@@ -255,9 +258,9 @@ def fit(
             model.train()
             order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))
             augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
-            loss_sum = torch.zeros((), device=device)
+            # Per-batch losses stay on the device until the epoch ends: no host sync per step.
+            losses = torch.zeros(steps_per_epoch, device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
-            first_bad = torch.full((), -1, device=device, dtype=torch.long)
             rates = []
             for index, (xb, yb) in enumerate(batches(train, order, batch_size, device)):
                 rate = learning_rate(schedule, base_lr, (epoch - 1) * steps_per_epoch + index, steps_per_epoch, epochs)
@@ -271,20 +274,25 @@ def fit(
                     logits = model(xb)
                     loss = nn.functional.cross_entropy(logits, yb, label_smoothing=label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss = loss.detach().float()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), index, first_bad)
-                loss_sum += loss * yb.shape[0]
+                if scaler.is_enabled():
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                losses[index] = loss.detach()
                 correct += (logits.detach().argmax(dim=1) == yb).sum()
-            if int(first_bad) >= 0:
+            bad = torch.nonzero(~torch.isfinite(losses)).flatten().tolist()
+            if bad:
                 kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
-                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, batch {int(first_bad)}{kept}.")
+                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, batch {bad[0]}{kept}.")
+            batch_sizes = torch.full((steps_per_epoch,), float(batch_size), device=device)
+            batch_sizes[-1] = n - batch_size * (steps_per_epoch - 1)
             val_loss, val_accuracy = evaluate(model, val, device, precision)
             row = {
                 "epoch": epoch,
-                "train_loss": loss_sum.item() / n,
+                "train_loss": (losses * batch_sizes).sum().item() / n,
                 "train_accuracy": correct.item() / n,
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
