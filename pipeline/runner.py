@@ -34,6 +34,7 @@ class RunResult:
     run_dir: Path
     stages: list[StageOutcome]
     metrics: dict[str, Any]
+    history: list[dict[str, float]]
     record: dict[str, Any]
 
 
@@ -123,7 +124,8 @@ def run_pipeline(
         "scaling": results["scale"].artifact.info,
         "device": train_info["device"],
         "precision": train_info["precision"],
+        "train_samples": train_info["train_samples"],
         "cache_dir": str(Path(cache_dir).resolve()),
     }
     run_dir = write_run_record(Path(runs_dir), record, train_info["history"])
-    return RunResult(run_dir, outcomes, train_info["metrics"], record)
+    return RunResult(run_dir, outcomes, train_info["metrics"], train_info["history"], record)

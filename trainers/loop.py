@@ -151,7 +151,7 @@ def evaluate(model: nn.Module, split: Split, device: torch.device | None = None,
     logits = predict(model, split, device, precision)
     target = split.y.to(device)
     loss = nn.functional.cross_entropy(logits, target).item()
-    return loss, (logits.argmax(dim=1) == target).float().mean().item()
+    return loss, (logits.argmax(dim=1) == target).sum().item() / max(1, len(target))
 
 
 def _rng_states() -> dict[str, Any]:

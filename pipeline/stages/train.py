@@ -156,7 +156,7 @@ class TrainStage(Stage):
         matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
         best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
         metrics = {
-            "test_accuracy": (logits.argmax(dim=1) == target).float().mean().item(),
+            "test_accuracy": (logits.argmax(dim=1) == target).sum().item() / max(1, len(target)),
             "test_loss": torch.nn.functional.cross_entropy(logits, target).item(),
             "best_epoch": result.best_epoch,
             "stopped_epoch": result.stopped_epoch,
@@ -175,5 +175,6 @@ class TrainStage(Stage):
             "precision": precision,
             "data_on_device": on_device,
             "n_classes": len(class_names),
+            "train_samples": int(splits["train"].x.shape[0]),
         }
         return Artifact(weights_to_arrays(model.state_dict()), info)
