@@ -133,3 +133,31 @@ def test_augmentation_change_reuses_collect_from_the_cache(dirs):
     run(dirs)
     result = run(dirs, "augment.copies=2")
     assert statuses(result) == {"collect": "hit", "augment": "miss", "scale": "miss", "train": "miss"}
+
+
+def test_binary_tabular_task_reports_a_two_by_two_confusion_matrix(dirs):
+    result = run(dirs, "data.source=sklearn:breast_cancer", "train.epochs=15")
+    matrix = result.metrics["confusion_matrix"]
+    assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+    assert sum(map(sum, matrix)) == sum(result.record["data"]["class_counts"]["test"])
+    assert set(result.metrics["per_class_accuracy"]) == {"malignant", "benign"}
+    assert result.metrics["test_accuracy"] > 0.8
+
+
+def test_mixed_precision_falls_back_to_fp32_on_the_cpu(dirs, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = run(dirs, "train.precision=bf16")
+    assert result.record["precision"] == "fp32"
+    assert "train.precision=bf16 needs CUDA" in caplog.text
+
+
+def test_deterministic_flag_turns_on_deterministic_algorithms():
+    import torch
+
+    from pipeline.stages.train import seed_everything
+
+    try:
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
