@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
-from pipeline.config import ConfigError, config_to_yaml, load_config
+from pipeline.config import ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
 
 DEFAULT_CACHE_DIR = ".pipeline-cache"
@@ -27,11 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run collect -> augment -> scale -> train, reusing cached stages")
     _add_config_arguments(run)
-    run.add_argument(
-        "--cache-dir",
-        default=os.environ.get("PIPELINE_CACHE_DIR", DEFAULT_CACHE_DIR),
-        help=f"stage cache folder (default: $PIPELINE_CACHE_DIR or {DEFAULT_CACHE_DIR})",
-    )
+    _add_cache_argument(run)
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=f"where run records go (default: {DEFAULT_RUNS_DIR})")
     run.add_argument("--force", action="store_true", help="rebuild every stage even when it is cached")
     run.add_argument("--resume", action="store_true", help="continue an interrupted training from its last checkpoint")
@@ -39,7 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show-config", help="print the fully resolved configuration as YAML")
     _add_config_arguments(show)
+
+    ablate = commands.add_parser("ablate", help="run an ablation (the config's `ablation:` section) and write its report")
+    _add_config_arguments(ablate)
+    _add_cache_argument(ablate)
+    ablate.add_argument("--out", help="where the records and report go (default: ablations/<id>/)")
+    ablate.add_argument("--jobs", type=int, default=1, help="worker processes sharing the cache (default: 1)")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+    report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
+    report.add_argument("folder", help="an ablation folder (holding summary.json)")
     return parser
+
+
+def _add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir",
+        default=os.environ.get("PIPELINE_CACHE_DIR", DEFAULT_CACHE_DIR),
+        help=f"stage cache folder (default: $PIPELINE_CACHE_DIR or {DEFAULT_CACHE_DIR})",
+    )
 
 
 def format_summary(result: RunResult) -> str:
@@ -59,12 +76,42 @@ def format_summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def ablate(args: argparse.Namespace) -> int:
+    """Run the ablation in the config file (or the embedded default) and render its report."""
+    from pipeline.ablation.default import DEFAULT_ABLATION
+    from pipeline.ablation.execute import run_ablation
+    from pipeline.ablation.report import render
+
+    tree = read_config_file(args.config) if args.config else copy.deepcopy(DEFAULT_ABLATION)
+    config = load_config(None, args.overrides, base=tree)
+    if config.ablation is None:
+        raise ConfigError(f"{args.config} has no 'ablation:' section (design, seeds, factors).")
+    base = {key: value for key, value in tree.items() if key != "ablation"}
+    out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
+    summary = run_ablation(base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet)
+    report = render(out)
+    if not args.quiet:
+        for name, counts in summary["stages"].items():
+            print(f"{name:<8} built {counts['built']:>3}  hit {counts['hit']:>3}")
+        for effect in summary["side_effects"] + summary["effects"]:
+            print(f"- {effect['sentence']}")
+        print(f"report: {report} (and {report.with_suffix('.html').name}, runs.csv, summary.json)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
+        if args.command == "ablate":
+            return ablate(args)
+        if args.command == "report":
+            from pipeline.ablation.report import render
+
+            print(render(args.folder))
+            return 0
         config = load_config(args.config, args.overrides)
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "show-config":

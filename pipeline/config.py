@@ -6,6 +6,7 @@ any work starts and reported with the dotted key and the closest valid one.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import json
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from datasets import SourceOptions, parse_source
+from pipeline.ablation.design import AblationConfig
 from transforms import build_recipe
 
 
@@ -179,6 +181,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    ablation: AblationConfig | None = None
 
 
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
@@ -275,9 +278,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return tree
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Resolve defaults, then the file at `path`, then `key=value` overrides, and validate the result."""
-    tree = read_config_file(path) if path else {}
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> Config:
+    """Resolve defaults, then the file at `path` (or the mapping `base`), then `key=value`
+    overrides, and validate the result."""
+    tree = read_config_file(path) if path else copy.deepcopy(base or {})
     for text in overrides:
         _set_dotted(tree, *parse_override(text))
     unknown = _unknown_keys(tree)

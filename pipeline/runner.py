@@ -120,6 +120,7 @@ def run_pipeline(
         "config": config.model_dump(mode="json"),
         "stages": [asdict(outcome) for outcome in outcomes],
         "metrics": train_info["metrics"],
+        "diagnosis": train_info["diagnosis"],
         "data": results["collect"].artifact.info,
         "scaling": results["scale"].artifact.info,
         "device": train_info["device"],

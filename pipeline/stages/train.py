@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import trainers.diagnosis
 import trainers.early_stopping
 import trainers.loop
 import trainers.metrics
@@ -91,6 +92,7 @@ class TrainStage(Stage):
             trainers.schedules,
             trainers.metrics,
             trainers.early_stopping,
+            trainers.diagnosis,
             *AUGMENTATION_CODE,
         )
 
@@ -168,13 +170,17 @@ class TrainStage(Stage):
             "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
             "confusion_matrix": matrix,
         }
+        diagnosis = trainers.diagnosis.diagnose(result.history).as_dict()
         info = {
             "metrics": metrics,
             "history": result.history,
+            "diagnosis": diagnosis,
             "device": str(device),
             "precision": precision,
             "data_on_device": on_device,
             "n_classes": len(class_names),
             "train_samples": int(splits["train"].x.shape[0]),
         }
-        return Artifact(weights_to_arrays(model.state_dict()), info)
+        arrays = weights_to_arrays(model.state_dict())
+        arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
+        return Artifact(arrays, info)

@@ -1,0 +1,93 @@
+"""Which change bought the gain: per-factor effects, the data-side and model-side effects, and
+their interaction, each as a paired difference over seeds."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+
+from pipeline.ablation.design import AblationConfig
+from pipeline.ablation.stats import Effect, holm, paired_effect
+
+Row = dict[str, Any]  # one training: "variant", "settings", "seed" and the metric
+
+
+def _cell(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True)
+
+
+def _per_seed(rows: Iterable[Row], metric: str) -> dict[int, float]:
+    """Mean of the metric per seed over the given rows (a single cell, or several averaged)."""
+    grouped: dict[int, list[float]] = defaultdict(list)
+    for row in rows:
+        grouped[row["seed"]].append(row[metric])
+    return {seed: float(np.mean(values)) for seed, values in grouped.items()}
+
+
+def _describe(key: str, before: Any, after: Any) -> str:
+    return f"setting {key} from {json.dumps(before)} to {json.dumps(after)}"
+
+
+def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy") -> list[Effect]:
+    """Each factor's effect for each non-baseline value.
+
+    Full design: the main effect, averaging every other factor's levels. One at a time: the
+    change against the baseline with everything else at baseline. List: each variant
+    against the first one listed.
+    """
+    effects: list[Effect | None] = []
+    if ablation.design == "list":
+        names = list(ablation.variants)
+        reference = _per_seed((r for r in rows if r["variant"] == names[0]), metric)
+        for name in names[1:]:
+            treated = _per_seed((r for r in rows if r["variant"] == name), metric)
+            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference))
+    else:
+        baseline = {key: factor.values[0] for key, factor in ablation.factors.items()}
+        for key, factor in ablation.factors.items():
+            for value in factor.values[1:]:
+                if ablation.design == "full":
+                    treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
+                    reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
+                else:
+                    treated = _per_seed((r for r in rows if _cell(r["settings"]) == _cell({**baseline, key: value})), metric)
+                    reference = _per_seed((r for r in rows if _cell(r["settings"]) == _cell(baseline)), metric)
+                effects.append(paired_effect(_describe(key, baseline[key], value), factor.side, treated, reference))
+    found = [effect for effect in effects if effect is not None]
+    adjusted = holm([effect.p_value for effect in found])
+    return [Effect(e.name, e.side, e.summary, e.p_value, p) for e, p in zip(found, adjusted)]
+
+
+def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy") -> list[Effect]:
+    """The data-side effect (every data factor changed), the model-side effect (every model
+    factor changed), both together, and the interaction (both - data - model + baseline).
+
+    Empty when the design lacks these corners (a list design, or only one side has factors).
+    """
+    if ablation.design == "list":
+        return []
+    factors = ablation.factors
+    sides = {factor.side for factor in factors.values()}
+    if sides != {"data", "model"}:
+        return []
+
+    def corner(*changed: str) -> dict[int, float]:
+        settings = {key: (f.values[-1] if f.side in changed else f.values[0]) for key, f in factors.items()}
+        return _per_seed((r for r in rows if _cell(r["settings"]) == _cell(settings)), metric)
+
+    baseline, data, model, both = corner(), corner("data"), corner("model"), corner("data", "model")
+    seeds = sorted(set(baseline) & set(data) & set(model) & set(both))
+    if not seeds:
+        return []
+    interaction = {s: both[s] - data[s] - model[s] + baseline[s] for s in seeds}
+    zero = {s: 0.0 for s in seeds}
+    effects = [
+        paired_effect("the data-side changes", "data", data, baseline),
+        paired_effect("the model-side changes", "model", model, baseline),
+        paired_effect("both sides together", "both", both, baseline),
+        paired_effect("the data-by-model interaction", "interaction", interaction, zero),
+    ]
+    return [effect for effect in effects if effect is not None]

@@ -1,0 +1,209 @@
+"""Running an ablation: every variant times every seed through the cached pipeline, in one
+process or in `--jobs N` worker processes sharing the cache, then the numbers for the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.ablation.design import AblationConfig, Variant, expand
+from pipeline.ablation.effects import factor_effects, side_effects
+from pipeline.ablation.stats import summarize
+from pipeline.cache import CacheStore
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.runner import run_pipeline
+from trainers.baselines import ensemble_accuracy, sklearn_baselines
+
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training of the ablation, as plain data a worker process can take."""
+
+    variant: str
+    seed: int
+    base: dict[str, Any]
+    overrides: tuple[str, ...]
+    cache_dir: str
+    runs_dir: str
+
+
+def task_config(task: Task) -> Config:
+    return load_config(None, [*task.overrides, f"train.seed={task.seed}"], base=task.base)
+
+
+def _run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, progress=False)
+    return {"variant": task.variant, "seed": task.seed, "run_dir": str(result.run_dir), "record": result.record}
+
+
+def plan_tasks(
+    base: dict[str, Any], overrides: list[str], ablation: AblationConfig, cache_dir: Path, runs_dir: Path
+) -> tuple[list[Variant], list[Task]]:
+    """Variants and their trainings; every variant's configuration is validated before anything runs.
+
+    `base` is the config file's mapping without its `ablation` section.
+    """
+    variants = expand(ablation)
+    tasks = []
+    for variant in variants:
+        for seed in ablation.seeds:
+            task = Task(variant.name, seed, base, (*overrides, *variant.overrides()), str(cache_dir), str(runs_dir))
+            try:
+                task_config(task)
+            except ConfigError as exc:
+                raise ConfigError(f"ablation variant {variant.name!r}: {exc}") from None
+            tasks.append(task)
+    return variants, tasks
+
+
+def execute(tasks: list[Task], jobs: int, progress: bool) -> list[dict[str, Any]]:
+    """Run the trainings, in order in this process or spread over `jobs` spawned workers."""
+    bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
+    results = []
+    if jobs <= 1:
+        for task in tasks:
+            results.append(_run_task(task))
+            bar.update(1)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for result in pool.map(_run_task, tasks, [threads] * len(tasks)):
+                results.append(result)
+                bar.update(1)
+    bar.close()
+    return results
+
+
+def stage_counts(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter] = {}
+    for result in results:
+        for stage in result["record"]["stages"]:
+            counts.setdefault(stage["name"], Counter())["built" if stage["cache"] == "miss" else "hit"] += 1
+    return {name: {"built": c["built"], "hit": c["hit"]} for name, c in counts.items()}
+
+
+def _stage_key(record: dict[str, Any], name: str) -> str:
+    return next(stage["key"] for stage in record["stages"] if stage["name"] == name)
+
+
+def _arrays(store: CacheStore, stage: str, key: str) -> dict[str, np.ndarray]:
+    cached = store.load(stage, key)
+    if cached is None:
+        raise ValueError(f"The cache no longer holds the {stage} entry {key[:12]}; re-run the ablation.")
+    return cached.artifact.arrays
+
+
+def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], store: CacheStore) -> dict[str, Any]:
+    """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
+    the seeds of the top-k variants (when they share their test split)."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_variant.setdefault(result["variant"], []).append(result["record"])
+    labels = {}
+    per_variant = {}
+    for name, records in by_variant.items():
+        y = np.asarray(_arrays(store, "scale", _stage_key(records[0], "scale"))["y_test"])
+        labels[name] = y
+        probabilities = [_arrays(store, "train", _stage_key(r, "train"))["test_probabilities"] for r in records]
+        per_variant[name] = {"seeds": len(records), "test_accuracy": ensemble_accuracy(probabilities, y)}
+    ranked = sorted(variants, key=lambda v: v["test_accuracy"]["mean"], reverse=True)[:TOP_K]
+    names = [v["name"] for v in ranked]
+    top = None
+    if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
+        probabilities = [
+            _arrays(store, "train", _stage_key(r, "train"))["test_probabilities"] for n in names for r in by_variant[n]
+        ]
+        top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
+    return {"per_variant": per_variant, "top_k": top}
+
+
+def baselines(results: list[dict[str, Any]], store: CacheStore, variant: str) -> dict[str, Any]:
+    """scikit-learn baselines on the cached, scaled data of one variant (the baseline's)."""
+    record = next(r["record"] for r in results if r["variant"] == variant)
+    arrays = _arrays(store, "scale", _stage_key(record, "scale"))
+    scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+    return {"data_of_variant": variant, "models": scores}
+
+
+def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant: accuracy and loss over seeds, epochs run, seconds and cache hits per stage."""
+    table = []
+    for variant in variants:
+        records = [r["record"] for r in results if r["variant"] == variant.name]
+        metric = lambda name: asdict(summarize([rec["metrics"][name] for rec in records]))
+        stages = {}
+        for stage in records[0]["stages"]:
+            runs = [next(s for s in rec["stages"] if s["name"] == stage["name"]) for rec in records]
+            stages[stage["name"]] = {
+                "seconds": float(np.mean([s["seconds"] for s in runs])),
+                "hits": sum(s["cache"] == "hit" for s in runs),
+            }
+        table.append(
+            {
+                "name": variant.name,
+                "settings": variant.settings,
+                "changed": list(variant.changed),
+                "seeds": [r["seed"] for r in results if r["variant"] == variant.name],
+                "test_accuracy": metric("test_accuracy"),
+                "test_loss": metric("test_loss"),
+                "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
+                "train_samples": records[0]["train_samples"],
+                "stages": stages,
+                "diagnosis": Counter(rec["diagnosis"]["verdict"] for rec in records).most_common(1)[0][0],
+            }
+        )
+    return table
+
+
+def run_ablation(
+    base: dict[str, Any],
+    overrides: list[str],
+    ablation: AblationConfig,
+    out_dir: Path,
+    cache_dir: Path,
+    jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every training of the ablation and write `<out>/summary.json`; return the summary."""
+    runs_dir = out_dir / "runs"
+    variants, tasks = plan_tasks(base, overrides, ablation, cache_dir, runs_dir)
+    started = time.perf_counter()
+    results = execute(tasks, jobs, progress)
+    store = CacheStore(cache_dir)
+    rows = [
+        {"variant": r["variant"], "settings": next(v.settings for v in variants if v.name == r["variant"]), "seed": r["seed"], **r["record"]["metrics"]}
+        for r in results
+    ]
+    table = variant_table(variants, results)
+    summary = {
+        "ablation": ablation.model_dump(mode="json"),
+        "stages": stage_counts(results),
+        "variants": table,
+        "effects": [{**asdict(e), "sentence": e.sentence()} for e in factor_effects(rows, ablation)],
+        "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in side_effects(rows, ablation)],
+        "baselines": baselines(results, store, variants[0].name),
+        "ensembles": ensembles(results, table, store),
+        "runs": [
+            {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results
+        ],
+        "seconds": time.perf_counter() - started,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary

@@ -1,0 +1,207 @@
+"""The ablation report, rendered from the records alone: `report.md`, a self-contained
+`report.html` (PNGs embedded), `runs.csv` and the PNGs in `plots/`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pipeline.ablation import plots
+
+Block = tuple  # ("h2", text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
+CURVE_VARIANTS = 12
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value * 100:.2f}"
+
+
+def _interval(summary: dict[str, float]) -> str:
+    return "n/a" if math.isnan(summary["low"]) else f"[{_pct(summary['low'])}, {_pct(summary['high'])}]"
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
+def load_runs(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every training's run record and history, read from `<out>/runs/`."""
+    runs = []
+    for entry in summary["runs"]:
+        run_dir = out_dir / entry["run_dir"]
+        record = json.loads((run_dir / "run.json").read_text())
+        with open(run_dir / "history.csv", newline="") as handle:
+            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        runs.append({**entry, "record": record, "history": history})
+    return runs
+
+
+def write_runs_csv(runs: list[dict[str, Any]], path: Path) -> None:
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        record = run["record"]
+        row = {"variant": run["variant"], "seed": run["seed"], "run_dir": run["run_dir"]}
+        for name in ("test_accuracy", "test_loss", "best_epoch", "epochs_run", "stop_reason"):
+            row[name] = record["metrics"][name]
+        row["diagnosis"] = record["diagnosis"]["verdict"]
+        for stage in record["stages"]:
+            row[f"{stage['name']}_seconds"] = stage["seconds"]
+            row[f"{stage['name']}_cache"] = stage["cache"]
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def _curves(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The first seed's curves of each variant (baseline, LR decay and early stopping among them)."""
+    curves = {}
+    for variant in summary["variants"][:CURVE_VARIANTS]:
+        run = next(r for r in runs if r["variant"] == variant["name"])
+        metrics = run["record"]["metrics"]
+        curves[f"{variant['name']} (seed {run['seed']})"] = {
+            "history": run["history"],
+            "best_epoch": metrics["best_epoch"],
+            "turned_up_at": run["record"]["diagnosis"]["val_loss_turned_up_at"],
+        }
+    return curves
+
+
+def _more_data_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    factors = summary["ablation"]["factors"]
+    if "data.train_fraction" not in factors:
+        return []
+    points = [
+        {"train_samples": v["train_samples"], "summary": v["test_accuracy"]}
+        for v in summary["variants"]
+        if v["changed"] in ([], ["data.train_fraction"])
+    ]
+    return sorted(points, key=lambda p: p["train_samples"])
+
+
+def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, Any]]) -> list[Block]:
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    variants = summary["variants"]
+    blocks: list[Block] = [("h1", "Ablation report")]
+    seeds = summary["ablation"]["seeds"]
+    blocks.append(("p", f"{len(variants)} variants x {len(seeds)} seeds ({summary['ablation']['design']} design). "
+                        "Accuracy in percent; intervals are 95% t-intervals over seeds; effects are paired by seed."))
+
+    sides = summary["side_effects"]
+    if sides:
+        blocks.append(("h2", "Where the gain came from"))
+        blocks += [("p", effect["sentence"].capitalize() + ".") for effect in sides]
+    if summary["effects"]:
+        blocks.append(("h2", "Effect of each change"))
+        blocks += [("p", effect["sentence"].capitalize() + ".") for effect in summary["effects"]]
+        rows = [
+            [e["name"], e["side"], _pct(e["summary"]["mean"]), _interval(e["summary"]), _p(e["p_value"]), _p(e["p_holm"])]
+            for e in sides + summary["effects"]
+        ]
+        blocks.append(("table", ["effect", "side", "change (points)", "95% CI", "p", "p (Holm)"], rows))
+        chart = plots.effects_chart(sides + summary["effects"], plot_dir / "effects.png")
+        blocks.append(("img", chart, "Effects on test accuracy with 95% intervals"))
+
+    blocks.append(("h2", "Variants"))
+    stage_names = list(variants[0]["stages"])
+    rows = []
+    for v in variants:
+        acc = v["test_accuracy"]
+        timing = [f"{v['stages'][s]['seconds']:.2f} ({v['stages'][s]['hits']} hit)" for s in stage_names]
+        rows.append([v["name"], _pct(acc["mean"]), _pct(acc["std"]), _interval(acc), f"{v['test_loss']['mean']:.4f}", f"{v['epochs_run']:.1f}", *timing, v["diagnosis"]])
+    headers = ["variant", "test acc", "std", "95% CI", "test loss", "epochs", *[f"{s} s" for s in stage_names], "diagnosis"]
+    blocks.append(("table", headers, rows))
+
+    blocks.append(("h2", "Algorithm selection and ensembles"))
+    best = max(variants, key=lambda v: v["test_accuracy"]["mean"])
+    rows = [[f"network: {best['name']} (best variant, mean of seeds)", _pct(best["test_accuracy"]["mean"])]]
+    data_of = summary["baselines"]["data_of_variant"]
+    rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"])] for name, score in summary["baselines"]["models"].items()]
+    ensembles = summary["ensembles"]
+    rows += [[f"ensemble of {e['seeds']} seeds: {name}", _pct(e["test_accuracy"])] for name, e in ensembles["per_variant"].items()]
+    if ensembles["top_k"]:
+        rows.append([f"ensemble of the top {len(ensembles['top_k']['variants'])} variants", _pct(ensembles["top_k"]["test_accuracy"])])
+    blocks.append(("table", ["model", "test acc"], rows))
+
+    points = _more_data_points(summary)
+    if len(points) > 1:
+        blocks.append(("h2", "What more data buys"))
+        blocks.append(("img", plots.more_data_curve(points, plot_dir / "more_data.png"), "Test accuracy against training-set size"))
+
+    blocks.append(("h2", "Diagnosis"))
+    for v in variants:
+        run = next(r for r in runs if r["variant"] == v["name"])
+        diagnosis = run["record"]["diagnosis"]
+        blocks.append(("p", f"**{v['name']}** (seed {run['seed']}): {diagnosis['verdict']}. {diagnosis['advice']}"))
+    blocks.append(("h2", "Learning curves"))
+    blocks.append(("img", plots.learning_curves(_curves(summary, runs), plot_dir / "learning_curves.png"),
+                   "Train and validation accuracy and loss per epoch, learning rate (dotted grey), best epoch (green), where validation loss turned up (red)"))
+
+    blocks.append(("h2", "Time and cache"))
+    rows = [[name, counts["built"], counts["hit"]] for name, counts in summary["stages"].items()]
+    blocks.append(("table", ["stage", "built", "cache hits"], rows))
+    blocks.append(("img", plots.stage_times(variants, plot_dir / "stage_times.png"), "Seconds per stage"))
+    return blocks
+
+
+def to_markdown(blocks: list[Block], out_dir: Path) -> str:
+    lines = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            lines += [f"{'#' if kind == 'h1' else '##'} {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("|" + "---|" * len(headers))
+            lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1].relative_to(out_dir).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def to_html(blocks: list[Block]) -> str:
+    body = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "p":
+            text = html.escape(block[1])
+            parts = text.split("**")
+            text = "".join(f"<b>{part}</b>" if i % 2 else part for i, part in enumerate(parts))
+            body.append(f"<p>{text}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif kind == "img":
+            data = base64.b64encode(block[1].read_bytes()).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}"><figcaption>{html.escape(block[2])}</figcaption></figure>')
+    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
+def render(out_dir: str | Path) -> Path:
+    """Write the report files from `<out>/summary.json` and the run records; return `report.md`'s path."""
+    out_dir = Path(out_dir)
+    summary_path = out_dir / "summary.json"
+    if not summary_path.exists():
+        raise ValueError(f"{out_dir} holds no summary.json: is it an ablation folder?")
+    summary = json.loads(summary_path.read_text())
+    runs = load_runs(out_dir, summary)
+    write_runs_csv(runs, out_dir / "runs.csv")
+    blocks = build_blocks(out_dir, summary, runs)
+    (out_dir / "report.html").write_text(to_html(blocks), encoding="utf-8")
+    report = out_dir / "report.md"
+    report.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
+    return report
