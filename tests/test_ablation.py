@@ -1,0 +1,183 @@
+"""Ablation designs, effect arithmetic on records with known answers, and a tiny ablation end to end."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from pipeline.ablation.design import AblationConfig, expand
+from pipeline.ablation.effects import factor_effects, side_effects
+from pipeline.ablation.stats import holm, summarize
+from trainers.diagnosis import diagnose
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TWO_BY_TWO = {
+    "seeds": [0, 1, 2],
+    "factors": {
+        "scale.method": {"side": "data", "values": ["none", "standard"]},
+        "model.batch_norm": {"side": "model", "values": [False, True]},
+    },
+}
+
+
+def test_full_design_crosses_every_factor():
+    variants = expand(AblationConfig(design="full", **TWO_BY_TWO))
+    assert [v.name for v in variants] == [
+        "baseline",
+        "model.batch_norm=true",
+        "scale.method=standard",
+        "scale.method=standard, model.batch_norm=true",
+    ]
+    assert variants[1].overrides() == ["scale.method=none", "model.batch_norm=true"]
+
+
+def test_one_at_a_time_adds_the_side_corners():
+    factors = {
+        "augment.mode": {"side": "data", "values": ["none", "offline"]},
+        "scale.method": {"side": "data", "values": ["none", "standard"]},
+        "model.dropout": {"side": "model", "values": [0.0, 0.3]},
+    }
+    names = [v.name for v in expand(AblationConfig(design="one_at_a_time", factors=factors))]
+    assert names == [
+        "baseline",
+        "augment.mode=offline",
+        "scale.method=standard",
+        "model.dropout=0.3",
+        "augment.mode=offline, scale.method=standard",
+        "augment.mode=offline, scale.method=standard, model.dropout=0.3",
+    ]
+
+
+@pytest.mark.parametrize(
+    "spec, pattern",
+    [
+        ({"design": "list"}, "needs 'variants'"),
+        ({"design": "full"}, "needs 'factors'"),
+        ({"factors": {"model.dropout": {"side": "model", "values": [0.1]}}}, "at least 2"),
+        ({"factors": {"model.dropout": {"side": "both", "values": [0.1, 0.2]}}}, "'data' or 'model'"),
+    ],
+)
+def test_bad_ablation_specs(spec, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        AblationConfig(**spec)
+
+
+def rows_for(accuracy):
+    """Records of a 2x2 full design where `accuracy(data_on, model_on, seed)` is known."""
+    rows = []
+    for data_on in (False, True):
+        for model_on in (False, True):
+            for seed in (0, 1, 2):
+                settings = {"scale.method": "standard" if data_on else "none", "model.batch_norm": model_on}
+                rows.append({"variant": str(settings), "settings": settings, "seed": seed, "test_accuracy": accuracy(data_on, model_on, seed)})
+    return rows
+
+
+def test_effects_on_records_with_known_answers():
+    # data +0.02, model +0.05, interaction +0.01, and seed noise that pairing removes exactly.
+    noise = {0: 0.0, 1: 0.01, 2: -0.01}
+    rows = rows_for(lambda d, m, s: 0.8 + 0.02 * d + 0.05 * m + 0.01 * (d and m) + noise[s])
+    ablation = AblationConfig(design="full", **TWO_BY_TWO)
+    sides = {e.name: e for e in side_effects(rows, ablation)}
+    assert sides["the data-side changes"].summary.mean == pytest.approx(0.02)
+    assert sides["the model-side changes"].summary.mean == pytest.approx(0.05)
+    assert sides["both sides together"].summary.mean == pytest.approx(0.08)
+    assert sides["the data-by-model interaction"].summary.mean == pytest.approx(0.01)
+    assert sides["the data-side changes"].summary.std == pytest.approx(0.0, abs=1e-12)
+    main = {e.name: e for e in factor_effects(rows, ablation)}
+    # Main effects average over the other factor: data 0.02 + 0.01/2, model 0.05 + 0.01/2.
+    assert main['setting scale.method from "none" to "standard"'].summary.mean == pytest.approx(0.025)
+    assert main["setting model.batch_norm from false to true"].summary.mean == pytest.approx(0.055)
+    sentence = main["setting model.batch_norm from false to true"].sentence()
+    assert sentence.startswith("setting model.batch_norm from false to true raised test accuracy by 5.5 points [")
+
+
+def test_interval_and_p_value_match_scipy():
+    values = [0.012, 0.018, 0.009, 0.021]
+    summary = summarize(values)
+    low, high = scipy_stats.t.interval(0.95, 3, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert (summary.low, summary.high) == pytest.approx((low, high))
+    assert summary.std == pytest.approx(np.std(values, ddof=1))
+    assert math.isnan(summarize([0.5]).low)
+
+
+def test_paired_effect_p_value_is_a_paired_t_test():
+    treated = {0: 0.91, 1: 0.93, 2: 0.90, 3: 0.95}
+    reference = {0: 0.90, 1: 0.90, 2: 0.89, 3: 0.91}
+    rows = [{"variant": "a", "settings": {"model.dropout": 0.3}, "seed": s, "test_accuracy": v} for s, v in treated.items()]
+    rows += [{"variant": "b", "settings": {"model.dropout": 0.0}, "seed": s, "test_accuracy": v} for s, v in reference.items()]
+    ablation = AblationConfig(design="one_at_a_time", seeds=[0, 1, 2, 3], factors={"model.dropout": {"side": "model", "values": [0.0, 0.3]}})
+    (effect,) = factor_effects(rows, ablation)
+    expected = scipy_stats.ttest_rel(list(treated.values()), list(reference.values())).pvalue
+    assert effect.p_value == pytest.approx(expected)
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
+
+
+def history(train, val, val_loss):
+    return [
+        {"epoch": i + 1, "train_accuracy": t, "val_accuracy": v, "val_loss": l, "train_loss": 0.0, "lr": 0.1}
+        for i, (t, v, l) in enumerate(zip(train, val, val_loss))
+    ]
+
+
+@pytest.mark.parametrize(
+    "curves, verdict, turn",
+    [
+        (history([0.9, 0.99, 1.0], [0.88, 0.9, 0.9], [0.5, 0.4, 0.45]), "overfitting", 2),
+        (history([0.5, 0.6, 0.65], [0.5, 0.6, 0.64], [1.5, 1.2, 1.1]), "underfitting", None),
+        (history([0.9, 0.97, 0.98], [0.9, 0.96, 0.97], [0.4, 0.2, 0.15]), "good fit", None),
+    ],
+)
+def test_diagnosis(curves, verdict, turn):
+    result = diagnose(curves)
+    assert (result.verdict, result.val_loss_turned_up_at) == (verdict, turn)
+
+
+def test_tiny_ablation_end_to_end(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(
+        "train: {epochs: 3}\nmodel: {channels: [8], hidden: [16]}\n"
+        "ablation:\n  design: full\n  seeds: [0, 1]\n  factors:\n"
+        "    data.train_fraction: {side: data, values: [0.5, 1.0]}\n"
+        "    model.batch_norm: {side: model, values: [false, true]}\n"
+    )
+    command = [sys.executable, "-m", "pipeline", "ablate", "--config", "tiny.yaml", "--out", "out", "--cache-dir", "c", "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    # Two data preparations (two training fractions) are built once each and shared by both models.
+    assert summary["stages"]["collect"] == {"built": 2, "hit": 6}
+    assert summary["stages"]["scale"] == {"built": 2, "hit": 6}
+    assert summary["stages"]["train"] == {"built": 8, "hit": 0}
+    report = (out / "report.md").read_text()
+    for variant in summary["variants"]:
+        assert f"| {variant['name']} | {variant['test_accuracy']['mean'] * 100:.2f} |" in report
+    for effect in summary["effects"] + summary["side_effects"]:
+        assert effect["sentence"][1:] in report
+    assert "What more data buys" in report
+    for name in ("learning_curves", "effects", "stage_times", "more_data"):
+        png = (out / "plots" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+    assert len((out / "runs.csv").read_text().splitlines()) == 9
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["stages"]["train"] == {"built": 0, "hit": 8}
+
+    before = (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    rerendered = subprocess.run([sys.executable, "-m", "pipeline", "report", "out"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert rerendered.returncode == 0, rerendered.stderr
+    assert (out / "report.md").read_text() == before
