@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.
     ]
     colors = ["tab:blue" if e["side"] == "data" else "tab:orange" if e["side"] == "model" else "tab:grey" for e in effects]
     axis.barh(range(len(effects)), means, xerr=errors, color=colors, capsize=3)
-    axis.set_yticks(range(len(effects)), names, fontsize=8)
+    axis.set_yticks(range(len(effects)), [_wrap(name) for name in names], fontsize=8)
     axis.axvline(0, color="black", linewidth=0.8)
     axis.invert_yaxis()
     axis.set_xlabel("change in test accuracy (points), 95% CI; blue: data side, orange: model side")
@@ -70,10 +71,14 @@ def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.
     return path
 
 
+def _wrap(label: str, width: int = 45) -> str:
+    return "\n".join(textwrap.wrap(label, width)) or label
+
+
 def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
     """Mean seconds per stage for each variant, stacked; hatched where every run was a cache hit."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(9, 0.4 * len(variants) + 1.2))
+    figure, axis = plt.subplots(figsize=(11, 0.55 * len(variants) + 1.5))
     stages = list(variants[0]["stages"])
     left = [0.0] * len(variants)
     for stage in stages:
@@ -83,10 +88,10 @@ def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
         left = [a + b for a, b in zip(left, widths)]
-    axis.set_yticks(range(len(variants)), [v["name"] for v in variants], fontsize=7)
+    axis.set_yticks(range(len(variants)), [_wrap(v["name"]) for v in variants], fontsize=7)
     axis.invert_yaxis()
     axis.set_xlabel("seconds per run (mean over seeds); hatched: cache hits")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
