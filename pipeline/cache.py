@@ -29,7 +29,9 @@ from datasets.base import file_sha256
 log = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
+LAST_USED_FILE = ".last_used"
 TEMP_PREFIX = ".tmp-"
+KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -52,6 +54,30 @@ class CachedArtifact:
 
 class CorruptEntry(Exception):
     """An entry on disk does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What `cache ls` shows of an entry, read without hashing its files."""
+
+    stage: str
+    key: str
+    path: Path
+    bytes: int
+    created: float
+    last_used: float
+
+    @classmethod
+    def read(cls, stage: str, folder: Path) -> "EntryInfo":
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        created = folder.stat().st_mtime
+        try:
+            created = float(json.loads((folder / META_FILE).read_text(encoding="utf-8"))["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable manifest: verify reports it; here the folder's time stands in
+        stamp = folder / LAST_USED_FILE
+        last_used = max(created, stamp.stat().st_mtime) if stamp.exists() else created
+        return cls(stage, folder.name, folder, size, created, last_used)
 
 
 def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
@@ -86,10 +112,41 @@ class CacheStore:
         if not folder.exists():
             return None
         try:
-            return self._read_verified(folder)
+            cached = self._read_verified(folder)
         except CorruptEntry as exc:
             log.warning("cache entry %s/%s is unusable and will be rebuilt: %s", stage, key[:12], exc)
             return None
+        (folder / LAST_USED_FILE).touch()
+        return cached
+
+    def verify(self, stage: str, key: str) -> str | None:
+        """None when the entry matches its manifest, else what is wrong with it."""
+        try:
+            self._read_verified(self.entry_dir(stage, key))
+        except CorruptEntry as exc:
+            return str(exc)
+        return None
+
+    def entries(self) -> list[EntryInfo]:
+        """Every committed entry (temporary folders and checkpoints excluded), oldest use first."""
+        found = []
+        for stage_dir in sorted(p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith(".")):
+            for folder in stage_dir.iterdir():
+                if folder.is_dir() and KEY_PATTERN.match(folder.name):
+                    found.append(EntryInfo.read(stage_dir.name, folder))
+        return sorted(found, key=lambda entry: entry.last_used)
+
+    def temp_folders(self) -> list[Path]:
+        """Temporary folders of writes in progress, or left behind by a writer that died."""
+        return sorted(self.root.glob(f"*/{TEMP_PREFIX}*"))
+
+    def remove(self, stage: str, key: str) -> None:
+        """Delete an entry: renamed aside first, so no reader ever sees half of it."""
+        folder = self.entry_dir(stage, key)
+        if folder.exists():
+            doomed = folder.with_name(f"{TEMP_PREFIX}{key}-removed-{uuid.uuid4().hex}")
+            os.rename(folder, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def _read_verified(self, folder: Path) -> CachedArtifact:
         meta_path = folder / META_FILE

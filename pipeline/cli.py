@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pipeline.cache import CacheStore
 from pipeline.config import ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
 
@@ -48,6 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
     report.add_argument("folder", help="an ablation folder (holding summary.json)")
+
+    explain = commands.add_parser("explain", help="for each stage, say whether it would hit and, if not, what changed")
+    _add_config_arguments(explain)
+    _add_cache_argument(explain)
+
+    cache = commands.add_parser("cache", help="inspect, check and prune the stage cache")
+    _add_cache_argument(cache)
+    actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("ls", help="entries with stage, key, size, age, last used")
+    actions.add_parser("verify", help="re-hash every entry; remove corrupt ones and orphaned temporary folders")
+    gc = actions.add_parser("gc", help="remove entries by size, age or count (never one in use)")
+    gc.add_argument("--max-size", help="keep the cache under this size, least recently used first out (e.g. 2GB)")
+    gc.add_argument("--older-than", help="remove entries not used for this long (e.g. 30d, 12h)")
+    gc.add_argument("--keep-last", type=int, help="keep only the N most recently used entries of each stage")
     return parser
 
 
@@ -99,6 +114,40 @@ def ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cache_command(args: argparse.Namespace) -> int:
+    from pipeline import maintenance
+
+    store = CacheStore(args.cache_dir)
+    if args.action == "ls":
+        print(maintenance.list_entries(store))
+    elif args.action == "verify":
+        report = maintenance.verify(store)
+        for line in report.corrupt:
+            print(f"removed corrupt entry {line}")
+        for line in report.temp_removed:
+            print(f"removed orphaned temporary folder {line}")
+        for line in report.skipped_busy:
+            print(f"skipped {line}: in use by another process")
+        print(f"{report.checked} entries checked, {len(report.corrupt)} corrupt, {len(report.temp_removed)} temporary folders removed")
+    else:
+        if args.max_size is None and args.older_than is None and args.keep_last is None:
+            raise ValueError("cache gc needs --max-size, --older-than or --keep-last.")
+        if args.keep_last is not None and args.keep_last < 0:
+            raise ValueError(f"--keep-last must be >= 0, got {args.keep_last}.")
+        removed, busy = maintenance.collect_garbage(
+            store,
+            max_size=maintenance.parse_size(args.max_size) if args.max_size else None,
+            older_than=maintenance.parse_age(args.older_than) if args.older_than else None,
+            keep_last=args.keep_last,
+        )
+        for entry in removed:
+            print(f"removed {entry.stage}/{entry.key[:12]} ({maintenance.human_size(entry.bytes)})")
+        for entry in busy:
+            print(f"kept {entry.stage}/{entry.key[:12]}: in use by another process")
+        print(f"{len(removed)} entries removed, {maintenance.human_size(sum(e.bytes for e in removed))} freed")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -110,7 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(render(args.folder))
             return 0
+        if args.command == "cache":
+            return cache_command(args)
         config = load_config(args.config, args.overrides)
+        if args.command == "explain":
+            from pipeline.explain import explain
+
+            print("\n".join(explain(config, CacheStore(args.cache_dir))))
+            return 0
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

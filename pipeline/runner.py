@@ -45,6 +45,7 @@ class PlannedStage:
     stage: Stage
     params: dict[str, Any]
     input_keys: dict[str, str]
+    code: str
     key: str
 
 
@@ -56,9 +57,10 @@ def plan_stages(config: Config, stages: list[Stage] | None = None) -> list[Plann
     for stage in stages or default_stages():
         input_keys = {name: keys[name] for name in stage.inputs}
         params = stage.params(config)
-        key = cache_key(stage.name, stage.version, code_fingerprint(stage.code(config)), params, input_keys)
+        code = code_fingerprint(stage.code(config))
+        key = cache_key(stage.name, stage.version, code, params, input_keys)
         keys[stage.name] = key
-        planned.append(PlannedStage(stage, params, input_keys, key))
+        planned.append(PlannedStage(stage, params, input_keys, code, key))
     return planned
 
 
@@ -91,7 +93,7 @@ def run_stages(
                     artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, stage_context)
                 except ValueError as exc:
                     raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
-                meta = {"version": stage.version, "params": step.params, "inputs": step.input_keys}
+                meta = {"version": stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
                 meta["build_seconds"] = time.perf_counter() - started
                 cached = store.save(stage.name, key, artifact, meta)
                 checkpoint.unlink(missing_ok=True)

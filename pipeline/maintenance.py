@@ -1,0 +1,150 @@
+"""`python -m pipeline cache ls | verify | gc`: inspect, check and prune the stage cache.
+
+Nothing here removes an entry whose lock another process holds (it is being looked up or
+built); temporary folders are removed only when no writer holds their key's lock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import Timeout
+
+from pipeline.cache import TEMP_PREFIX, CacheStore, EntryInfo
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in `500MB`, `2GB`, `1.5G` or `1024` (powers of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"--max-size must look like 500MB or 2GB, got {text!r}.")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    return int(number * 1024 ** " KMGT".index(unit or " "))
+
+
+def parse_age(text: str) -> float:
+    """Seconds in `30d`, `12h`, `45m`, `2w` or `90s`."""
+    match = _AGE.match(text)
+    if not match:
+        raise ValueError(f"--older-than must look like 30d, 12h or 45m, got {text!r}.")
+    return float(match.group(1)) * _AGE_SECONDS[match.group(2)]
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def human_age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def list_entries(store: CacheStore) -> str:
+    """A table of every entry: stage, key, size, age, last used."""
+    now = time.time()
+    lines = [f"{'stage':<8} {'key':<12} {'size':>9} {'age':>6} {'last used':>9}"]
+    total = 0
+    for entry in store.entries():
+        total += entry.bytes
+        lines.append(
+            f"{entry.stage:<8} {entry.key[:12]:<12} {human_size(entry.bytes):>9} "
+            f"{human_age(now - entry.created):>6} {human_age(now - entry.last_used):>9}"
+        )
+    lines.append(f"{len(lines) - 1} entries, {human_size(total)} in {store.root}")
+    return "\n".join(lines)
+
+
+def _free_to_remove(store: CacheStore, stage: str, key: str):
+    """The entry's lock if no other process holds it, else None."""
+    lock = store.lock(stage, key)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    temp_removed: list[str] = field(default_factory=list)
+    skipped_busy: list[str] = field(default_factory=list)
+
+
+def verify(store: CacheStore) -> VerifyReport:
+    """Re-hash every entry; remove the corrupt ones and orphaned temporary folders."""
+    report = VerifyReport()
+    for entry in store.entries():
+        lock = _free_to_remove(store, entry.stage, entry.key)
+        if lock is None:
+            report.skipped_busy.append(f"{entry.stage}/{entry.key[:12]}")
+            continue
+        with lock:
+            report.checked += 1
+            problem = store.verify(entry.stage, entry.key)
+            if problem:
+                store.remove(entry.stage, entry.key)
+                report.corrupt.append(f"{entry.stage}/{entry.key[:12]}: {problem}")
+    for temp in store.temp_folders():
+        key = temp.name[len(TEMP_PREFIX) :][:64]
+        lock = _free_to_remove(store, temp.parent.name, key)
+        if lock is None:
+            continue
+        with lock:
+            shutil.rmtree(temp, ignore_errors=True)
+            report.temp_removed.append(str(temp.relative_to(store.root)))
+    return report
+
+
+def select_for_gc(
+    entries: list[EntryInfo], max_size: int | None, older_than: float | None, keep_last: int | None, now: float
+) -> list[EntryInfo]:
+    """Entries the policies remove: used longer ago than `older_than`, beyond the `keep_last`
+    most recently used of each stage, then least recently used until `max_size` is met."""
+    doomed: dict[Path, EntryInfo] = {}
+    if older_than is not None:
+        doomed.update({e.path: e for e in entries if now - e.last_used > older_than})
+    if keep_last is not None:
+        for stage in {e.stage for e in entries}:
+            newest_first = sorted((e for e in entries if e.stage == stage), key=lambda e: e.last_used, reverse=True)
+            doomed.update({e.path: e for e in newest_first[keep_last:]})
+    if max_size is not None:
+        remaining = sum(e.bytes for e in entries if e.path not in doomed)
+        for entry in sorted(entries, key=lambda e: e.last_used):
+            if remaining <= max_size:
+                break
+            if entry.path not in doomed:
+                doomed[entry.path] = entry
+                remaining -= entry.bytes
+    return sorted(doomed.values(), key=lambda e: e.last_used)
+
+
+def collect_garbage(
+    store: CacheStore, max_size: int | None = None, older_than: float | None = None, keep_last: int | None = None
+) -> tuple[list[EntryInfo], list[EntryInfo]]:
+    """Remove what the policies select; return (removed, skipped because another process holds them)."""
+    removed, busy = [], []
+    for entry in select_for_gc(store.entries(), max_size, older_than, keep_last, time.time()):
+        lock = _free_to_remove(store, entry.stage, entry.key)
+        if lock is None:
+            busy.append(entry)
+            continue
+        with lock:
+            store.remove(entry.stage, entry.key)
+        removed.append(entry)
+    return removed, busy
