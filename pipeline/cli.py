@@ -18,6 +18,7 @@ from pipeline.runner import RunResult, run_pipeline
 DEFAULT_CACHE_DIR = ".pipeline-cache"
 DEFAULT_RUNS_DIR = "runs"
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,38 +149,52 @@ def cache_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not args.quiet)
+    if not args.quiet:
+        print(format_summary(result))
+    return 0
+
+
+def show_config_command(args: argparse.Namespace) -> int:
+    print(config_to_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    from pipeline.explain import explain
+
+    print("\n".join(explain(load_config(args.config, args.overrides), CacheStore(args.cache_dir))))
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from pipeline.ablation.report import render
+
+    print(render(args.folder))
+    return 0
+
+
+COMMANDS = {
+    "run": run_command,
+    "show-config": show_config_command,
+    "ablate": ablate,
+    "report": report_command,
+    "explain": explain_command,
+    "cache": cache_command,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        if args.command == "ablate":
-            return ablate(args)
-        if args.command == "report":
-            from pipeline.ablation.report import render
-
-            print(render(args.folder))
-            return 0
-        if args.command == "cache":
-            return cache_command(args)
-        config = load_config(args.config, args.overrides)
-        if args.command == "explain":
-            from pipeline.explain import explain
-
-            print("\n".join(explain(config, CacheStore(args.cache_dir))))
-            return 0
+        return COMMANDS[args.command](args)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command == "show-config":
-        print(config_to_yaml(config), end="")
-        return 0
-    try:
-        result = run_pipeline(
-            config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not args.quiet
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.quiet:
-        print(format_summary(result))
-    return 0
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; entries cached before the failure are intact.", file=sys.stderr)
+        return EXIT_FAILURE

@@ -13,15 +13,26 @@ import json
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-KEY_RECIPE_VERSION = 1
+KEY_RECIPE_VERSION = 2
+_EXACT_INTEGERS = 2**53
+
+
+def _canonical(value: Any) -> Any:
+    """Integral floats as ints (`1.0` and `1` mean the same setting), tuples as lists, recursively."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INTEGERS:
+        return int(value)
+    if isinstance(value, dict):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
 
 
 def canonical_json(value: Any) -> str:
-    """JSON with sorted keys, no whitespace and Python's shortest round-trip float text.
-
-    NaN and infinities are refused: they have no stable meaning as cache inputs.
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    """JSON with sorted keys, no whitespace, integral floats written as ints and other floats in
+    Python's shortest round-trip text. NaN and infinities are refused: they have no stable
+    meaning as cache inputs."""
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def sha256_text(text: str) -> str:

@@ -143,6 +143,7 @@ def test_diagnosis(curves, verdict, turn):
     assert (result.verdict, result.val_loss_turned_up_at) == (verdict, turn)
 
 
+@pytest.mark.slow
 def test_tiny_ablation_end_to_end(tmp_path):
     (tmp_path / "tiny.yaml").write_text(
         "train: {epochs: 3}\nmodel: {channels: [8], hidden: [16]}\n"

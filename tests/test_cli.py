@@ -68,6 +68,7 @@ def test_show_config_resolves_file_and_overrides(tmp_path):
     assert "epochs: 9" in done.stdout and "dropout: 0.25" in done.stdout
 
 
+@pytest.mark.slow
 def test_concurrent_runs_build_each_key_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "pipeline", "run", *FAST, "--quiet", "--cache-dir", "c", "--runs-dir", "r"]
@@ -91,6 +92,7 @@ def weight_checksums_and_history(cache_dir):
     return weights, history, meta["info"]["metrics"]
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_result(tmp_path):
     args = ["run", "train.epochs=5", "model.channels=[8]", "model.hidden=[16]", "model.dropout=0.2", "--quiet"]
     whole = cli(*args, "--cache-dir", "whole", cwd=tmp_path)

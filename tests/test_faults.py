@@ -1,0 +1,244 @@
+"""Faults injected on purpose, and bad input tried on purpose: nothing cached is lost, nothing
+half-written is read, and every bad input is a clear message with exit status 2."""
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import Timeout
+
+import pipeline.cache
+import pipeline.stages.train
+from conftest import FAST
+from pipeline.cache import CacheStore
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.maintenance import collect_garbage, verify
+from pipeline.runner import StageError, plan_stages, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def entries(cache_dir, stage):
+    folder = Path(cache_dir) / stage
+    return sorted(p.name for p in folder.iterdir() if KEY.match(p.name)) if folder.exists() else []
+
+
+def statuses(result):
+    return {outcome.name: outcome.cache for outcome in result.stages}
+
+
+def run(dirs, *overrides):
+    return run_pipeline(load_config(None, [*FAST, *overrides]), **dirs, progress=False)
+
+
+def cli(*args, cwd, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)"
+
+
+def hold_lock(path):
+    """A separate process that takes the file lock at `path` and keeps it until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def stop(holder):
+    holder.kill()
+    holder.wait(timeout=10)
+    holder.stdout.close()
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_an_entry_leaves_no_entry_and_the_next_run_rebuilds(tmp_path):
+    args = ["run", *FAST, "--quiet", "--cache-dir", "c"]
+    killed = cli(*args, cwd=tmp_path, env={pipeline.cache.KILL_DURING_WRITE: "scale"})
+    assert killed.returncode == -signal.SIGKILL
+    assert entries(tmp_path / "c", "augment") and not entries(tmp_path / "c", "scale")
+    (orphan,) = (tmp_path / "c" / "scale").glob(".tmp-*")
+    assert (orphan / "x_train.npy").exists() and not (orphan / "meta.json").exists()
+
+    again = cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(entries(tmp_path / "c", "scale")) == 1
+    report = verify(CacheStore(tmp_path / "c"))
+    assert report.corrupt == [] and report.temp_removed == [f"scale/{orphan.name}"]
+
+
+@pytest.mark.slow
+def test_a_lock_left_by_a_killed_process_does_not_block(dirs):
+    collect_key = plan_stages(load_config(None, FAST))[0].key
+    store = CacheStore(dirs["cache_dir"])
+    holder = hold_lock(store.lock("collect", collect_key).lock_file)
+    try:
+        with pytest.raises(Timeout):  # the lock is real while its holder lives
+            store.lock("collect", collect_key).acquire(timeout=0)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    finally:
+        stop(holder)
+    started = time.perf_counter()
+    result = run(dirs)
+    assert statuses(result)["collect"] == "miss" and time.perf_counter() - started < 60
+
+
+@pytest.mark.slow
+def test_gc_and_verify_skip_an_entry_another_process_holds(dirs):
+    result = run(dirs)
+    store = CacheStore(dirs["cache_dir"])
+    train_key = next(o.key for o in result.stages if o.name == "train")
+    holder = hold_lock(store.lock("train", train_key).lock_file)
+    try:
+        removed, busy = collect_garbage(store, keep_last=0)
+        assert [e.stage for e in busy] == ["train"]
+        assert sorted(e.stage for e in removed) == ["augment", "collect", "scale"]
+        assert entries(dirs["cache_dir"], "train") == [train_key]
+        assert verify(store).skipped_busy == [f"train/{train_key[:12]}"]
+    finally:
+        stop(holder)
+
+
+def test_disk_full_is_a_clear_error_and_earlier_entries_stay(dirs, monkeypatch, capsys):
+    real_save = np.save
+
+    def full_disk(path, *args, **kwargs):
+        if f"{os.sep}scale{os.sep}" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.cache.np, "save", full_disk)
+    status = main(["run", *FAST, "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert entries(dirs["cache_dir"], "collect") and entries(dirs["cache_dir"], "augment")
+    assert not entries(dirs["cache_dir"], "scale")
+    assert not list((dirs["cache_dir"] / "scale").glob(".tmp-*"))
+    assert not dirs["runs_dir"].exists()
+    monkeypatch.undo()
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+
+
+def test_a_failing_stage_keeps_everything_before_it(dirs, monkeypatch):
+    def broken(self, inputs, config, context):
+        raise ValueError("simulated failure")
+
+    monkeypatch.setattr(pipeline.stages.train.TrainStage, "run", broken)
+    with pytest.raises(StageError, match="stage 'train' failed: simulated failure"):
+        run(dirs)
+    monkeypatch.undo()
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "hit", "train": "miss"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["flip", "truncate", "missing", "garbage meta"],
+)
+def test_each_damaged_entry_is_rebuilt_and_earlier_stages_reused(dirs, caplog, damage):
+    first = run(dirs)
+    key = next(o.key for o in first.stages if o.name == "augment")
+    folder = CacheStore(dirs["cache_dir"]).entry_dir("augment", key)
+    target = folder / "x_train.npy"
+    if damage == "flip":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+    elif damage == "truncate":
+        target.write_bytes(target.read_bytes()[:100])
+    elif damage == "missing":
+        target.unlink()
+    else:
+        (folder / "meta.json").write_text("{{{")
+    second = run(dirs)
+    assert f"augment/{key[:12]}" in caplog.text
+    assert statuses(second) == {"collect": "hit", "augment": "miss", "scale": "hit", "train": "hit"}
+
+
+# --- bad input: a clear message, exit status 2, nothing cached and no run record ------------------
+
+
+def write_npz(path, x, y):
+    np.savez(path, x=x, y=y)
+    return f"data.source=npz:{path}"
+
+
+def write_csv(path, text):
+    path.write_text(text)
+    return [f"data.source=csv:{path}", "data.target=label"]
+
+
+def write_images(root):
+    from PIL import Image
+
+    for label, size in (("a", (4, 4)), ("b", (5, 5))):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(np.zeros(size[::-1], dtype=np.uint8)).save(root / label / "0.png")
+    return f"data.source=folder:{root}"
+
+
+BAD_INPUT = [
+    ("unknown key", lambda d: ["trian.epochs=5"], r"Unknown config key 'trian\.epochs'\. Did you mean 'train\.epochs'\?"),
+    ("wrong type", lambda d: ["train.epochs=many"], r"'train\.epochs'.*valid integer"),
+    ("out of range", lambda d: ["model.dropout=1.5"], r"'model\.dropout'.*less than 1"),
+    ("unknown transform", lambda d: ["augment.recipe=[{name: Twirl}]"], r"Unknown transform 'Twirl'"),
+    ("unknown dataset", lambda d: ["data.source=sklearn:mnist"], r"Unknown scikit-learn dataset 'mnist'"),
+    ("unknown source kind", lambda d: ["data.source=hdf5:x.h5"], r"Unknown data source kind 'hdf5'"),
+    ("unreadable yaml", lambda d: ["--config", str(_write(d / "bad.yaml", "train: [1, 2"))], r"bad\.yaml is not valid YAML"),
+    ("NaN", lambda d: [write_npz(d / "a.npz", np.array([[1.0, np.nan]] * 6), np.arange(6) % 2)], r"nan at sample 0, feature 1"),
+    ("inf", lambda d: [write_npz(d / "a.npz", np.array([[1.0, np.inf]] * 6), np.arange(6) % 2)], r"inf at sample 0, feature 1"),
+    ("empty", lambda d: write_csv(d / "e.csv", "a,label\n"), r"has no rows"),
+    ("single class", lambda d: [write_npz(d / "a.npz", np.arange(12.0).reshape(6, 2), np.zeros(6))], r"fewer than two classes"),
+    ("single sample", lambda d: [write_npz(d / "a.npz", np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 1]))], r"class '0' has 1 sample"),
+    ("labels of the wrong length", lambda d: [write_npz(d / "a.npz", np.ones((6, 2)), np.arange(5) % 2)], r"6 samples but labels of shape \(5,\)"),
+    ("non-numeric CSV column", lambda d: write_csv(d / "n.csv", "a,label\n1,x\n2,y\n3x,x\n4,y\n"), r"column 'a' is numeric except at row 2"),
+    ("inconsistent image shapes", lambda d: [write_images(d / "imgs")], r"Image .* is 5x5 but .* is 4x4"),
+]
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, make_args, pattern", BAD_INPUT, ids=[case[0] for case in BAD_INPUT])
+def test_bad_input_is_a_clear_error_with_status_2_and_nothing_written(tmp_path, capsys, name, make_args, pattern):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    args = make_args(data_dir)
+    status = main(["run", *FAST, *args, "--quiet", "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs")])
+    assert status == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    cache = tmp_path / "cache"
+    assert not [p for p in cache.glob("*/*") if KEY.match(p.name)] if cache.exists() else True
+    assert not (tmp_path / "runs").exists()
+
+
+def test_zero_variance_feature_is_scaled_by_one_with_no_nan_downstream(dirs, tmp_path):
+    x = np.column_stack([np.full(60, 3.0), np.random.default_rng(0).normal(size=60), np.arange(60) % 2 * 2.0])
+    source = write_npz(tmp_path / "const.npz", x, np.arange(60) % 2)
+    result = run(dirs, source, "train.epochs=3")
+    assert result.record["scaling"]["scaler"]["scale_"][0] == 1.0
+    store = CacheStore(dirs["cache_dir"])
+    scale_key = next(o.key for o in result.stages if o.name == "scale")
+    scaled = store.load("scale", scale_key).artifact.arrays
+    assert all(np.isfinite(scaled[f"x_{split}"]).all() for split in ("train", "val", "test"))
+    assert np.isfinite(result.metrics["test_loss"])
+    assert json.dumps(result.metrics, allow_nan=False)

@@ -1,0 +1,84 @@
+"""cache ls / verify / gc policies and explain's answers."""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import FAST
+from pipeline.cache import CacheStore
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.explain import explain
+from pipeline.maintenance import collect_garbage, parse_age, parse_size, select_for_gc
+from pipeline.runner import run_pipeline
+
+
+def run(dirs, *overrides):
+    return run_pipeline(load_config(None, [*FAST, *overrides]), **dirs, progress=False)
+
+
+def test_explain_names_what_changed(dirs):
+    run(dirs)
+    store = CacheStore(dirs["cache_dir"])
+    lines = explain(load_config(None, [*FAST, "scale.method=minmax", "model.dropout=0.5"]), store)
+    assert [line.split()[:2] for line in lines] == [["collect", "hit"], ["augment", "hit"], ["scale", "miss"], ["train", "miss"]]
+    assert 'parameter method: "standard" -> "minmax"' in lines[2]
+    assert "parameter model.dropout: 0.0 -> 0.5" in lines[3] and "upstream scale changed" in lines[3]
+    assert all("code" not in line for line in lines)
+    assert explain(load_config(None, FAST), store)[3].split()[1] == "hit"
+
+
+def test_explain_on_an_empty_cache(dirs):
+    lines = explain(load_config(None, FAST), CacheStore(dirs["cache_dir"]))
+    assert all(line.endswith("nothing cached for this stage yet") for line in lines)
+
+
+def test_cache_ls_and_gc_through_the_cli(dirs, capsys):
+    run(dirs)
+    run(dirs, "model.dropout=0.2")
+    cache = str(dirs["cache_dir"])
+    assert main(["cache", "--cache-dir", cache, "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("train ") == 2 and "5 entries" in listing
+    assert main(["cache", "--cache-dir", cache, "gc", "--keep-last", "1"]) == 0
+    assert "1 entries removed" in capsys.readouterr().out
+    assert len(CacheStore(cache).entries()) == 4
+    assert main(["cache", "--cache-dir", cache, "gc"]) == 2
+    assert "needs --max-size, --older-than or --keep-last" in capsys.readouterr().err
+
+
+def test_gc_by_age_and_size_removes_least_recently_used_first(dirs):
+    run(dirs)
+    store = CacheStore(dirs["cache_dir"])
+    old = next(e for e in store.entries() if e.stage == "collect")
+    past = time.time() - 40 * 86400
+    meta = json.loads((old.path / "meta.json").read_text())
+    (old.path / "meta.json").write_text(json.dumps({**meta, "created": past}))
+    (old.path / ".last_used").touch()
+    os.utime(old.path / ".last_used", (past, past))
+    entries = store.entries()
+    assert entries[0].stage == "collect"
+    assert [e.stage for e in select_for_gc(entries, None, parse_age("30d"), None, time.time())] == ["collect"]
+    total = sum(e.bytes for e in entries)
+    by_size = select_for_gc(entries, total - 1, None, None, time.time())
+    assert [e.stage for e in by_size] == ["collect"]
+    removed, busy = collect_garbage(store, max_size=0)
+    assert len(removed) == 4 and busy == [] and store.entries() == []
+
+
+@pytest.mark.parametrize("text, expected", [("500MB", 500 * 1024**2), ("2GB", 2 * 1024**3), ("1.5G", int(1.5 * 1024**3)), ("1024", 1024)])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [("30d", 30 * 86400), ("12h", 43200), ("45m", 2700), ("2w", 1209600)])
+def test_parse_age(text, expected):
+    assert parse_age(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "2XB", "-1GB"])
+def test_bad_sizes_are_named(bad):
+    with pytest.raises(ValueError, match="--max-size"):
+        parse_size(bad)
