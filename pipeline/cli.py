@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(ablate)
     _add_cache_argument(ablate)
     ablate.add_argument("--out", help="where the records and report go (default: ablations/<id>/)")
-    ablate.add_argument("--jobs", type=int, default=1, help="worker processes sharing the cache (default: 1)")
+    ablate.add_argument("--jobs", type=int, default=1, help="local worker processes sharing the cache (default: 1)")
+    ablate.add_argument("--executor", choices=["local", "ray"], default="local", help="run trainings locally or as Ray tasks")
+    ablate.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
@@ -104,7 +106,10 @@ def ablate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config} has no 'ablation:' section (design, seeds, factors).")
     base = {key: value for key, value in tree.items() if key != "ablation"}
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
-    summary = run_ablation(base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet)
+    summary = run_ablation(
+        base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet,
+        executor=args.executor, ray_address=args.ray_address,
+    )
     report = render(out)
     if not args.quiet:
         for name, counts in summary["stages"].items():

@@ -1,5 +1,5 @@
-"""Running an ablation: every variant times every seed through the cached pipeline, in one
-process or in `--jobs N` worker processes sharing the cache, then the numbers for the report."""
+"""Running an ablation: every variant times every seed through the cached pipeline (with the
+executor of `executors.py`), then the numbers for the report."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 import os
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +17,12 @@ from tqdm.auto import tqdm
 from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import factor_effects, side_effects
 from pipeline.ablation.stats import summarize
+from pipeline.ablation.executors import EXECUTORS, Task, run_local, run_on_ray, task_config
 from pipeline.cache import CacheStore
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.runner import run_pipeline
+from pipeline.config import ConfigError
 from trainers.baselines import ensemble_accuracy, sklearn_baselines
 
 TOP_K = 3
-
-
-@dataclass(frozen=True)
-class Task:
-    """One training of the ablation, as plain data a worker process can take."""
-
-    variant: str
-    seed: int
-    base: dict[str, Any]
-    overrides: tuple[str, ...]
-    cache_dir: str
-    runs_dir: str
-
-
-def task_config(task: Task) -> Config:
-    return load_config(None, [*task.overrides, f"train.seed={task.seed}"], base=task.base)
-
-
-def _run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, progress=False)
-    return {"variant": task.variant, "seed": task.seed, "run_dir": str(result.run_dir), "record": result.record}
 
 
 def plan_tasks(
@@ -72,22 +45,20 @@ def plan_tasks(
     return variants, tasks
 
 
-def execute(tasks: list[Task], jobs: int, progress: bool) -> list[dict[str, Any]]:
-    """Run the trainings, in order in this process or spread over `jobs` spawned workers."""
+def execute(
+    tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
+    ray_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the trainings with the chosen executor; results come back in task order."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
     bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
-    results = []
-    if jobs <= 1:
-        for task in tasks:
-            results.append(_run_task(task))
-            bar.update(1)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for result in pool.map(_run_task, tasks, [threads] * len(tasks)):
-                results.append(result)
-                bar.update(1)
-    bar.close()
-    return results
+    try:
+        if executor == "ray":
+            return run_on_ray(tasks, ray_address, lambda: bar.update(1), ray_options)
+        return run_local(tasks, jobs, lambda: bar.update(1))
+    finally:
+        bar.close()
 
 
 def stage_counts(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -179,12 +150,15 @@ def run_ablation(
     cache_dir: Path,
     jobs: int = 1,
     progress: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every training of the ablation and write `<out>/summary.json`; return the summary."""
-    runs_dir = out_dir / "runs"
-    variants, tasks = plan_tasks(base, overrides, ablation, cache_dir, runs_dir)
+    runs_dir = out_dir.resolve() / "runs"
+    variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir)
     started = time.perf_counter()
-    results = execute(tasks, jobs, progress)
+    results = execute(tasks, jobs, progress, executor, ray_address, ray_options)
     store = CacheStore(cache_dir)
     rows = [
         {"variant": r["variant"], "settings": next(v.settings for v in variants if v.name == r["variant"]), "seed": r["seed"], **r["record"]["metrics"]}
