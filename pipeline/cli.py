@@ -157,7 +157,7 @@ def cache_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not args.quiet)
-    if not args.quiet:
+    if not args.quiet and result.run_dir is not None:  # under torchrun, rank 0 reports
         print(format_summary(result))
     return 0
 

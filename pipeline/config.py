@@ -123,6 +123,7 @@ class ModelConfig(_Section):
     activation: Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"] = "relu"
     init: Literal["default", "kaiming", "xavier", "normal"] = "default"
     init_std: float = Field(0.01, gt=0.0)
+    sync_batch_norm: bool = False
 
 
 class OptimConfig(_Section):
@@ -168,6 +169,7 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 0
     deterministic: bool = False
+    distributed: Literal["none", "ddp"] = "none"
 
 
 class Config(_Section):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
+
+import torch
 
 from pipeline.cache import CacheStore, CachedArtifact
 from pipeline.config import Config
 from pipeline.keys import cache_key, code_fingerprint
 from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
+from trainers.distributed import SINGLE, init_from_env, shutdown
+from trainers.loop import resolve_device
 
 
 class StageError(ValueError):
@@ -31,7 +36,9 @@ class StageOutcome:
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    """What a run did; `run_dir` is None on the ranks of a torchrun job other than rank 0."""
+
+    run_dir: Path | None
     stages: list[StageOutcome]
     metrics: dict[str, Any]
     history: list[dict[str, float]]
@@ -64,6 +71,54 @@ def plan_stages(config: Config, stages: list[Stage] | None = None) -> list[Plann
     return planned
 
 
+def _build(step: PlannedStage, store: CacheStore, results: dict[str, CachedArtifact], config: Config, context: RunContext) -> CachedArtifact:
+    """Run the stage and, on rank 0, commit its entry (and drop its checkpoint)."""
+    stage, key = step.stage, step.key
+    started = time.perf_counter()
+    checkpoint = store.checkpoint_path(stage.name, key)
+    try:
+        artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, replace(context, checkpoint=checkpoint))
+    except ValueError as exc:
+        raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
+    if not context.distributed.is_main:
+        return CachedArtifact(artifact, "", {"key": key})
+    meta = {"version": stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
+    meta["build_seconds"] = time.perf_counter() - started
+    cached = store.save(stage.name, key, artifact, meta)
+    checkpoint.unlink(missing_ok=True)
+    return cached
+
+
+def _lookup_or_build(step, store, results, config, context, force) -> tuple[CachedArtifact, Literal["hit", "miss"]]:
+    """The entry's lock is held while looking it up, so a process that finds another building the
+    same key waits for it and then reads its result instead of building it twice."""
+    with store.lock(step.stage.name, step.key):
+        cached = None if force else store.load(step.stage.name, step.key)
+        if cached is not None:
+            return cached, "hit"
+        return _build(step, store, results, config, context), "miss"
+
+
+def _collective(step, store, results, config, context, force) -> tuple[CachedArtifact, Literal["hit", "miss"]]:
+    """A stage every rank runs together: rank 0 decides hit or miss under the lock and tells the
+    others; on a miss all ranks run it and only rank 0 commits the entry."""
+    distributed = context.distributed
+    lock = store.lock(step.stage.name, step.key) if distributed.is_main else contextlib.nullcontext()
+    with lock:
+        cached = None if force or not distributed.is_main else store.load(step.stage.name, step.key)
+        if distributed.from_main(torch.tensor(int(cached is not None))).item():
+            return cached or _entry(store, step), "hit"
+        return _build(step, store, results, config, context), "miss"
+
+
+def _entry(store: CacheStore, step: PlannedStage) -> CachedArtifact:
+    """An entry rank 0 has built or found: the other ranks only read it."""
+    cached = store.load(step.stage.name, step.key)
+    if cached is None:
+        raise StageError(f"stage {step.stage.name!r}: rank 0 committed entry {step.key[:12]} but it cannot be read here.")
+    return cached
+
+
 def run_stages(
     config: Config,
     store: CacheStore,
@@ -74,31 +129,30 @@ def run_stages(
 ) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
     """Run every stage in order, each a cache hit or a build, and return outcomes and artifacts.
 
-    The entry's lock is held while looking it up, so a process that finds another building
-    the same key waits for it and then reads its result instead of building it twice.
+    In a torchrun job only rank 0 builds the stages before the first collective one; the
+    other ranks wait for it and then read them from the cache.
     """
+    distributed = context.distributed
     outcomes: list[StageOutcome] = []
     results: dict[str, CachedArtifact] = {}
-    for step in plan_stages(config, stages):
-        stage, key = step.stage, step.key
+    steps = plan_stages(config, stages)
+    first_collective = next((i for i, step in enumerate(steps) if step.stage.collective), len(steps))
+    if distributed.active and not distributed.is_main:
+        distributed.barrier()
+    for index, step in enumerate(steps):
+        if distributed.active and distributed.is_main and index == first_collective:
+            distributed.barrier()
         started = time.perf_counter()
-        with store.lock(stage.name, key):
-            cached = None if force else store.load(stage.name, key)
-            status: Literal["hit", "miss"] = "hit"
-            if cached is None:
-                status = "miss"
-                checkpoint = store.checkpoint_path(stage.name, key)
-                stage_context = replace(context, checkpoint=checkpoint)
-                try:
-                    artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, stage_context)
-                except ValueError as exc:
-                    raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
-                meta = {"version": stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
-                meta["build_seconds"] = time.perf_counter() - started
-                cached = store.save(stage.name, key, artifact, meta)
-                checkpoint.unlink(missing_ok=True)
-        results[stage.name] = cached
-        outcomes.append(StageOutcome(stage.name, key, status, time.perf_counter() - started, cached.sha256))
+        if distributed.active and step.stage.collective:
+            cached, status = _collective(step, store, results, config, context, force)
+        elif distributed.active and not distributed.is_main:
+            cached, status = _entry(store, step), "hit"
+        else:
+            cached, status = _lookup_or_build(step, store, results, config, context, force)
+        results[step.stage.name] = cached
+        outcomes.append(StageOutcome(step.stage.name, step.key, status, time.perf_counter() - started, cached.sha256))
+    if distributed.active and distributed.is_main and first_collective == len(steps):
+        distributed.barrier()
     return outcomes, results
 
 
@@ -115,8 +169,15 @@ def run_pipeline(
 
     With `resume`, a stage whose build was interrupted continues from its checkpoint.
     """
-    context = RunContext(progress=progress, resume=resume)
-    outcomes, results = run_stages(config, CacheStore(cache_dir), force=force, context=context)
+    device_type = resolve_device(config.train.device).type
+    distributed = init_from_env(device_type) if config.train.distributed == "ddp" else SINGLE
+    context = RunContext(progress=progress and distributed.is_main, resume=resume, distributed=distributed)
+    try:
+        outcomes, results = run_stages(config, CacheStore(cache_dir), force=force, context=context)
+    finally:
+        shutdown(distributed)
+    if not distributed.is_main:
+        return RunResult(None, outcomes, results["train"].artifact.info["metrics"], [], {})
     train_info = results["train"].artifact.info
     record = {
         "config": config.model_dump(mode="json"),
@@ -128,6 +189,7 @@ def run_pipeline(
         "device": train_info["device"],
         "precision": train_info["precision"],
         "train_samples": train_info["train_samples"],
+        "world_size": train_info["world_size"],
         "cache_dir": str(Path(cache_dir).resolve()),
     }
     run_dir = write_run_record(Path(runs_dir), record, train_info["history"])

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.schedules import Plateau, learning_rate
 
@@ -93,31 +94,42 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(int(state))
 
 
+def _identity(rows: torch.Tensor) -> torch.Tensor:
+    return rows
+
+
 class _HostBatches(torch.utils.data.Dataset):
     """Batches cut from host tensors in a given order, for a DataLoader that pins them."""
 
-    def __init__(self, split: Split, order: torch.Tensor, batch_size: int) -> None:
-        self.split, self.order, self.batch_size = split, order, batch_size
+    def __init__(self, split: Split, order: torch.Tensor, batch_size: int, select: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.split, self.order, self.batch_size, self.select = split, order, batch_size, select
 
     def __len__(self) -> int:
         return (len(self.order) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = self.select(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         return self.split.x[rows], self.split.y[rows]
 
 
-def batches(split: Split, order: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches in `order`: indexed on the device when the data lives there, else through a pinned DataLoader."""
+def batches(
+    split: Split,
+    order: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    select: Callable[[torch.Tensor], torch.Tensor] = _identity,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches in `order` (each narrowed by `select`, e.g. to this rank's shard): indexed on the
+    device when the data lives there, else through a DataLoader that pins them."""
     if split.x.device == device:
         order = order.to(device)
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+            rows = select(order[start : start + batch_size])
             yield split.x[rows], split.y[rows]
         return
     # The loader's own generator keeps it from drawing its base seed from the global RNG (dropout's).
     loader = torch.utils.data.DataLoader(
-        _HostBatches(split, order.cpu(), batch_size),
+        _HostBatches(split, order.cpu(), batch_size, select),
         batch_size=None,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
@@ -213,6 +225,7 @@ def fit(
     checkpoint: Path | None = None,
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    distributed: Distributed = SINGLE,
     progress: bool = True,
 ) -> FitResult:
     """Train `model` in place and return its per-epoch history.
@@ -223,6 +236,11 @@ def fit(
     With `checkpoint`, the full state is written after each epoch and, with `resume`, read
     back first, so a killed run continues to the same result. With `restore_best`, the model
     ends with the weights of the best epoch by `monitor`, also when interrupted.
+
+    Under torchrun (`distributed`), the model is wrapped in DistributedDataParallel, each rank
+    trains on its shard of every global batch of `batch_size`, epoch metrics are summed over
+    ranks, rank 0's validation numbers and stopping decision are broadcast, and only rank 0
+    writes checkpoints.
     """
     device = device or train.x.device
     schedule = dict(schedule or {"type": "none"})
@@ -236,6 +254,9 @@ def fit(
     best_state: dict[str, Any] | None = None
     n = train.x.shape[0]
     steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
+    net: nn.Module = model
+    if distributed.active:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if resume and checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint)
@@ -260,9 +281,10 @@ def fit(
             augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
             # Per-batch losses stay on the device until the epoch ends: no host sync per step.
             losses = torch.zeros(steps_per_epoch, device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
+            counts = torch.zeros(steps_per_epoch, device=device)
+            correct = torch.zeros((), device=device)
             rates = []
-            for index, (xb, yb) in enumerate(batches(train, order, batch_size, device)):
+            for index, (xb, yb) in enumerate(batches(train, order, batch_size, device, distributed.shard)):
                 rate = learning_rate(schedule, base_lr, (epoch - 1) * steps_per_epoch + index, steps_per_epoch, epochs)
                 rate *= plateau.scale if plateau else 1.0
                 for group in optimizer.param_groups:
@@ -271,7 +293,7 @@ def fit(
                 if augment is not None:
                     xb = augment(xb, augment_generator)
                 with _autocast(device, precision):
-                    logits = model(xb)
+                    logits = net(xb)
                     loss = nn.functional.cross_entropy(logits, yb, label_smoothing=label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler.is_enabled():
@@ -282,18 +304,21 @@ def fit(
                     loss.backward()
                     optimizer.step()
                 losses[index] = loss.detach()
+                counts[index] = yb.shape[0]
                 correct += (logits.detach().argmax(dim=1) == yb).sum()
-            bad = torch.nonzero(~torch.isfinite(losses)).flatten().tolist()
-            if bad:
+            finite = torch.isfinite(losses)
+            bad = torch.nonzero(~finite).flatten().tolist()
+            if distributed.sum((~finite).sum().float()).item() > 0:
+                where = f"batch {bad[0]}" if bad else "another rank's batch"
                 kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
-                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, batch {bad[0]}{kept}.")
-            batch_sizes = torch.full((steps_per_epoch,), float(batch_size), device=device)
-            batch_sizes[-1] = n - batch_size * (steps_per_epoch - 1)
-            val_loss, val_accuracy = evaluate(model, val, device, precision)
+                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {where}{kept}.")
+            totals = distributed.sum(torch.stack([(losses * counts).sum(), counts.sum(), correct]))
+            scores = torch.tensor(evaluate(model, val, device, precision), dtype=torch.float64, device=device)
+            val_loss, val_accuracy = distributed.from_main(scores).tolist()
             row = {
                 "epoch": epoch,
-                "train_loss": (losses * batch_sizes).sum().item() / n,
-                "train_accuracy": correct.item() / n,
+                "train_loss": (totals[0] / totals[1]).item(),
+                "train_accuracy": (totals[2] / totals[1]).item(),
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "lr": float(np.mean(rates)),
@@ -305,9 +330,10 @@ def fit(
             should_stop, reason = tracker.step(row[monitor], epoch)
             if tracker.best_epoch == epoch:
                 best_state = copy.deepcopy(model.state_dict())
-            if should_stop and early_stopping is not None:
-                result.stop_reason = reason.value
-            if checkpoint is not None:
+            stop_now = should_stop and early_stopping is not None
+            if distributed.from_main(torch.tensor(int(stop_now), device=device)).item():
+                result.stop_reason = reason.value if stop_now else StopReason.PATIENCE.value
+            if checkpoint is not None and distributed.is_main:
                 save_checkpoint(
                     checkpoint,
                     {

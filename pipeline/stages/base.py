@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.cache import Artifact
 from pipeline.config import Config
+from trainers.distributed import SINGLE, Distributed
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class RunContext:
     progress: bool = True
     resume: bool = False
     checkpoint: Path | None = None
+    distributed: Distributed = SINGLE
 
 
 class Stage(ABC):
@@ -31,6 +33,8 @@ class Stage(ABC):
     name: str
     version: str
     inputs: tuple[str, ...] = ()
+    # A collective stage runs on every rank of a torchrun job together; the others run on rank 0.
+    collective: bool = False
 
     @abstractmethod
     def code(self, config: Config) -> tuple[ModuleType, ...]:

@@ -82,6 +82,7 @@ class TrainStage(Stage):
     name = "train"
     version = "2"
     inputs = ("collect", "augment", "scale")
+    collective = True
 
     def code(self, config: Config) -> tuple[ModuleType, ...]:
         return (
@@ -104,11 +105,16 @@ class TrainStage(Stage):
         params["device_type"] = device.type
         params["precision_used"] = precision_for(config, device)
         del params["train"]["data_on_device"]
+        if config.train.distributed == "ddp":
+            params["world_size"] = int(os.environ.get("WORLD_SIZE", 1))
         return params
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.train
+        distributed = context.distributed
         device = trainers.loop.resolve_device(settings.device)
+        if distributed.active and device.type == "cuda":
+            device = torch.device("cuda", distributed.local_rank)
         precision = precision_for(config, device)
         seed_everything(settings.seed, settings.deterministic)
         data = inputs["scale"].arrays
@@ -118,7 +124,13 @@ class TrainStage(Stage):
             split: trainers.loop.place(data[f"x_{split}"], data[f"y_{split}"], device, on_device) for split in SPLITS
         }
         class_names = inputs["collect"].info["class_names"]
-        model = trainers.models.build_model(config.model.model_dump(), tuple(splits["train"].x.shape[1:]), len(class_names))
+        spec = config.model.model_dump(exclude={"sync_batch_norm"})
+        model = trainers.models.build_model(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
+        if distributed.active and config.model.sync_batch_norm:
+            if device.type == "cuda":
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
         model.to(device)
         optimizer = trainers.optim.build_optimizer(model.parameters(), config.optim.model_dump())
         stop = config.early_stop
@@ -151,6 +163,7 @@ class TrainStage(Stage):
             checkpoint=context.checkpoint,
             resume=context.resume,
             on_epoch_end=_kill_hook(),
+            distributed=distributed,
             progress=context.progress,
         )
         logits = trainers.loop.predict(model, splits["test"], device, precision)
@@ -180,6 +193,7 @@ class TrainStage(Stage):
             "data_on_device": on_device,
             "n_classes": len(class_names),
             "train_samples": int(splits["train"].x.shape[0]),
+            "world_size": distributed.world_size,
         }
         arrays = weights_to_arrays(model.state_dict())
         arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()

@@ -1,0 +1,68 @@
+"""Data-parallel training across processes started by torchrun: the process group, shards of
+each batch, and the few values every rank must agree on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (`world_size` 1 means a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a global batch: every `world_size`-th row, starting at `rank`."""
+        return rows[self.rank :: self.world_size]
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum over ranks (in place, and returned)."""
+        if self.active:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def from_main(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's value of `tensor` on every rank (in place, and returned)."""
+        if self.active:
+            dist.broadcast(tensor, src=0)
+        return tensor
+
+
+SINGLE = Distributed()
+
+
+def init_from_env(device_type: str) -> Distributed:
+    """Join the process group torchrun describes in the environment (gloo on the CPU, NCCL on CUDA)."""
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+        raise ValueError(
+            "train.distributed=ddp runs under torchrun, e.g. torchrun --nproc_per_node 2 -m pipeline run train.distributed=ddp"
+        )
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    return Distributed(rank, world_size, local_rank)
+
+
+def shutdown(context: Distributed) -> None:
+    if context.active and dist.is_initialized():
+        dist.destroy_process_group()
