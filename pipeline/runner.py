@@ -89,7 +89,12 @@ def _build(step: PlannedStage, store: CacheStore, results: dict[str, CachedArtif
     return cached
 
 
-def _lookup_or_build(step, store, results, config, context, force) -> tuple[CachedArtifact, Literal["hit", "miss"]]:
+Outcome = tuple[CachedArtifact, Literal["hit", "miss"]]
+
+
+def _lookup_or_build(
+    step: PlannedStage, store: CacheStore, results: dict[str, CachedArtifact], config: Config, context: RunContext, force: bool
+) -> Outcome:
     """The entry's lock is held while looking it up, so a process that finds another building the
     same key waits for it and then reads its result instead of building it twice."""
     with store.lock(step.stage.name, step.key):
@@ -99,7 +104,9 @@ def _lookup_or_build(step, store, results, config, context, force) -> tuple[Cach
         return _build(step, store, results, config, context), "miss"
 
 
-def _collective(step, store, results, config, context, force) -> tuple[CachedArtifact, Literal["hit", "miss"]]:
+def _collective(
+    step: PlannedStage, store: CacheStore, results: dict[str, CachedArtifact], config: Config, context: RunContext, force: bool
+) -> Outcome:
     """A stage every rank runs together: rank 0 decides hit or miss under the lock and tells the
     others; on a miss all ranks run it and only rank 0 commits the entry."""
     distributed = context.distributed

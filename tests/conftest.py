@@ -1,5 +1,8 @@
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,3 +26,18 @@ def _seed_everything():
 def dirs(tmp_path):
     """A fresh cache folder and runs folder for one test."""
     return {"cache_dir": tmp_path / "cache", "runs_dir": tmp_path / "runs"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd, env=None):
+    """`python -m pipeline ARGS` in a subprocess, with this checkout importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

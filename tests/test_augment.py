@@ -12,8 +12,6 @@ import transforms
 from transforms import (
     TRANSFORMS,
     Albumentations,
-    BrightnessContrast,
-    Compose,
     GaussianNoise,
     Normalize,
     OneOf,

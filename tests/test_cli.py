@@ -2,24 +2,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import FAST
+from conftest import FAST, ROOT, cli
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, cwd, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_run_prints_table_and_writes_record(tmp_path):

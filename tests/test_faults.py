@@ -17,14 +17,13 @@ from filelock import Timeout
 
 import pipeline.cache
 import pipeline.stages.train
-from conftest import FAST
+from conftest import FAST, cli
 from pipeline.cache import CacheStore
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.maintenance import collect_garbage, verify
 from pipeline.runner import StageError, plan_stages, run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -39,17 +38,6 @@ def statuses(result):
 
 def run(dirs, *overrides):
     return run_pipeline(load_config(None, [*FAST, *overrides]), **dirs, progress=False)
-
-
-def cli(*args, cwd, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)"

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 
-from conftest import FAST
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import run_ablation
 from pipeline.ablation.executors import run_on_ray

@@ -17,6 +17,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device_type: str = "cpu"  # where collectives run: CUDA tensors for NCCL, CPU tensors for gloo
 
     @property
     def active(self) -> bool:
@@ -34,16 +35,24 @@ class Distributed:
         if self.active:
             dist.barrier()
 
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda", self.local_rank) if self.device_type == "cuda" else torch.device("cpu")
+
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The element-wise sum over ranks (in place, and returned)."""
         if self.active:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            moved = tensor.to(self.device)
+            dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+            tensor.copy_(moved)
         return tensor
 
     def from_main(self, tensor: torch.Tensor) -> torch.Tensor:
         """Rank 0's value of `tensor` on every rank (in place, and returned)."""
         if self.active:
-            dist.broadcast(tensor, src=0)
+            moved = tensor.to(self.device)
+            dist.broadcast(moved, src=0)
+            tensor.copy_(moved)
         return tensor
 
 
@@ -58,9 +67,11 @@ def init_from_env(device_type: str) -> Distributed:
         )
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return Distributed(rank, world_size, local_rank)
+    return Distributed(rank, world_size, local_rank, device_type)
 
 
 def shutdown(context: Distributed) -> None:

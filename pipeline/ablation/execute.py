@@ -112,12 +112,15 @@ def baselines(results: list[dict[str, Any]], store: CacheStore, variant: str) ->
     return {"data_of_variant": variant, "models": scores}
 
 
+def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    return asdict(summarize([record["metrics"][metric] for record in records]))
+
+
 def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per variant: accuracy and loss over seeds, epochs run, seconds and cache hits per stage."""
     table = []
     for variant in variants:
         records = [r["record"] for r in results if r["variant"] == variant.name]
-        metric = lambda name: asdict(summarize([rec["metrics"][name] for rec in records]))
         stages = {}
         for stage in records[0]["stages"]:
             runs = [next(s for s in rec["stages"] if s["name"] == stage["name"]) for rec in records]
@@ -131,8 +134,8 @@ def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> lis
                 "settings": variant.settings,
                 "changed": list(variant.changed),
                 "seeds": [r["seed"] for r in results if r["variant"] == variant.name],
-                "test_accuracy": metric("test_accuracy"),
-                "test_loss": metric("test_loss"),
+                "test_accuracy": _summary(records, "test_accuracy"),
+                "test_loss": _summary(records, "test_loss"),
                 "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
                 "train_samples": records[0]["train_samples"],
                 "stages": stages,
