@@ -325,3 +325,13 @@ def test_confusion_matrix_and_per_class_accuracy():
     matrix = confusion_matrix(logits, target, 3)
     assert matrix == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
     assert per_class_accuracy(matrix + [[0, 0, 0]], ["a", "b", "c", "d"]) == {"a": 1.0, "b": 0.5, "c": 1.0, "d": None}
+
+
+def test_a_trailing_single_sample_batch_is_dropped_so_batch_norm_can_train():
+    torch.manual_seed(0)
+    model = build_model({"hidden": [8]}, (3,), 2)  # BatchNorm1d cannot train on one sample
+    x = torch.randn(33, 3)
+    train = Split(x, (x.sum(dim=1) > 0).long())
+    optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
+    result = fit(model, train, train, optimizer, epochs=2, batch_size=16, progress=False)
+    assert result.epochs_run == 2

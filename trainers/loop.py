@@ -254,6 +254,10 @@ def fit(
     best_state: dict[str, Any] | None = None
     n = train.x.shape[0]
     steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
+    # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
+    # train on one sample, and every rank must take part in every step.
+    remainder = n % batch_size
+    used = n - remainder if n > batch_size and 0 < remainder < 2 * distributed.world_size else n
     net: nn.Module = model
     if distributed.active:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -277,7 +281,7 @@ def fit(
         for epoch in range(result.epochs_run + 1, last_epoch + 1):
             started = time.perf_counter()
             model.train()
-            order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))
+            order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))[:used]
             augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
             # Per-batch losses stay on the device until the epoch ends: no host sync per step.
             losses = torch.zeros(steps_per_epoch, device=device)
