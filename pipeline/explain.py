@@ -49,7 +49,9 @@ def explain(config: Config, store: CacheStore) -> list[str]:
     entries = store.entries()
     for step in plan_stages(config):
         name, key = step.stage.name, step.key
-        if store.entry_dir(name, key).exists() and store.verify(name, key) is None:
+        exists = store.entry_dir(name, key).exists()
+        problem = store.verify(name, key) if exists else None
+        if exists and problem is None:
             lines.append(f"{name:<8} hit   {key[:12]}")
             continue
         candidates = []
@@ -60,8 +62,8 @@ def explain(config: Config, store: CacheStore) -> list[str]:
                 continue
             changes = differences(step, meta)
             candidates.append((len(changes), -entry.last_used, entry.key, changes))
-        if store.entry_dir(name, key).exists():
-            reason = f"the cached entry is corrupt ({store.verify(name, key)}) and will be rebuilt"
+        if exists:
+            reason = f"the cached entry is corrupt ({problem}) and will be rebuilt"
         elif not candidates:
             reason = "nothing cached for this stage yet"
         else:

@@ -77,7 +77,7 @@ def _build(step: PlannedStage, store: CacheStore, results: dict[str, CachedArtif
     started = time.perf_counter()
     checkpoint = store.checkpoint_path(stage.name, key)
     try:
-        artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, replace(context, checkpoint=checkpoint))
+        artifact = stage.run({name: results[name].artifact for name in stage.inputs}, config, replace(context, checkpoint=checkpoint, params=step.params))
     except ValueError as exc:
         raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
     if not context.distributed.is_main:

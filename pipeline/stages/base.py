@@ -18,12 +18,14 @@ class RunContext:
     """Things that change how a stage runs or reports, never what it computes (so not in any key).
 
     `checkpoint` is where the stage may keep resumable state for the entry it is building;
-    with `resume`, it continues from what it finds there.
+    with `resume`, it continues from what it finds there. `params` are the stage's own
+    parameters as planned (and keyed), so `run` need not compute them again.
     """
 
     progress: bool = True
     resume: bool = False
     checkpoint: Path | None = None
+    params: dict[str, Any] | None = None
     distributed: Distributed = SINGLE
 
 

@@ -78,7 +78,8 @@ class CollectStage(Stage):
             "kind": "image" if raw.x.ndim == 4 else "tabular",
             "class_names": raw.class_names,
             "feature_names": raw.feature_names,
-            "provenance": {**raw.provenance, **source.fingerprint(argument, options)},
+            # The content fingerprint (file hashes) was computed for the key: reuse it, not re-read the files.
+            "provenance": {**raw.provenance, **(context.params or self.params(config))["content"]},
             "sample_shape": list(raw.x.shape[1:]),
             "dtype": str(raw.x.dtype),
             "class_counts": {
