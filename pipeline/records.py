@@ -16,12 +16,13 @@ from typing import Any
 from trainers.loop import HISTORY_COLUMNS
 
 
-def environment() -> dict[str, Any]:
-    """Versions and hardware that a result depends on."""
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Versions and hardware that a result depends on; `device` is where the run trained."""
     import numpy
     import sklearn
     import torch
 
+    trained_on_cuda = device is not None and device.startswith("cuda")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -29,7 +30,9 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "sklearn": sklearn.__version__,
         "cuda_available": torch.cuda.is_available(),
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_device": torch.cuda.get_device_name(torch.device(device)) if trained_on_cuda else None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "device": device,
     }
 
 
@@ -56,7 +59,7 @@ def write_run_record(runs_dir: Path, record: dict[str, Any], history: list[dict[
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
     full = {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
-    full["environment"] = {**environment(), "device": record.get("device"), "argv": sys.argv}
+    full["environment"] = {**environment(record.get("device")), "argv": sys.argv}
     _write_atomic(run_dir / "history.csv", history_csv(history))
     _write_atomic(run_dir / "run.json", json.dumps(full, indent=2))
     return run_dir

@@ -16,7 +16,7 @@ from pipeline.keys import cache_key, code_fingerprint
 from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
 from trainers.distributed import SINGLE, init_from_env, shutdown
-from trainers.loop import resolve_device
+from trainers.devices import resolve_device
 
 
 class StageError(ValueError):
@@ -197,6 +197,7 @@ def run_pipeline(
         "precision": train_info["precision"],
         "train_samples": train_info["train_samples"],
         "world_size": train_info["world_size"],
+        "sync_batch_norm": train_info["sync_batch_norm"],
         "cache_dir": str(Path(cache_dir).resolve()),
     }
     run_dir = write_run_record(Path(runs_dir), record, train_info["history"])

@@ -3,6 +3,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,29 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # Small settings that keep a whole pipeline run to a second or two on a CPU.
 FAST = ["train.epochs=3", "model.channels=[8]", "model.hidden=[16]"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip cleanly on a machine without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Pretend this machine has two CUDA devices, the current one `cuda:0`, without touching a GPU.
+
+    Set `fake_cuda.current` or `fake_cuda.count` to change them.
+    """
+    state = SimpleNamespace(count=2, current=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: state.count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: state.current)
+    return state
 
 
 @pytest.fixture(autouse=True)

@@ -80,8 +80,16 @@ def weight_checksums_and_history(cache_dir):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_to_the_same_result(tmp_path):
-    args = ["run", "train.epochs=5", "model.channels=[8]", "model.hidden=[16]", "model.dropout=0.2", "--quiet"]
+@pytest.mark.parametrize(
+    "device",
+    [
+        pytest.param(["train.device=cpu"], id="cpu"),
+        # On CUDA only deterministic kernels promise bit-identical weights (see the README).
+        pytest.param(["train.device=cuda", "train.deterministic=true"], marks=pytest.mark.cuda, id="cuda-deterministic"),
+    ],
+)
+def test_killed_training_resumes_to_the_same_result(tmp_path, device):
+    args = ["run", "train.epochs=5", "model.channels=[8]", "model.hidden=[16]", "model.dropout=0.2", *device, "--quiet"]
     whole = cli(*args, "--cache-dir", "whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
 

@@ -1,7 +1,9 @@
-"""One training across processes: torchrun with gloo on the CPU, against the single-process run."""
+"""One training across processes: torchrun with gloo on the CPU against the single-process run, and
+NCCL on every GPU where there are GPUs."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import ROOT, cli
 from pipeline.cli import main
-from trainers.distributed import Distributed
+from trainers.distributed import Distributed, init_from_env, shutdown
 
-ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = ["train.epochs=10", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
+SETTINGS = ["train.epochs=10", "train.device=cpu", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
 
 
 def test_shards_partition_every_batch():
@@ -32,20 +34,70 @@ def test_ddp_without_torchrun_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_single_rank_job_trains_data_parallel_and_leaves_its_group(monkeypatch):
+    """torchrun --nproc_per_node 1 (one GPU): still DDP, and the group is destroyed (NCCL warned before)."""
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    context = init_from_env("cpu")
+    try:
+        assert context.active and context.is_main and torch.distributed.is_initialized()
+    finally:
+        shutdown(context)
+    assert not torch.distributed.is_initialized()
+    assert not Distributed().active
+
+
+def torchrun(nproc: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node N -m pipeline run ARGS` on a free port, with this checkout importable."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(free_port())]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*launch, "-m", "pipeline", "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_match_the_single_process_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
-    ddp = subprocess.run([*launch, "-m", "pipeline", "run", "train.distributed=ddp", *SETTINGS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    ddp = torchrun(2, "train.distributed=ddp", *SETTINGS, cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (record_path,) = (tmp_path / "runs").glob("*/run.json")
     record = json.loads(record_path.read_text())
     assert record["world_size"] == 2
 
-    single = subprocess.run([sys.executable, "-m", "pipeline", "run", *SETTINGS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    single = cli("run", *SETTINGS, cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")]
     (alone,) = [r for r in records if r["world_size"] == 1]
     assert abs(record["metrics"]["test_accuracy"] - alone["metrics"]["test_accuracy"]) <= 0.01
     # The data stages were built once, by rank 0 of the torchrun job, and reused by the single run.
     assert [s["cache"] for s in alone["stages"][:3]] == ["hit", "hit", "hit"]
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+def test_ddp_over_nccl_on_every_gpu_with_sync_batch_norm(tmp_path):
+    gpus = torch.cuda.device_count()
+    args = ["train.distributed=ddp", "train.device=cuda", "model.sync_batch_norm=true", "train.epochs=5"]
+    done = torchrun(gpus, *args, "--quiet", "--cache-dir", "cache", "--runs-dir", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record_path,) = (tmp_path / "runs").glob("*/run.json")
+    record = json.loads(record_path.read_text())
+    assert record["world_size"] == gpus and record["sync_batch_norm"] is True
+    assert record["device"] == "cuda:0" and record["metrics"]["test_accuracy"] >= 0.9
+    assert "destroy_process_group" not in done.stderr  # the process group was left cleanly
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+def test_more_ranks_than_gpus_stop_with_the_counts_and_the_fix(tmp_path):
+    gpus = torch.cuda.device_count()
+    done = torchrun(gpus + 1, "train.distributed=ddp", "train.device=cuda", "--quiet", "--cache-dir", "cache", cwd=tmp_path)
+    assert done.returncode != 0
+    assert f"torchrun started {gpus + 1} processes on this machine but it has {gpus} GPU(s)" in done.stderr
+    assert "invalid device ordinal" not in done.stderr
+    assert not (tmp_path / "cache").exists()

@@ -146,7 +146,7 @@ def test_binary_tabular_task_reports_a_two_by_two_confusion_matrix(dirs):
 
 def test_mixed_precision_falls_back_to_fp32_on_the_cpu(dirs, caplog):
     with caplog.at_level(logging.WARNING):
-        result = run(dirs, "train.precision=bf16")
+        result = run(dirs, "train.precision=bf16", "train.device=cpu")
     assert result.record["precision"] == "fp32"
     assert "train.precision=bf16 needs CUDA" in caplog.text
 
@@ -159,5 +159,7 @@ def test_deterministic_flag_turns_on_deterministic_algorithms():
     try:
         seed_everything(0, deterministic=True)
         assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     finally:
         torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False

@@ -1,5 +1,6 @@
 """Models, the training loop, early stopping, optimizers, LR schedules and metrics."""
 
+from trainers.devices import canonical_device, resolve_device, same_device
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.loop import (
     HISTORY_COLUMNS,
@@ -11,7 +12,6 @@ from trainers.loop import (
     fits_on_device,
     place,
     predict,
-    resolve_device,
 )
 from trainers.metrics import confusion_matrix, per_class_accuracy
 from trainers.models import CNN, MLP, build_model, initialize
@@ -30,6 +30,7 @@ __all__ = [
     "TrainingDiverged",
     "build_model",
     "build_optimizer",
+    "canonical_device",
     "confusion_matrix",
     "evaluate",
     "fit",
@@ -40,4 +41,5 @@ __all__ = [
     "place",
     "predict",
     "resolve_device",
+    "same_device",
 ]

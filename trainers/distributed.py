@@ -12,16 +12,18 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Distributed:
-    """This process's place in a torchrun job (`world_size` 1 means a single process)."""
+    """This process's place in a torchrun job, or a plain single process (`launched` false)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device_type: str = "cpu"  # where collectives run: CUDA tensors for NCCL, CPU tensors for gloo
+    launched: bool = False  # joined a process group (torchrun), even one of a single rank
 
     @property
     def active(self) -> bool:
-        return self.world_size > 1
+        """Whether training runs data-parallel: under torchrun, with one rank as with eight."""
+        return self.launched or self.world_size > 1
 
     @property
     def is_main(self) -> bool:
@@ -68,12 +70,30 @@ def init_from_env(device_type: str) -> Distributed:
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if device_type == "cuda":
+        check_one_gpu_per_rank(local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)))
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return Distributed(rank, world_size, local_rank, device_type)
+    return Distributed(rank, world_size, local_rank, device_type, launched=True)
+
+
+def check_one_gpu_per_rank(local_rank: int, local_world_size: int) -> None:
+    """Every rank on this machine needs a GPU of its own (NCCL cannot share one between ranks).
+
+    Each rank checks the same counts, so all of them stop with the same message before any
+    joins the process group, instead of some waiting for ranks that crashed.
+    """
+    gpus = torch.cuda.device_count()
+    ranks = max(local_world_size, local_rank + 1)
+    if ranks > gpus:
+        raise ValueError(
+            f"torchrun started {ranks} processes on this machine but it has {gpus} GPU(s); each rank trains on a GPU "
+            f"of its own. Start at most {gpus} (torchrun --nproc_per_node {gpus}), or train on the CPU with gloo "
+            "(train.device=cpu)."
+        )
 
 
 def shutdown(context: Distributed) -> None:
-    if context.active and dist.is_initialized():
+    """Leave the process group this process joined (NCCL warns at exit otherwise)."""
+    if context.launched and dist.is_initialized():
         dist.destroy_process_group()

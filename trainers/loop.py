@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from trainers.devices import same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.schedules import Plateau, learning_rate
@@ -51,18 +52,6 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when present, else the CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is {name!r} but CUDA is not available on this machine.")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"train.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s).")
-    return device
 
 
 def fits_on_device(arrays: list[np.ndarray], device: torch.device) -> bool:
@@ -121,7 +110,7 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches in `order` (each narrowed by `select`, e.g. to this rank's shard): indexed on the
     device when the data lives there, else through a DataLoader that pins them."""
-    if split.x.device == device:
+    if same_device(split.x.device, device):
         order = order.to(device)
         for start in range(0, len(order), batch_size):
             rows = select(order[start : start + batch_size])
@@ -283,11 +272,9 @@ def fit(
             model.train()
             order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))[:used]
             augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
-            # Per-batch losses stay on the device until the epoch ends: no host sync per step.
-            losses = torch.zeros(steps_per_epoch, device=device)
-            counts = torch.zeros(steps_per_epoch, device=device)
-            correct = torch.zeros((), device=device)
-            rates = []
+            # Per-batch results stay on the device until the epoch ends: no host sync and a single
+            # extra kernel (argmax) per step; the epoch's metrics come from them in a few kernels.
+            losses, counts, predicted, targets, rates = [], [], [], [], []
             for index, (xb, yb) in enumerate(batches(train, order, batch_size, device, distributed.shard)):
                 rate = learning_rate(schedule, base_lr, (epoch - 1) * steps_per_epoch + index, steps_per_epoch, epochs)
                 rate *= plateau.scale if plateau else 1.0
@@ -307,16 +294,20 @@ def fit(
                 else:
                     loss.backward()
                     optimizer.step()
-                losses[index] = loss.detach()
-                counts[index] = yb.shape[0]
-                correct += (logits.detach().argmax(dim=1) == yb).sum()
+                losses.append(loss.detach())
+                counts.append(yb.shape[0])
+                predicted.append(logits.detach().argmax(dim=1))
+                targets.append(yb)
+            losses = torch.stack(losses).float()
             finite = torch.isfinite(losses)
             bad = torch.nonzero(~finite).flatten().tolist()
             if distributed.sum((~finite).sum().float()).item() > 0:
                 where = f"batch {bad[0]}" if bad else "another rank's batch"
                 kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
                 raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {where}{kept}.")
-            totals = distributed.sum(torch.stack([(losses * counts).sum(), counts.sum(), correct]))
+            correct = (torch.cat(predicted) == torch.cat(targets)).sum()
+            sizes = torch.tensor(counts, dtype=losses.dtype, device=device)
+            totals = distributed.sum(torch.stack([(losses * sizes).sum(), sizes.sum(), correct.to(losses.dtype)]))
             scores = torch.tensor(evaluate(model, val, device, precision), dtype=torch.float64, device=device)
             val_loss, val_accuracy = distributed.from_main(scores).tolist()
             row = {

@@ -47,7 +47,8 @@ def run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
 
 
 def run_local(tasks: list[Task], jobs: int, done: Callable[[], None]) -> list[dict[str, Any]]:
-    """In this process (`jobs` 1), or in `jobs` spawned processes that split the cores between them."""
+    """In this process (`jobs` 1), or in `jobs` spawned processes that split the cores, and the
+    GPUs when there are several, between them."""
     if jobs <= 1:
         results = []
         for task in tasks:
@@ -55,15 +56,29 @@ def run_local(tasks: list[Task], jobs: int, done: Callable[[], None]) -> list[di
             done()
         return results
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = get_context("spawn")
     results = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=claim_gpu, initargs=(context.Value("i", 0),)) as pool:
         for result in pool.map(run_task, tasks, [threads] * len(tasks)):
             results.append(result)
             done()
     return results
 
 
-def _wants_gpu(task: Task, cluster_gpus: float) -> bool:
+def claim_gpu(counter: Any) -> None:
+    """Make the next GPU in turn this worker's current CUDA device, so that `--jobs 8` on eight
+    GPUs trains on all eight (`train.device` auto or cuda means the current device; an explicit
+    cuda:N is kept). With one GPU or none, nothing changes."""
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return
+    with counter.get_lock():
+        index, counter.value = counter.value, counter.value + 1
+    torch.cuda.set_device(index % torch.cuda.device_count())
+
+
+def wants_gpu(task: Task, cluster_gpus: float) -> bool:
     device = task_config(task).train.device
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
@@ -85,7 +100,7 @@ def run_on_ray(
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         remote = ray.remote(run_task)
-        refs = [remote.options(num_cpus=1, num_gpus=1 if _wants_gpu(task, gpus) else 0).remote(task, 1) for task in tasks]
+        refs = [remote.options(num_cpus=1, num_gpus=1 if wants_gpu(task, gpus) else 0).remote(task, 1) for task in tasks]
         results = []
         for ref in refs:
             results.append(ray.get(ref))

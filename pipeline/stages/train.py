@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import trainers.devices
 import trainers.diagnosis
 import trainers.early_stopping
 import trainers.loop
@@ -43,6 +44,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
 
 
 def weights_to_arrays(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -89,6 +91,8 @@ class TrainStage(Stage):
             sys.modules[__name__],
             trainers.models,
             trainers.loop,
+            trainers.devices,
+            trainers.distributed,
             trainers.optim,
             trainers.schedules,
             trainers.metrics,
@@ -101,7 +105,7 @@ class TrainStage(Stage):
         sections = ("model", "optim", "schedule", "early_stop", "train")
         params = {name: getattr(config, name).model_dump(mode="json") for name in sections}
         # A CPU and a GPU run of the same config are different results; where the data sits is not.
-        device = trainers.loop.resolve_device(config.train.device)
+        device = trainers.devices.resolve_device(config.train.device)
         params["device_type"] = device.type
         params["precision_used"] = precision_for(config, device)
         del params["train"]["data_on_device"]
@@ -112,7 +116,7 @@ class TrainStage(Stage):
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.train
         distributed = context.distributed
-        device = trainers.loop.resolve_device(settings.device)
+        device = trainers.devices.resolve_device(settings.device)
         if distributed.active and device.type == "cuda":
             device = torch.device("cuda", distributed.local_rank)
         precision = precision_for(config, device)
@@ -126,11 +130,11 @@ class TrainStage(Stage):
         class_names = inputs["collect"].info["class_names"]
         spec = config.model.model_dump(exclude={"sync_batch_norm"})
         model = trainers.models.build_model(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
-        if distributed.active and config.model.sync_batch_norm:
-            if device.type == "cuda":
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:
-                log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
+        sync_batch_norm = distributed.active and config.model.sync_batch_norm and device.type == "cuda"
+        if sync_batch_norm:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif distributed.active and config.model.sync_batch_norm:
+            log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
         model.to(device)
         optimizer = trainers.optim.build_optimizer(model.parameters(), config.optim.model_dump())
         stop = config.early_stop
@@ -194,6 +198,7 @@ class TrainStage(Stage):
             "n_classes": len(class_names),
             "train_samples": int(splits["train"].x.shape[0]),
             "world_size": distributed.world_size,
+            "sync_batch_norm": sync_batch_norm,
         }
         arrays = weights_to_arrays(model.state_dict())
         arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
