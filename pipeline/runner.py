@@ -15,8 +15,8 @@ from pipeline.config import Config
 from pipeline.keys import cache_key, code_fingerprint
 from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
-from trainers.distributed import SINGLE, init_from_env, shutdown
 from trainers.devices import resolve_device
+from trainers.distributed import SINGLE, init_from_env, shutdown
 
 
 class StageError(ValueError):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import FAST, ROOT, cli
-
+from pipeline.cli import main
 
 
 def test_run_prints_table_and_writes_record(tmp_path):
@@ -109,12 +109,11 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, device):
     assert metrics["test_accuracy"] == expected_metrics["test_accuracy"]
 
 
-def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
+def test_cuda_device_without_cuda_is_a_clear_error(tmp_path, monkeypatch, capsys):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    done = cli("run", "train.device=cuda", cwd=tmp_path)
-    assert done.returncode == 2
-    assert "train.device is 'cuda' but CUDA is not available" in done.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine that has CUDA
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "train.device=cuda"]) == 2
+    assert "train.device is 'cuda' but CUDA is not available" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -86,7 +86,8 @@ def test_as_many_ranks_as_gpus_pass_the_check(fake_cuda):
 def test_more_ranks_than_gpus_exits_2_before_any_work(fake_cuda, torchrun_env, tmp_path, capsys, monkeypatch):
     set_device_calls = []
     monkeypatch.setattr(torch.cuda, "set_device", set_device_calls.append)
-    status = main(["run", "train.distributed=ddp", "train.device=cuda", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")])
+    monkeypatch.chdir(tmp_path)
+    status = main(["run", "train.distributed=ddp", "train.device=cuda"])
     assert status == 2
     assert "torchrun started 3 processes on this machine but it has 2 GPU(s)" in capsys.readouterr().err
     assert set_device_calls == [] and list(tmp_path.iterdir()) == []
