@@ -11,6 +11,8 @@ import torch
 
 # albumentations must not look for updates online while the tests run.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# cuBLAS reads this when it starts; in-process runs with train.deterministic=true need it set first.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # Small settings that keep a whole pipeline run to a second or two on a CPU.
 FAST = ["train.epochs=3", "model.channels=[8]", "model.hidden=[16]"]
@@ -44,6 +46,15 @@ def _seed_everything():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism_flags():
+    """An in-process run with train.deterministic=true sets process-wide flags; undo them."""
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(flags[0])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[1:]
 
 
 @pytest.fixture

@@ -156,10 +156,6 @@ def test_deterministic_flag_turns_on_deterministic_algorithms():
 
     from pipeline.stages.train import seed_everything
 
-    try:
-        seed_everything(0, deterministic=True)
-        assert torch.are_deterministic_algorithms_enabled()
-        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-    finally:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.deterministic = False
+    seed_everything(0, deterministic=True)  # conftest puts the flags back afterwards
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

@@ -73,7 +73,9 @@ def init_from_env(device_type: str) -> Distributed:
         check_one_gpu_per_rank(local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)))
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size)
+        # NCCL binds the group to this rank's GPU up front (no "using the current device" guess later).
+        gpu = torch.device("cuda", local_rank) if device_type == "cuda" else None
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", rank=rank, world_size=world_size, device_id=gpu)
     return Distributed(rank, world_size, local_rank, device_type, launched=True)
 
 
