@@ -37,6 +37,7 @@ def fake_cuda(monkeypatch):
     state = SimpleNamespace(count=2, current=0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: state.count)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: state.current)
     return state
 

@@ -30,6 +30,13 @@ def test_data_on_the_gpu_is_already_where_training_wants_it(fake_cuda):
     assert not same_device(where_the_data_is, "cpu")
 
 
+def test_resolving_a_device_does_not_start_cuda(fake_cuda, monkeypatch):
+    """A torchrun rank resolves `auto` before it picks its GPU: that must not open a context on cuda:0."""
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: pytest.fail("current_device() starts CUDA"))
+    assert resolve_device("auto") == torch.device("cuda", 0)
+
+
 def test_the_cpu_is_one_device():
     assert canonical_device("cpu:0") == canonical_device("cpu") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")

@@ -17,7 +17,10 @@ def canonical_device(device: torch.device | str) -> torch.device:
     device, whatever index it is given."""
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
+        # Before CUDA starts in this process the current device is 0 (set_device starts it), and
+        # asking torch.cuda.current_device() would start CUDA on it: not what a torchrun rank
+        # that has yet to pick its own GPU wants.
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_initialized() else 0)
     if device.type == "cpu":
         return torch.device("cpu")
     return device
