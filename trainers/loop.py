@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainers.devices import same_device
+from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.schedules import Plateau, learning_rate
@@ -231,7 +231,7 @@ def fit(
     ranks, rank 0's validation numbers and stopping decision are broadcast, and only rank 0
     writes checkpoints.
     """
-    device = device or train.x.device
+    device = canonical_device(device or train.x.device)
     schedule = dict(schedule or {"type": "none"})
     base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
     for group in optimizer.param_groups:
