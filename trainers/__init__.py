@@ -2,6 +2,8 @@
 
 from trainers.devices import canonical_device, resolve_device, same_device
 from trainers.early_stopping import EarlyStopping, StopReason
+from trainers.fused import FusedNet, fuse, fused_cross_entropy
+from trainers.fused_optim import FusedOptimizer
 from trainers.loop import (
     HISTORY_COLUMNS,
     FitResult,
@@ -24,6 +26,8 @@ __all__ = [
     "MLP",
     "EarlyStopping",
     "FitResult",
+    "FusedNet",
+    "FusedOptimizer",
     "Plateau",
     "Split",
     "StopReason",
@@ -35,6 +39,8 @@ __all__ = [
     "evaluate",
     "fit",
     "fits_on_device",
+    "fuse",
+    "fused_cross_entropy",
     "initialize",
     "learning_rate",
     "per_class_accuracy",

@@ -1,0 +1,204 @@
+"""Fused networks and their optimizer: each member equals the same network trained alone."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainers import build_model, build_optimizer
+from trainers.fused import fuse, fused_cross_entropy
+from trainers.fused_optim import FusedOptimizer
+
+SHAPE, CLASSES = (1, 8, 8), 5
+
+
+def members(specs, input_shape=SHAPE):
+    """One plain network per spec, member k initialised from seed k (as a solo run with train.seed=k)."""
+    models = []
+    for seed, spec in enumerate(specs):
+        torch.manual_seed(seed)
+        models.append(build_model(spec, input_shape, CLASSES))
+    return models
+
+
+CNN = {"type": "cnn", "channels": [4, 6], "hidden": [8]}
+MLP = {"type": "mlp", "hidden": [12, 8]}
+DROPOUTS = [{"dropout": 0.0}, {"dropout": 0.2, "dropout_input": 0.1}, {"dropout": 0.3}]
+
+
+@pytest.mark.parametrize("base", [CNN, MLP], ids=["cnn", "mlp"])
+def test_fused_members_compute_what_each_network_computes(base):
+    models = members([{**base, **extra} for extra in DROPOUTS])
+    fused = fuse(models, seeds=[0, 1, 2]).eval()
+    x = torch.randn(3, 7, *SHAPE)
+    out = fused(x)
+    assert out.shape == (3, 7, CLASSES)
+    for k, model in enumerate(models):
+        torch.testing.assert_close(out[k], model.eval()(x[k]), rtol=1e-5, atol=1e-6)
+        expected = model.state_dict()
+        got = fused.member_state_dict(k)
+        assert set(got) == set(expected)
+        assert all(torch.equal(got[name], expected[name]) for name in expected)
+
+
+def test_member_state_round_trips_into_the_fused_network():
+    models = members([CNN, CNN])
+    fused = fuse(models, seeds=[0, 1])
+    other = members([CNN, CNN, CNN])[2].state_dict()
+    fused.load_member_state_dict(1, other)
+    assert all(torch.equal(fused.member_state_dict(1)[name], other[name]) for name in other)
+    assert all(torch.equal(fused.member_state_dict(0)[name], tensor) for name, tensor in models[0].state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "specs, message",
+    [
+        ([CNN, {**CNN, "channels": [4, 8]}], r"member 1 has Conv2d\(4, 8"),
+        ([CNN, {**CNN, "batch_norm": False}], "member 1 has Conv2d"),
+        ([CNN, {**CNN, "activation": "tanh"}], "member 1 has Tanh"),
+        ([MLP, {**MLP, "hidden": [12]}], "member 1 has"),
+    ],
+)
+def test_networks_of_different_shapes_do_not_fuse(specs, message):
+    with pytest.raises(ValueError, match=message):
+        fuse(members(specs), seeds=[0, 1])
+
+
+def test_batch_norm_statistics_never_mix_across_members():
+    fused = fuse(members([CNN, CNN, CNN]), seeds=[0, 1, 2]).train()
+    x = torch.randn(3, 16, *SHAPE)
+    before = fused(x)
+    x[0] = x[0] * 100 + 5  # only member 0's batch changes
+    after = fused(x)
+    torch.testing.assert_close(after[1:], before[1:])
+    assert not torch.allclose(after[0], before[0])
+
+
+def test_a_members_dropout_masks_do_not_depend_on_its_company():
+    specs = [{**CNN, **extra} for extra in DROPOUTS]
+    x = torch.randn(3, 16, *SHAPE)
+    together = fuse(members(specs), seeds=[0, 1, 2]).train()
+    alone = fuse([members(specs)[1]], seeds=[1]).train()
+    for _ in range(3):  # successive calls draw new masks, in step
+        torch.testing.assert_close(together(x)[1], alone(x[1:2])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_rates_and_evaluation():
+    models = members([{**MLP, "dropout": rate} for rate in (0.2, 0.6)])
+    fused = fuse(models, seeds=[0, 1])
+    dropout = next(layer for layer in fused.layers if type(layer).__name__ == "FusedDropout")
+    x = torch.ones(2, 4000, 12)
+    kept = (dropout(x, "stacked") != 0).float().mean(dim=(1, 2))
+    torch.testing.assert_close(kept, torch.tensor([0.8, 0.4]), atol=0.02, rtol=0)
+    assert dropout(x, "stacked")[1].max().item() == pytest.approx(1 / 0.4)
+    dropout.eval()
+    assert torch.equal(dropout(x, "stacked"), x)
+    assert int(fused.state_dict()[next(n for n in fused.state_dict() if n.endswith("calls"))]) == 2
+
+
+def test_fused_cross_entropy_matches_torch_per_member():
+    logits, target = torch.randn(3, 9, CLASSES), torch.randint(0, CLASSES, (3, 9))
+    smoothing = torch.tensor([0.0, 0.1, 0.3])
+    losses = fused_cross_entropy(logits, target, smoothing)
+    expected = torch.stack([F.cross_entropy(logits[k], target[k], label_smoothing=float(smoothing[k])) for k in range(3)])
+    torch.testing.assert_close(losses, expected)
+
+
+SETTINGS = {
+    "sgd": {"lr": [0.1, 0.05, 0.2], "momentum": [0.0, 0.9, 0.5], "nesterov": [False, True, False], "weight_decay": [0.0, 1e-3, 0.0]},
+    "adam": {"lr": [1e-2, 3e-3, 1e-3], "momentum": [0.9] * 3, "nesterov": [False] * 3, "weight_decay": [0.0, 1e-2, 0.0]},
+    "adamw": {"lr": [1e-2, 3e-3, 1e-3], "momentum": [0.9] * 3, "nesterov": [False] * 3, "weight_decay": [0.0, 1e-2, 0.1]},
+    "rmsprop": {"lr": [1e-3, 3e-3, 1e-2], "momentum": [0.0, 0.9, 0.5], "nesterov": [False] * 3, "weight_decay": [0.0, 1e-3, 0.0]},
+}
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
+    settings = SETTINGS[name]
+    start = torch.randn(3, 4, 5)
+    fused = torch.nn.Parameter(start.clone())
+    optimizer = FusedOptimizer([fused], name, **settings)
+    alone = [torch.nn.Parameter(start[k].clone()) for k in range(3)]
+    references = [
+        build_optimizer([alone[k]], {"name": name, **{key: values[k] for key, values in settings.items()}}) for k in range(3)
+    ]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        grad = torch.randn(3, 4, 5, generator=generator)
+        fused.grad = grad.clone()
+        optimizer.step()
+        for k in range(3):
+            alone[k].grad = grad[k].clone()
+            references[k].step()
+    for k in range(3):
+        torch.testing.assert_close(fused.detach()[k], alone[k].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_frozen_member_keeps_its_weights_and_state():
+    fused = torch.nn.Parameter(torch.randn(2, 3))
+    optimizer = FusedOptimizer([fused], "adam", lr=[0.1, 0.1], momentum=[0.9, 0.9], nesterov=[False, False], weight_decay=[0.0, 0.0])
+    fused.grad = torch.ones(2, 3)
+    optimizer.step()
+    optimizer.freeze(0)
+    frozen, moments = fused.detach()[0].clone(), optimizer.state[fused]["exp_avg"][0].clone()
+    moving = fused.detach()[1].clone()
+    for _ in range(3):
+        fused.grad = torch.ones(2, 3)
+        optimizer.step()
+    assert torch.equal(fused.detach()[0], frozen) and torch.equal(optimizer.state[fused]["exp_avg"][0], moments)
+    assert not torch.equal(fused.detach()[1], moving)
+    restored = FusedOptimizer([fused], "adam", lr=[0.1, 0.1], momentum=[0.9, 0.9], nesterov=[False, False], weight_decay=[0.0, 0.0])
+    restored.load_state_dict(optimizer.state_dict())
+    assert restored.group["active"].view(-1).tolist() == [False, True]
+
+
+def train_steps(fused, optimizer, data, smoothing, steps=20):
+    for step in range(steps):
+        x, y = data(step)
+        loss = fused_cross_entropy(fused(x), y, smoothing).sum()  # each member's gradient is its own loss's
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def test_three_fused_members_train_as_three_solo_runs():
+    """K=3 fused and each member alone (an array of one), 20 steps: weights agree to 1e-5."""
+    specs = [{**CNN, **extra} for extra in DROPOUTS]
+    hyper = {"lr": [1e-2, 3e-3, 5e-3], "momentum": [0.9] * 3, "nesterov": [False] * 3, "weight_decay": [0.0, 1e-3, 0.0]}
+    smoothing = torch.tensor([0.0, 0.1, 0.0])
+    generator = torch.Generator().manual_seed(0)
+    draw = lambda: (torch.randn(3, 16, *SHAPE, generator=generator), torch.randint(0, CLASSES, (3, 16), generator=generator))
+    batches = [draw() for _ in range(20)]
+
+    together = fuse(members(specs), seeds=[0, 1, 2]).train()
+    train_steps(together, FusedOptimizer(together.parameters(), "adam", **hyper), lambda s: batches[s], smoothing)
+    for k in range(3):
+        alone = fuse([members(specs)[k]], seeds=[k]).train()
+        one = {key: values[k : k + 1] for key, values in hyper.items()}
+        own_batches = lambda step: (batches[step][0][k : k + 1], batches[step][1][k : k + 1])
+        train_steps(alone, FusedOptimizer(alone.parameters(), "adam", **one), own_batches, smoothing[k : k + 1])
+        expected, got = alone.member_state_dict(0), together.member_state_dict(k)
+        for name, tensor in expected.items():
+            torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=f"member {k}: {name}")
+
+
+def test_an_array_of_one_trains_as_the_plain_network_with_torch_optim():
+    """Without dropout, the fused path (grouped conv, batched matmul, hand-written Adam) is the plain one."""
+    spec = {**CNN, "dropout": 0.0}
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(16, *SHAPE, generator=generator), torch.randint(0, CLASSES, (16,), generator=generator)) for _ in range(20)]
+    (plain,) = members([spec])
+    fused = fuse(members([spec]), seeds=[0]).train()
+    optimizer = build_optimizer(plain.parameters(), {"name": "adam", "lr": 1e-2, "weight_decay": 1e-3})
+    for x, y in batches:
+        loss = F.cross_entropy(plain(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    hyper = {"lr": [1e-2], "momentum": [0.9], "nesterov": [False], "weight_decay": [1e-3]}
+    as_array = lambda step: (batches[step][0][None], batches[step][1][None])
+    train_steps(fused, FusedOptimizer(fused.parameters(), "adam", **hyper), as_array, torch.zeros(1))
+    got = fused.member_state_dict(0)
+    # Other kernels (batched matmul, Adam's terms in another order) round differently, and Adam
+    # magnifies last-bit differences step by step: 1e-4 here, where a wrong formula is off by far more.
+    for name, tensor in plain.state_dict().items():
+        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")

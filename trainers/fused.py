@@ -1,0 +1,347 @@
+"""K networks of one architecture as one module (HFTA's horizontal fusion), member by member
+equal to the K networks alone.
+
+A convolution becomes a grouped convolution over the members' concatenated channels, a
+linear layer a batched matrix product over a `(K, in, out)` weight, and BatchNorm runs over
+the K*C channels, so statistics never mix across members. Dropout draws each member's mask
+from a counter-based hash of the member's own seed, so a member's masks do not depend on
+which other members it trains beside (a solo run is an array of one).
+
+Layouts: a fused network takes `(K, B, *sample_shape)` and returns `(K, B, classes)`. Inside,
+convolutional layers see `(B, K*C, H, W)` ("channels") and dense ones `(K, B, F)` ("stacked");
+the network converts only where consecutive layers want different layouts.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STACKED, CHANNELS, ANY = "stacked", "channels", "any"
+DROPOUT_STREAM = 2  # beside the loop's shuffle (0) and augmentation (1) streams
+_MASK32 = 0xFFFFFFFF
+
+
+def to_channels(x: torch.Tensor) -> torch.Tensor:
+    """`(K, B, C, H, W)` -> `(B, K*C, H, W)`."""
+    members, batch, channels = x.shape[:3]
+    return x.transpose(0, 1).reshape(batch, members * channels, *x.shape[3:])
+
+
+def to_stacked(x: torch.Tensor, members: int) -> torch.Tensor:
+    """`(B, K*C, H, W)` -> `(K, B, C, H, W)` (a view)."""
+    return x.view(x.shape[0], members, x.shape[1] // members, *x.shape[2:]).transpose(0, 1)
+
+
+def _slices(tensor: torch.Tensor, members: int) -> torch.Tensor:
+    """A fused tensor's member-major view `(K, ...)` (conv and BatchNorm tensors concatenate members along dim 0)."""
+    return tensor.view(members, tensor.shape[0] // members, *tensor.shape[1:])
+
+
+class FusedConv2d(nn.Module):
+    """K `Conv2d` layers as one grouped convolution; weights `(K*out, in/groups, kh, kw)`."""
+
+    layout = CHANNELS
+
+    def __init__(self, convs: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        first = convs[0]
+        if first.padding_mode != "zeros":
+            raise ValueError(f"Cannot fuse {first!r}: only zero padding fuses.")
+        self.members, self.groups = len(convs), first.groups * len(convs)
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+        self.weight = nn.Parameter(torch.cat([conv.weight.detach() for conv in convs]))
+        self.bias = nn.Parameter(torch.cat([conv.bias.detach() for conv in convs])) if first.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        state = {"weight": _slices(self.weight, self.members)[k]}
+        if self.bias is not None:
+            state["bias"] = _slices(self.bias, self.members)[k]
+        return state
+
+
+class FusedLinear(nn.Module):
+    """K `Linear` layers as one batched matrix product; weight `(K, in, out)`, bias `(K, 1, out)`."""
+
+    layout = STACKED
+
+    def __init__(self, linears: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([linear.weight.detach().T for linear in linears]).contiguous())
+        has_bias = linears[0].bias is not None
+        self.bias = nn.Parameter(torch.stack([linear.bias.detach() for linear in linears]).unsqueeze(1)) if has_bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        state = {"weight": self.weight[k].T}
+        if self.bias is not None:
+            state["bias"] = self.bias[k, 0]
+        return state
+
+
+def _fused_batch_norm(norms: Sequence[nn.modules.batchnorm._BatchNorm], kind: type[nn.Module]) -> nn.Module:
+    first = norms[0]
+    fused = kind(first.num_features * len(norms), first.eps, first.momentum, first.affine, first.track_running_stats)
+    with torch.no_grad():
+        for name, tensor in fused.named_parameters(recurse=False):
+            tensor.copy_(torch.cat([getattr(norm, name) for norm in norms]))
+        for name in ("running_mean", "running_var"):
+            if getattr(fused, name) is not None:
+                getattr(fused, name).copy_(torch.cat([getattr(norm, name) for norm in norms]))
+        if fused.num_batches_tracked is not None:
+            fused.num_batches_tracked.copy_(first.num_batches_tracked)
+    fused.members = len(norms)
+    return fused
+
+
+class FusedBatchNorm2d(nn.BatchNorm2d):
+    """K `BatchNorm2d` layers as one over the K*C channels: per member by construction."""
+
+    layout = CHANNELS
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return _member_norm_state(self, k)
+
+
+class FusedBatchNorm1d(nn.BatchNorm1d):
+    """K `BatchNorm1d` layers as one over K*F features, on stacked `(K, B, F)` input."""
+
+    layout = STACKED
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        members, batch, features = x.shape
+        flat = x.transpose(0, 1).reshape(batch, members * features)
+        return super().forward(flat).view(batch, members, features).transpose(0, 1)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return _member_norm_state(self, k)
+
+
+def _member_norm_state(norm: nn.modules.batchnorm._BatchNorm, k: int) -> dict[str, torch.Tensor]:
+    members = norm.members
+    state = {name: _slices(tensor, members)[k] for name, tensor in norm.named_parameters(recurse=False)}
+    for name in ("running_mean", "running_var"):
+        if getattr(norm, name) is not None:
+            state[name] = _slices(getattr(norm, name), members)[k]
+    if norm.num_batches_tracked is not None:
+        state["num_batches_tracked"] = norm.num_batches_tracked
+    return state
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (two multiply-xorshift rounds) on int64 tensors holding values < 2**32."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    return (x >> 16) ^ x
+
+
+class FusedDropout(nn.Module):
+    """Dropout with each member's own rate (0 for members that have none) and its own masks.
+
+    A mask bit is a hash of (member seed, the layer's position in the member's own network,
+    call count, element index within the member), so member k draws the same masks whether it
+    trains alone or beside others, and a resumed run draws what the uninterrupted one drew
+    (the call count is a buffer).
+    """
+
+    layout = ANY
+
+    def __init__(self, rates: Sequence[float], seeds: torch.Tensor, positions: Sequence[int]) -> None:
+        super().__init__()
+        self.members = len(rates)
+        probabilities = torch.tensor(rates, dtype=torch.float64)
+        self.register_buffer("threshold", torch.floor(probabilities * 2.0**32).to(torch.int64))
+        self.register_buffer("scale", (1.0 / (1.0 - probabilities)).to(torch.float32))
+        self.register_buffer("keys", _mix32(_mix32(seeds ^ _mix32(torch.tensor(positions, dtype=torch.int64)))))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+        self.active = any(rate > 0 for rate in rates)
+
+    def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
+        if not (self.training and self.active):
+            return x
+        self.calls += 1
+        base = _mix32(self.keys ^ (self.calls & _MASK32))
+        if layout == STACKED:  # (K, B, ...): member k's elements are x[k], flat-indexed
+            index = torch.arange(x[0].numel(), device=x.device).view(1, *x.shape[1:])
+            member_shape = (self.members,) + (1,) * (x.dim() - 1)
+        else:  # (B, K*C, H, W): member k's element (b, c, h, w) is index (b, c, h, w) of its own (B, C, H, W)
+            batch, channels = x.shape[0], x.shape[1] // self.members
+            index = torch.arange(batch * channels * x[0, 0].numel(), device=x.device).view(batch, 1, channels, *x.shape[2:])
+            member_shape = (1, self.members) + (1,) * (x.dim() - 1)
+        keep = _mix32(base.view(member_shape) ^ index) >= self.threshold.view(member_shape)
+        noise = keep.to(x.dtype) * self.scale.view(member_shape).to(x.dtype)
+        return x * noise.reshape(x.shape)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class FusedElementwise(nn.Module):
+    """An activation applied to every member alike."""
+
+    layout = ANY
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
+        return self.module(x)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class FusedPool(nn.Module):
+    """A pooling layer on the channels layout (each channel pools on its own)."""
+
+    layout = CHANNELS
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class FusedFlatten(nn.Module):
+    """Flatten each member's sample: `(K, B, ...)` -> `(K, B, F)`."""
+
+    layout = STACKED
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2)
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid)
+
+
+class FusedNet(nn.Module):
+    """K members as one module: `(K, B, *sample_shape)` in, `(K, B, classes)` out."""
+
+    def __init__(self, layers: Sequence[nn.Module], names: Sequence[Sequence[str | None]], seeds: torch.Tensor) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.members = len(names)
+        self.names = [list(member) for member in names]  # member k's state_dict prefix of each layer, or None
+        self.register_buffer("seeds", seeds.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layout = STACKED
+        for layer in self.layers:
+            if layer.layout == CHANNELS and layout == STACKED:
+                x, layout = to_channels(x), CHANNELS
+            elif layer.layout == STACKED and layout == CHANNELS:
+                x, layout = to_stacked(x, self.members), STACKED
+            x = layer(x, layout) if layer.layout == ANY else layer(x)
+        return to_stacked(x, self.members) if layout == CHANNELS else x
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's weights under the names its own network uses (`net.0.weight`, ...), as copies."""
+        state = {}
+        for layer, prefix in zip(self.layers, self.names[k]):
+            if prefix is not None:
+                state.update({f"{prefix}.{name}": tensor.detach().clone() for name, tensor in layer.member_state(k).items()})
+        return state
+
+    def load_member_state_dict(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Write member k's slices from a state dict of its own network (the inverse of `member_state_dict`)."""
+        with torch.no_grad():
+            for layer, prefix in zip(self.layers, self.names[k]):
+                if prefix is None:
+                    continue
+                for name, target in layer.member_state(k).items():
+                    if name != "num_batches_tracked":
+                        target.copy_(state[f"{prefix}.{name}"])
+
+
+def member_seeds(seeds: Sequence[int]) -> torch.Tensor:
+    """Each member's 32-bit dropout seed, derived from its `train.seed` alone."""
+    return torch.tensor(
+        [int(np.random.SeedSequence([seed, DROPOUT_STREAM]).generate_state(1)[0]) for seed in seeds], dtype=torch.int64
+    )
+
+
+def _same(modules: Sequence[nn.Module], where: str) -> None:
+    first = modules[0]
+    for k, module in enumerate(modules[1:], start=1):
+        same_shapes = [p.shape for p in first.parameters()] == [p.shape for p in module.parameters()]
+        if type(module) is not type(first) or repr(module) != repr(first) or not same_shapes:
+            raise ValueError(f"Cannot fuse: member {k} has {module!r} at {where} where member 0 has {first!r}.")
+
+
+def _fuse_layer(modules: Sequence[nn.Module], where: str) -> nn.Module:
+    _same(modules, where)
+    first = modules[0]
+    if isinstance(first, nn.Conv2d):
+        return FusedConv2d(modules)
+    if isinstance(first, nn.Linear):
+        return FusedLinear(modules)
+    if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return _fused_batch_norm(modules, FusedBatchNorm2d if isinstance(first, nn.BatchNorm2d) else FusedBatchNorm1d)
+    if isinstance(first, ACTIVATION_TYPES):
+        return FusedElementwise(first)
+    if isinstance(first, (nn.MaxPool2d, nn.AvgPool2d)):
+        return FusedPool(first)
+    if isinstance(first, nn.Flatten) and first.start_dim == 1 and first.end_dim == -1:
+        return FusedFlatten()
+    raise ValueError(f"Cannot fuse {first!r} at {where}: no fused form of this layer.")
+
+
+def fuse(models: Sequence[nn.Module], seeds: Sequence[int]) -> FusedNet:
+    """One fused network from K networks that share an architecture (a `net` Sequential each),
+    up to their dropout rates: a member without a Dropout layer where others have one gets rate 0.
+    `seeds` are the members' `train.seed`s, from which their dropout masks are drawn."""
+    if not models or len(models) != len(seeds):
+        raise ValueError(f"fuse needs one seed per model, got {len(models)} models and {len(seeds)} seeds.")
+    sequences = [list(model.net) for model in models]
+    positions = [0] * len(models)
+    seed_tensor = member_seeds(seeds)
+    layers: list[nn.Module] = []
+    names: list[list[str | None]] = [[] for _ in models]
+    while any(p < len(s) for p, s in zip(positions, sequences)):
+        current = [s[p] if p < len(s) else None for p, s in zip(positions, sequences)]
+        where = f"layer {len(layers)} (net.{positions[0]} of member 0)"
+        dropouts = [isinstance(m, nn.Dropout) for m in current]
+        if any(dropouts):
+            rates = [m.p if d else 0.0 for m, d in zip(current, dropouts)]
+            layers.append(FusedDropout(rates, seed_tensor, positions))
+            for k, has in enumerate(dropouts):
+                names[k].append(None)
+                positions[k] += has
+            continue
+        if any(m is None for m in current):
+            raise ValueError(f"Cannot fuse: the members have different depths at {where}.")
+        layers.append(_fuse_layer(current, where))
+        for k in range(len(models)):
+            names[k].append(f"net.{positions[k]}")
+            positions[k] += 1
+    return FusedNet(layers, names, seed_tensor)
+
+
+def fused_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross-entropy, `(K,)`, with its own label smoothing (PyTorch's formula:
+    `(1 - e) * nll + e * mean over classes of -log p`)."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    uniform = -log_probs.mean(dim=-1)
+    smoothing = label_smoothing.to(log_probs.dtype).view(-1, 1)
+    return ((1 - smoothing) * nll + smoothing * uniform).mean(dim=1)
