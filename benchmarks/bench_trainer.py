@@ -1,12 +1,14 @@
-"""Epoch time of `trainers.fit` against a minimal hand-written PyTorch loop, in one process.
+"""Epoch time of the training loop against a minimal hand-written PyTorch loop, in one process.
 
-Same model (the default CNN), data (scikit-learn's digits, standardized, already on the
-device), batch size, optimizer and seed; both evaluate on the validation split after each
-epoch. Rounds alternate between the two so drift in machine speed hits both alike.
+The loop is timed as `pipeline run` uses it (`fit_array` on a fused array of one member) and
+as a library caller uses it (`fit` on a plain network and torch optimizer). Same model (the
+default CNN), data (scikit-learn's digits, standardized, already on the device), batch size,
+optimizer and seed; all evaluate on the validation split after each epoch. Rounds alternate
+between them so drift in machine speed hits all alike.
 
     python benchmarks/bench_trainer.py [--epochs 5] [--rounds 5] [--device auto]
 
-Last line: `overhead_ratio=<median trainer epoch / median plain epoch>`.
+Last line: `overhead_ratio=<median pipeline-loop epoch / median plain epoch>`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from trainers import Split, build_model, build_optimizer, evaluate, fit, resolve_device
+from trainers.arrays import fused_array
+from trainers.loop import Member, fit_array
 
 BATCH_SIZE, LR, SEED = 64, 2e-3, 0
 
@@ -48,6 +52,16 @@ def trainer_epochs(train: Split, val: Split, epochs: int, device: torch.device) 
     sync(device)
     started = time.perf_counter()
     fit(model, train, val, optimizer, epochs=epochs, batch_size=BATCH_SIZE, device=device, seed=SEED, progress=False)
+    sync(device)
+    return (time.perf_counter() - started) / epochs
+
+
+def pipeline_epochs(train: Split, val: Split, epochs: int, device: torch.device) -> float:
+    torch.manual_seed(SEED)
+    array = fused_array([{"type": "cnn"}], [{"name": "adam", "lr": LR}], [SEED], (1, 8, 8), 10, device)
+    sync(device)
+    started = time.perf_counter()
+    fit_array(array, [Member(train, val, epochs, seed=SEED)], batch_size=BATCH_SIZE, device=device, progress=False)
     sync(device)
     return (time.perf_counter() - started) / epochs
 
@@ -81,14 +95,17 @@ def main() -> None:
     device = resolve_device(args.device)
     train, val = data(device)
     plain_epochs(train, val, 1, device)  # warm-up: allocator, kernels
-    trainer, plain = [], []
+    pipeline, library, plain = [], [], []
     for _ in range(args.rounds):
-        trainer.append(trainer_epochs(train, val, args.epochs, device))
+        pipeline.append(pipeline_epochs(train, val, args.epochs, device))
+        library.append(trainer_epochs(train, val, args.epochs, device))
         plain.append(plain_epochs(train, val, args.epochs, device))
+    median = statistics.median
     print(f"device: {device}, {train.x.shape[0]} training samples, batch size {BATCH_SIZE}, threads {torch.get_num_threads()}")
-    print(f"trainer epoch seconds (median of {args.rounds}): {statistics.median(trainer):.4f}")
-    print(f"plain loop epoch seconds (median of {args.rounds}): {statistics.median(plain):.4f}")
-    print(f"overhead_ratio={statistics.median(trainer) / statistics.median(plain):.3f}")
+    print(f"plain loop epoch seconds (median of {args.rounds}): {median(plain):.4f}")
+    print(f"fit (plain network, torch optimizer) epoch seconds: {median(library):.4f}, ratio {median(library) / median(plain):.3f}")
+    print(f"fit_array (fused array of one, as pipeline run trains) epoch seconds: {median(pipeline):.4f}")
+    print(f"overhead_ratio={median(pipeline) / median(plain):.3f}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from conftest import FAST, cli
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from trainers import Split, build_model, build_optimizer, fit
-from trainers.loop import load_checkpoint
+from trainers.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.cuda
 

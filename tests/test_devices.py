@@ -64,9 +64,10 @@ def test_data_already_on_the_target_device_skips_the_host_loader(monkeypatch):
     monkeypatch.setattr(torch.utils.data, "DataLoader", no_loader)
     split = Split(torch.arange(10.0).reshape(5, 2), torch.arange(5))
     # The same device, spelled with an index: it must count as "already there".
-    got = list(trainers.loop.batches(split, torch.arange(5), 2, torch.device("cpu", 0)))
-    assert [len(y) for _, y in got] == [2, 2, 1]
-    assert torch.equal(torch.cat([x for x, _ in got]), split.x)
+    data = trainers.loop.ArrayData([split])
+    got = list(trainers.loop.batches(data, torch.arange(5).view(1, 5), 2, torch.device("cpu", 0)))
+    assert [y.shape[1] for _, y in got] == [2, 2, 1]
+    assert torch.equal(torch.cat([x[0] for x, _ in got]), split.x)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """One training across processes: torchrun with gloo on the CPU against the single-process run, and
 NCCL on every GPU where there are GPUs."""
 
+import csv
 import json
 import os
 import socket
@@ -15,7 +16,9 @@ from conftest import ROOT, cli
 from pipeline.cli import main
 from trainers.distributed import Distributed, init_from_env, shutdown
 
-SETTINGS = ["train.epochs=10", "train.device=cpu", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
+# Without BatchNorm (whose batch statistics are per rank on the CPU) two ranks' averaged gradients
+# are the full batch's gradient: the runs agree up to float rounding.
+SETTINGS = ["train.epochs=10", "train.device=cpu", "model.batch_norm=false", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
 
 
 def test_shards_partition_every_batch():
@@ -73,7 +76,11 @@ def test_torchrun_two_processes_match_the_single_process_run(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")]
     (alone,) = [r for r in records if r["world_size"] == 1]
-    assert abs(record["metrics"]["test_accuracy"] - alone["metrics"]["test_accuracy"]) <= 0.01
+    assert record["metrics"]["test_accuracy"] == alone["metrics"]["test_accuracy"]
+    histories = [list(csv.DictReader((p.parent / "history.csv").read_text().splitlines())) for p in (tmp_path / "runs").glob("*/run.json")]
+    for ours, theirs in zip(*histories, strict=True):
+        for column in ("train_loss", "val_loss", "val_accuracy"):
+            assert float(ours[column]) == pytest.approx(float(theirs[column]), rel=1e-4), column
     # The data stages were built once, by rank 0 of the torchrun job, and reused by the single run.
     assert [s["cache"] for s in alone["stages"][:3]] == ["hit", "hit", "hit"]
 

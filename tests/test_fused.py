@@ -1,12 +1,16 @@
-"""Fused networks and their optimizer: each member equals the same network trained alone."""
+"""Fused networks, their optimizer and the loop over an array: each member equals the same
+network trained alone."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
 
-from trainers import build_model, build_optimizer
+from trainers import EarlyStopping, Split, build_model, build_optimizer
+from trainers.arrays import fused_array
 from trainers.fused import fuse, fused_cross_entropy
 from trainers.fused_optim import FusedOptimizer
+from trainers.loop import Member, fit_array
 
 SHAPE, CLASSES = (1, 8, 8), 5
 
@@ -202,3 +206,75 @@ def test_an_array_of_one_trains_as_the_plain_network_with_torch_optim():
     # magnifies last-bit differences step by step: 1e-4 here, where a wrong formula is off by far more.
     for name, tensor in plain.state_dict().items():
         torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+# --- the loop: an array of members against each member trained alone ------------------------------
+
+SMALL_CNN = {"type": "cnn", "channels": [4], "hidden": [16]}
+
+
+def digits_splits(scale=1.0):
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1)
+    x = (x - x.mean()) / x.std() * scale
+    y = torch.tensor(digits.target)
+    return Split(x[:600], y[:600]), Split(x[1400:], y[1400:])
+
+
+def array_setup():
+    """Three trainings that differ in seed, dropout, learning rate, label smoothing, early stopping,
+    epochs and (member 2) the data it reads."""
+    shared_train, shared_val = digits_splits()
+    other_train, other_val = digits_splits(scale=0.5)  # a data-side variant of the same shape
+    specs = [SMALL_CNN, {**SMALL_CNN, "dropout": 0.2}, {**SMALL_CNN, "dropout": 0.3}]
+    optims = [{"name": "adam", "lr": lr} for lr in (1e-2, 3e-3, 5e-3)]
+    members = lambda: [  # fresh early-stopping state for every training
+        Member(shared_train, shared_val, epochs=6, seed=0, schedule={"type": "cosine"}),
+        Member(shared_train, shared_val, epochs=12, seed=1, label_smoothing=0.1, early_stopping=EarlyStopping(patience=1, min_delta=0.1)),
+        Member(other_train, other_val, epochs=5, seed=2, schedule={"type": "step", "step_size": 2, "gamma": 0.5}, restore_best=False),
+    ]
+    return specs, optims, members
+
+
+def test_a_fused_array_trains_each_member_as_it_trains_alone():
+    specs, optims, members = array_setup()
+    together = fused_array(specs, optims, [0, 1, 2], (1, 8, 8), 10, torch.device("cpu"))
+    results = fit_array(together, members(), batch_size=32, progress=False)
+    assert results[1].stop_reason == "patience" and results[1].epochs_run < 12  # early stopping did stop it
+    for k in range(3):
+        alone = fused_array(specs[k : k + 1], optims[k : k + 1], [k], (1, 8, 8), 10, torch.device("cpu"))
+        (solo,) = fit_array(alone, members()[k : k + 1], batch_size=32, progress=False)
+        outcome = lambda result: (result.epochs_run, result.best_epoch, result.stop_reason)
+        assert outcome(results[k]) == outcome(solo)
+        for fused_row, solo_row in zip(results[k].history, solo.history, strict=True):
+            assert fused_row["val_accuracy"] == pytest.approx(solo_row["val_accuracy"], abs=0.005)
+            assert fused_row["train_loss"] == pytest.approx(solo_row["train_loss"], rel=1e-4)
+            assert fused_row["lr"] == pytest.approx(solo_row["lr"], rel=1e-9)
+        got, expected = together.member_state_dict(k), alone.member_state_dict(0)
+        for name, tensor in expected.items():
+            torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"member {k}, {name}: {m}")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_killed_array_resumes_to_the_same_result(tmp_path):
+    specs, optims, members = array_setup()
+    build = lambda: fused_array(specs, optims, [0, 1, 2], (1, 8, 8), 10, torch.device("cpu"))
+    whole = build()
+    expected = fit_array(whole, members(), batch_size=32, progress=False)
+
+    def interrupt(epoch):
+        if epoch == 3:
+            raise Interrupt
+
+    checkpoint = tmp_path / "array.pt"
+    with pytest.raises(Interrupt):
+        fit_array(build(), members(), batch_size=32, progress=False, checkpoint=checkpoint, on_epoch_end=interrupt)
+    resumed_array = build()
+    resumed = fit_array(resumed_array, members(), batch_size=32, progress=False, checkpoint=checkpoint, resume=True)
+    for k in range(3):
+        assert resumed[k].resumed_from_epoch == 3
+        assert [{**row, "seconds": 0} for row in resumed[k].history] == [{**row, "seconds": 0} for row in expected[k].history]
+        assert all(torch.equal(resumed_array.member_state_dict(k)[n], t) for n, t in whole.member_state_dict(k).items())

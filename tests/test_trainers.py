@@ -19,7 +19,8 @@ from trainers import (
     per_class_accuracy,
 )
 import trainers.loop
-from trainers.loop import epoch_generator, load_checkpoint
+from trainers.checkpoints import load_checkpoint
+from trainers.loop import epoch_generator
 
 
 def run(sequence, **kwargs):
@@ -280,7 +281,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, schedule):
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
         train_once(epochs=6, schedule=schedule, early_stopping=stopper(), checkpoint=checkpoint, on_epoch_end=stop_after(3))
-    assert len(load_checkpoint(checkpoint)["history"]) == 3
+    assert len(load_checkpoint(checkpoint)["histories"][0]) == 3
     resumed, resumed_result = train_once(epochs=6, schedule=schedule, early_stopping=stopper(), checkpoint=checkpoint, resume=True)
     assert resumed_result.resumed_from_epoch == 3
     assert strip(resumed_result.history) == strip(whole_result.history)
@@ -315,7 +316,7 @@ def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_checkpoint(tmp_path
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(TrainingDiverged, match=r"NaN or inf at epoch 2, batch 2; the checkpoint of epoch 1 is kept"):
         train_once(epochs=4, augment=poison, checkpoint=checkpoint)
-    assert len(load_checkpoint(checkpoint)["history"]) == 1
+    assert len(load_checkpoint(checkpoint)["histories"][0]) == 1
 
 
 def test_confusion_matrix_and_per_class_accuracy():

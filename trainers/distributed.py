@@ -30,8 +30,9 @@ class Distributed:
         return self.rank == 0
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:
-        """This rank's share of a global batch: every `world_size`-th row, starting at `rank`."""
-        return rows[self.rank :: self.world_size]
+        """This rank's share of a global batch (along the last dimension, so each member's batch of
+        an array is sharded alike): every `world_size`-th row, starting at `rank`."""
+        return rows[..., self.rank :: self.world_size]
 
     def barrier(self) -> None:
         if self.active:

@@ -101,42 +101,53 @@ def _fused_batch_norm(norms: Sequence[nn.modules.batchnorm._BatchNorm], kind: ty
                 getattr(fused, name).copy_(torch.cat([getattr(norm, name) for norm in norms]))
         if fused.num_batches_tracked is not None:
             fused.num_batches_tracked.copy_(first.num_batches_tracked)
-    fused.members = len(norms)
+    start = first.num_batches_tracked if first.num_batches_tracked is not None else torch.zeros((), dtype=torch.long)
+    fused.count_members(len(norms), start)
     return fused
 
 
-class FusedBatchNorm2d(nn.BatchNorm2d):
+class _MemberCounts:
+    """Each member's own `num_batches_tracked` (members that stop early have seen fewer batches)."""
+
+    members: int
+
+    def count_members(self, members: int, start: torch.Tensor) -> None:
+        self.members = members
+        self.register_buffer("member_batches", start.expand(members).clone())
+
+    def count_batch(self) -> None:
+        if self.training and self.track_running_stats:
+            self.member_batches += 1
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        state = {name: _slices(tensor, self.members)[k] for name, tensor in self.named_parameters(recurse=False)}
+        if self.track_running_stats:
+            state["running_mean"] = _slices(self.running_mean, self.members)[k]
+            state["running_var"] = _slices(self.running_var, self.members)[k]
+            state["num_batches_tracked"] = self.member_batches[k]
+        return state
+
+
+class FusedBatchNorm2d(_MemberCounts, nn.BatchNorm2d):
     """K `BatchNorm2d` layers as one over the K*C channels: per member by construction."""
 
     layout = CHANNELS
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return _member_norm_state(self, k)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count_batch()
+        return super().forward(x)
 
 
-class FusedBatchNorm1d(nn.BatchNorm1d):
+class FusedBatchNorm1d(_MemberCounts, nn.BatchNorm1d):
     """K `BatchNorm1d` layers as one over K*F features, on stacked `(K, B, F)` input."""
 
     layout = STACKED
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.count_batch()
         members, batch, features = x.shape
         flat = x.transpose(0, 1).reshape(batch, members * features)
         return super().forward(flat).view(batch, members, features).transpose(0, 1)
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return _member_norm_state(self, k)
-
-
-def _member_norm_state(norm: nn.modules.batchnorm._BatchNorm, k: int) -> dict[str, torch.Tensor]:
-    members = norm.members
-    state = {name: _slices(tensor, members)[k] for name, tensor in norm.named_parameters(recurse=False)}
-    for name in ("running_mean", "running_var"):
-        if getattr(norm, name) is not None:
-            state[name] = _slices(getattr(norm, name), members)[k]
-    if norm.num_batches_tracked is not None:
-        state["num_batches_tracked"] = norm.num_batches_tracked
-    return state
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -269,8 +280,7 @@ class FusedNet(nn.Module):
                 if prefix is None:
                     continue
                 for name, target in layer.member_state(k).items():
-                    if name != "num_batches_tracked":
-                        target.copy_(state[f"{prefix}.{name}"])
+                    target.copy_(state[f"{prefix}.{name}"])
 
 
 def member_seeds(seeds: Sequence[int]) -> torch.Tensor:
@@ -337,11 +347,13 @@ def fuse(models: Sequence[nn.Module], seeds: Sequence[int]) -> FusedNet:
     return FusedNet(layers, names, seed_tensor)
 
 
-def fused_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: torch.Tensor) -> torch.Tensor:
-    """Each member's mean cross-entropy, `(K,)`, with its own label smoothing (PyTorch's formula:
-    `(1 - e) * nll + e * mean over classes of -log p`)."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    uniform = -log_probs.mean(dim=-1)
-    smoothing = label_smoothing.to(log_probs.dtype).view(-1, 1)
+def fused_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: torch.Tensor | None = None) -> torch.Tensor:
+    """Each member's mean cross-entropy, `(K,)`, with its own label smoothing `(K,)` (PyTorch's
+    formula: `(1 - e) * nll + e * mean over classes of -log p`; None when no member smooths)."""
+    members, batch, classes = logits.shape
+    nll = F.cross_entropy(logits.reshape(members * batch, classes).float(), target.reshape(-1), reduction="none").view(members, batch)
+    if label_smoothing is None:
+        return nll.mean(dim=1)
+    uniform = -torch.log_softmax(logits.float(), dim=-1).mean(dim=-1)
+    smoothing = label_smoothing.to(nll.dtype).view(-1, 1)
     return ((1 - smoothing) * nll + smoothing * uniform).mean(dim=1)

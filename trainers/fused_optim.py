@@ -20,45 +20,58 @@ from trainers.optim import OPTIMIZERS
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
 State = dict[str, torch.Tensor]
-# (member-major parameter, its gradient, its state, the hyperparameters) -> (new parameter, new state)
-Update = Callable[[torch.Tensor, torch.Tensor, State, Mapping[str, torch.Tensor]], tuple[torch.Tensor, State]]
+# In place: (member-major parameter, its gradient, its state, the group's (K, 1) hyperparameters
+# and this step's per-member terms). Sums skipped for every member alike (no weight decay, no
+# Nesterov) are exact zeros in torch.optim too.
+Update = Callable[[torch.Tensor, torch.Tensor, State, Mapping[str, Any], Mapping[str, Any]], None]
 
 
-def _sgd(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], h: Mapping[str, torch.Tensor]):
-    direction = grad + h["weight_decay"] * param
+def _decayed(param: torch.Tensor, grad: torch.Tensor, group: Mapping[str, Any], terms: Mapping[str, Any]) -> torch.Tensor:
+    """The gradient with L2 weight decay added (`grad + wd * param`), as torch.optim does."""
+    return grad + group["weight_decay"] * param if terms["decay"] else grad
+
+
+def _sgd(param: torch.Tensor, grad: torch.Tensor, state: State, group: Mapping[str, Any], terms: Mapping[str, Any]) -> None:
+    direction = _decayed(param, grad, group, terms)
     buffer = state.get("momentum_buffer")
-    buffer = direction.clone() if buffer is None else buffer * h["momentum"] + direction
-    direction = torch.where(h["nesterov"], direction + h["momentum"] * buffer, buffer)
-    return param - h["lr"] * direction, {"momentum_buffer": buffer}
-
-
-def _adam(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], h: Mapping[str, torch.Tensor], decoupled: bool = False):
-    beta1, beta2 = ADAM_BETAS
-    steps = state.get("steps", torch.zeros_like(h["lr"])) + 1
-    if decoupled:
-        param = param * (1 - h["lr"] * h["weight_decay"])
+    if buffer is None:
+        buffer = state["momentum_buffer"] = direction.clone()
     else:
-        grad = grad + h["weight_decay"] * param
-    exp_avg = state.get("exp_avg", torch.zeros_like(param)).lerp(grad, 1 - beta1)
-    exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(param)) * beta2 + (1 - beta2) * grad * grad
-    step_size = h["lr"] / (1 - beta1**steps)
-    denom = exp_avg_sq.sqrt() / (1 - beta2**steps).sqrt() + ADAM_EPS
-    return param - step_size * exp_avg / denom, {"steps": steps, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+        buffer.mul_(group["momentum"]).add_(direction)
+    if terms["nesterov"]:
+        direction = torch.where(group["nesterov"], direction + group["momentum"] * buffer, buffer)
+    else:
+        direction = buffer
+    param.sub_(group["lr"] * direction)
 
 
-def _adamw(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], h: Mapping[str, torch.Tensor]):
-    return _adam(param, grad, state, h, decoupled=True)
+def _adam(param: torch.Tensor, grad: torch.Tensor, state: State, group: Mapping[str, Any], terms: Mapping[str, Any]) -> None:
+    beta1, beta2 = ADAM_BETAS
+    if group["name"] == "adamw":
+        if terms["decay"]:
+            param.mul_(1 - group["lr"] * group["weight_decay"])
+    else:
+        grad = _decayed(param, grad, group, terms)
+    if "exp_avg" not in state:
+        state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (exp_avg_sq.sqrt() / terms["bias_correction2_sqrt"]).add_(ADAM_EPS)
+    param.addcdiv_(terms["step_size"] * exp_avg, denom, value=-1)
 
 
-def _rmsprop(param: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], h: Mapping[str, torch.Tensor]):
-    grad = grad + h["weight_decay"] * param
-    square_avg = state.get("square_avg", torch.zeros_like(param)) * RMSPROP_ALPHA + (1 - RMSPROP_ALPHA) * grad * grad
-    scaled = grad / (square_avg.sqrt() + RMSPROP_EPS)
-    buffer = state.get("momentum_buffer", torch.zeros_like(param)) * h["momentum"] + scaled
-    return param - h["lr"] * buffer, {"square_avg": square_avg, "momentum_buffer": buffer}
+def _rmsprop(param: torch.Tensor, grad: torch.Tensor, state: State, group: Mapping[str, Any], terms: Mapping[str, Any]) -> None:
+    grad = _decayed(param, grad, group, terms)
+    if "square_avg" not in state:
+        state["square_avg"], state["momentum_buffer"] = torch.zeros_like(param), torch.zeros_like(param)
+    state["square_avg"].mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - RMSPROP_ALPHA)
+    average = state["square_avg"].sqrt().add_(RMSPROP_EPS)
+    state["momentum_buffer"].mul_(group["momentum"]).addcdiv_(grad, average)
+    param.sub_(group["lr"] * state["momentum_buffer"])
 
 
-UPDATES: dict[str, Update] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw, "rmsprop": _rmsprop}
+UPDATES: dict[str, Update] = {"sgd": _sgd, "adam": _adam, "adamw": _adam, "rmsprop": _rmsprop}
 
 
 class FusedOptimizer(torch.optim.Optimizer):
@@ -96,10 +109,17 @@ class FusedOptimizer(torch.optim.Optimizer):
             "nesterov": column(nesterov if name == "sgd" else [False] * members, torch.bool),
             "weight_decay": column(weight_decay),
             "active": column([True] * members, torch.bool),
+            "steps": column([0.0] * members),  # updates each member has taken (Adam's bias correction)
         }
         super().__init__(params, defaults)
         self.members = members
-        self._all_active = True
+        self._read_flags()
+
+    def _read_flags(self) -> None:
+        """Host-side facts about the hyperparameters, read once so a step never waits on the device."""
+        group = self.group
+        self._all_active = bool(group["active"].all())
+        self._decay, self._nesterov = bool(group["weight_decay"].any()), bool(group["nesterov"].any())
 
     @property
     def group(self) -> dict[str, Any]:
@@ -120,7 +140,19 @@ class FusedOptimizer(torch.optim.Optimizer):
         for key, value in self.group.items():  # a checkpoint read onto the CPU holds CPU hyperparameters
             if isinstance(value, torch.Tensor):
                 self.group[key] = value.to(device)
-        self._all_active = bool(self.group["active"].all())
+        self._read_flags()
+
+    def _terms(self) -> dict[str, Any]:
+        """What every parameter's update shares this step: per-member bias corrections and which sums to skip."""
+        group = self.group
+        group["steps"] += group["active"]
+        beta1, beta2 = ADAM_BETAS
+        return {
+            "decay": self._decay,
+            "nesterov": self._nesterov,
+            "step_size": group["lr"] / (1 - beta1 ** group["steps"]),
+            "bias_correction2_sqrt": (1 - beta2 ** group["steps"]).sqrt(),
+        }
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
@@ -128,15 +160,15 @@ class FusedOptimizer(torch.optim.Optimizer):
             raise ValueError("FusedOptimizer.step takes no closure.")
         group = self.group
         update = UPDATES[group["name"]]
-        active = group["active"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            param, grad = p.view(self.members, -1), p.grad.view(self.members, -1)
-            old = self.state[p]
-            new_param, new_state = update(param, grad, old, group)
-            if not self._all_active:
-                new_param = torch.where(active, new_param, param)
-                new_state = {key: torch.where(active, value, old[key]) if key in old else value for key, value in new_state.items()}
-            param.copy_(new_param)
-            self.state[p] = new_state
+        params = [p for p in group["params"] if p.grad is not None]
+        frozen = None if self._all_active else [(p.detach().clone(), {k: v.clone() for k, v in self.state[p].items()}) for p in params]
+        terms = self._terms()
+        for p in params:
+            update(p.view(self.members, -1), p.grad.view(self.members, -1), self.state[p], group, terms)
+        if frozen is not None:  # put the frozen members' rows back as they were
+            keep = ~group["active"]
+            for p, (old_param, old_state) in zip(params, frozen):
+                p.view(self.members, -1).copy_(torch.where(keep, old_param.view(self.members, -1), p.view(self.members, -1)))
+                for key, value in self.state[p].items():
+                    if key in old_state:
+                        value.copy_(torch.where(keep, old_state[key], value))

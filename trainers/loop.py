@@ -1,32 +1,37 @@
-"""The training loop: batches by index from data kept on the device, per-step LR schedule, early
-stopping, mixed precision on CUDA, an atomic checkpoint after every epoch, and exact resume."""
+"""The training loop, for an array of K members (`trainers.arrays`) trained as one: a solo run
+is an array of one.
+
+Each member has its own data order, augmentation draws, learning-rate schedule, label
+smoothing, early stopping and restore-best weights; a member that stops is frozen while the
+others go on. Batches are drawn by index from data kept on the device (or through a pinned
+DataLoader), the learning rate is set every step, mixed precision runs on CUDA, and an atomic
+checkpoint after every epoch makes a killed run resume to the same result.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import os
-import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from trainers.arrays import OneMember, SoloArray, TrainingArray
+from trainers.checkpoints import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
+from trainers.fused import fused_cross_entropy
+from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
 DEVICE_MEMORY_SHARE = 0.5
-CHECKPOINT_FORMAT = 1
 
 
 class TrainingDiverged(ValueError):
@@ -39,6 +44,23 @@ class Split:
 
     x: torch.Tensor
     y: torch.Tensor
+
+
+@dataclass
+class Member:
+    """One training of an array: its data and every setting it may hold apart from the others."""
+
+    train: Split
+    val: Split
+    epochs: int
+    seed: int = 0  # the data order
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None  # online, run on the device
+    augment_seed: int = 0
+    schedule: Mapping[str, Any] = field(default_factory=lambda: {"type": "none"})
+    early_stopping: EarlyStopping | None = None
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    restore_best: bool = True
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -83,42 +105,76 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(int(state))
 
 
+class ArrayData:
+    """The members' splits of one kind, stacked once: the D distinct arrays as `(D, N, ...)` and
+    which one each member reads (members that share a split share its memory)."""
+
+    def __init__(self, splits: Sequence[Split], role: str = "train") -> None:
+        distinct: list[Split] = []
+        index = []
+        for member, split in enumerate(splits):
+            if split.x.shape != splits[0].x.shape:
+                raise ValueError(
+                    f"Cannot train as one array: member {member}'s {role} data has shape {tuple(split.x.shape)}, "
+                    f"member 0's {tuple(splits[0].x.shape)}."
+                )
+            known = next((d for d, other in enumerate(distinct) if other is split), None)
+            if known is None:
+                distinct.append(split)
+                known = len(distinct) - 1
+            index.append(known)
+        self.x = torch.stack([split.x for split in distinct]) if len(distinct) > 1 else distinct[0].x.unsqueeze(0)
+        self.y = torch.stack([split.y for split in distinct]) if len(distinct) > 1 else distinct[0].y.unsqueeze(0)
+        self.shared = len(distinct) == 1
+        self.member_index = torch.tensor(index, device=self.x.device).view(-1, 1)
+        self.members = len(splits)
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[1]
+
+    def rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's samples at `rows` `(K, b)`: `(K, b, ...)` features and `(K, b)` labels."""
+        if self.shared:
+            return self.x[0][rows], self.y[0][rows]
+        return self.x[self.member_index, rows], self.y[self.member_index, rows]
+
+
 def _identity(rows: torch.Tensor) -> torch.Tensor:
     return rows
 
 
 class _HostBatches(torch.utils.data.Dataset):
-    """Batches cut from host tensors in a given order, for a DataLoader that pins them."""
+    """Batches cut from host tensors in given orders, for a DataLoader that pins them."""
 
-    def __init__(self, split: Split, order: torch.Tensor, batch_size: int, select: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.split, self.order, self.batch_size, self.select = split, order, batch_size, select
+    def __init__(self, data: ArrayData, orders: torch.Tensor, batch_size: int, select: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.data, self.orders, self.batch_size, self.select = data, orders, batch_size, select
 
     def __len__(self) -> int:
-        return (len(self.order) + self.batch_size - 1) // self.batch_size
+        return (self.orders.shape[1] + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.select(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        return self.split.x[rows], self.split.y[rows]
+        return self.data.rows(self.select(self.orders[:, index * self.batch_size : (index + 1) * self.batch_size]))
 
 
 def batches(
-    split: Split,
-    order: torch.Tensor,
+    data: ArrayData,
+    orders: torch.Tensor,
     batch_size: int,
     device: torch.device,
     select: Callable[[torch.Tensor], torch.Tensor] = _identity,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches in `order` (each narrowed by `select`, e.g. to this rank's shard): indexed on the
-    device when the data lives there, else through a DataLoader that pins them."""
-    if same_device(split.x.device, device):
-        order = order.to(device)
-        for start in range(0, len(order), batch_size):
-            rows = select(order[start : start + batch_size])
-            yield split.x[rows], split.y[rows]
+    """`(K, b, ...)` batches, member k's rows taken in `orders[k]` (each narrowed by `select`, e.g.
+    to this rank's shard): indexed on the device when the data lives there, else through a
+    DataLoader that pins them."""
+    if same_device(data.x.device, device):
+        orders = orders.to(device)
+        for start in range(0, orders.shape[1], batch_size):
+            yield data.rows(select(orders[:, start : start + batch_size]))
         return
     # The loader's own generator keeps it from drawing its base seed from the global RNG (dropout's).
     loader = torch.utils.data.DataLoader(
-        _HostBatches(split, order.cpu(), batch_size, select),
+        _HostBatches(data, orders.cpu(), batch_size, select),
         batch_size=None,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
@@ -127,70 +183,253 @@ def batches(
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA; nothing at all (not even a disabled autocast) otherwise."""
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
-    """Logits for every sample of `split`, in eval mode, as float32 on the device."""
-    model.eval()
-    order = torch.arange(split.x.shape[0])
+def predict_array(
+    module: nn.Module, data: ArrayData, device: torch.device, precision: str = "fp32", batch_size: int = 1024
+) -> torch.Tensor:
+    """Every member's logits for every sample of its split, `(K, N, classes)`, in eval mode, float32 on the device."""
+    module.eval()
+    order = torch.arange(data.size).expand(data.members, -1)
     outputs = []
-    for x, _ in batches(split, order, batch_size, device):
-        with _autocast(device, precision):
-            outputs.append(model(x).float())
-    return torch.cat(outputs) if outputs else torch.zeros(0, device=device)
+    for x, _ in batches(data, order, batch_size, device):
+        with autocast(device, precision):
+            outputs.append(module(x).float())
+    return torch.cat(outputs, dim=1) if outputs else torch.zeros(data.members, 0, device=device)
+
+
+def evaluate_array(module: nn.Module, data: ArrayData, device: torch.device, precision: str = "fp32") -> torch.Tensor:
+    """Each member's mean cross-entropy and accuracy on its split, `(K, 2)` float64 on the device."""
+    logits = predict_array(module, data, device, precision)
+    target = data.y.to(device)[data.member_index.to(device).view(-1)]
+    losses = fused_cross_entropy(logits, target)
+    accuracy = (logits.argmax(dim=-1) == target).double().mean(dim=1)
+    return torch.stack([losses.double(), accuracy], dim=1)
+
+
+def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
+    """Logits of a plain network for every sample of `split`, in eval mode, as float32 on the device."""
+    return predict_array(OneMember(model), ArrayData([split], "test"), device, precision, batch_size)[0]
 
 
 def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, precision: str = "fp32") -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of `model` on `split`."""
-    device = device or split.x.device
-    logits = predict(model, split, device, precision)
-    target = split.y.to(device)
-    loss = nn.functional.cross_entropy(logits, target).item()
-    return loss, (logits.argmax(dim=1) == target).sum().item() / max(1, len(target))
+    """Mean cross-entropy loss and accuracy of a plain network on `split`."""
+    scores = evaluate_array(OneMember(model), ArrayData([split], "validation"), device or split.x.device, precision)
+    loss, accuracy = scores[0].tolist()
+    return loss, accuracy
 
 
-def _rng_states() -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
+def _epoch_rates(
+    members: Sequence[Member], base_lrs: Sequence[float], plateaus: Sequence[Plateau | None], epoch: int, steps: int
+) -> np.ndarray:
+    """Every member's learning rate for every step of `epoch`, `(steps, K)`: each schedule is a pure function of the step."""
+    return np.array(
+        [
+            [
+                learning_rate(member.schedule, base, (epoch - 1) * steps + step, steps, member.epochs) * (plateau.scale if plateau else 1.0)
+                for base, member, plateau in zip(base_lrs, members, plateaus)
+            ]
+            for step in range(steps)
+        ]
+    )
 
 
-def _set_rng_states(states: Mapping[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+def fit_array(
+    array: TrainingArray,
+    members: Sequence[Member],
+    *,
+    batch_size: int,
+    device: torch.device | None = None,
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+    distributed: Distributed = SINGLE,
+    progress: bool = True,
+) -> list[FitResult]:
+    """Train every member of `array` in place and return each member's per-epoch history.
 
+    The learning rate is set every step from each member's schedule (the optimizer's own lr is
+    the base rate). Shuffling comes from `(seed, epoch)` and online augmentation
+    (`augment(batch, generator)`, run on the device) from `(augment_seed, epoch)`. With
+    `checkpoint`, the full state is written after each epoch and, with `resume`, read back
+    first, so a killed run continues to the same result. A member with `restore_best` ends with
+    the weights of its best epoch by its `monitor`, also when training is interrupted.
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` with torch.save to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    Under torchrun (`distributed`), the module is wrapped in DistributedDataParallel, each rank
+    trains on its shard of every global batch of `batch_size`, epoch metrics are summed over
+    ranks, rank 0's validation numbers and stopping decisions are broadcast, and only rank 0
+    writes checkpoints.
+    """
+    if len(members) != array.members:
+        raise ValueError(f"The array has {array.members} members but {len(members)} were described.")
+    train, val = ArrayData([m.train for m in members], "train"), ArrayData([m.val for m in members], "validation")
+    device = canonical_device(device or train.x.device)
+    amp = Precision(device, precision)
+    plateaus = [
+        Plateau(m.schedule.get("gamma", 0.1), m.schedule.get("patience", 3)) if m.schedule["type"] == "plateau" else None
+        for m in members
+    ]
+    trackers = [m.early_stopping or EarlyStopping(patience=m.epochs + 1, mode="min" if m.monitor == "val_loss" else "max") for m in members]
+    results = [FitResult() for _ in members]
+    best: list[dict[str, torch.Tensor] | None] = [None] * len(members)
+    final: list[dict[str, torch.Tensor] | None] = [None] * len(members)  # a member's weights when it stopped before the others
+    n = train.size
+    # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
+    # train on one sample, and every rank must take part in every step.
+    remainder = n % batch_size
+    used = n - remainder if n > batch_size and 0 < remainder < 2 * distributed.world_size else n
+    steps_per_epoch = max(1, (used + batch_size - 1) // batch_size)
+    net = array.module
+    if distributed.active:
+        net = nn.parallel.DistributedDataParallel(array.module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        array.module.load_state_dict(state["module"])
+        array.optimizer.load_state_dict(state["optimizer"])
+        amp.scaler.load_state_dict(state["scaler"])
+        for k, result in enumerate(results):
+            trackers[k].load_state_dict(state["early_stopping"][k])
+            if plateaus[k] is not None:
+                plateaus[k].load_state_dict(state["plateaus"][k])
+            result.history, result.stop_reason = state["histories"][k], state["stop_reasons"][k]
+            result.resumed_from_epoch = len(result.history)
+        best, final = state["best"], state["final"]
+        set_rng_states(state["rng"])
+
+    running = [r.stop_reason == StopReason.NOT_STOPPED.value and r.epochs_run < m.epochs for r, m in zip(results, members)]
+    first_epoch = max(r.epochs_run for r in results) + 1
+    last_epoch = max(m.epochs for m in members)
+    bar = tqdm(total=last_epoch, initial=first_epoch - 1, desc="train", unit="epoch", disable=not progress, leave=False)
     try:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, temp)
-        os.replace(temp, path)
+        for epoch in range(first_epoch, last_epoch + 1):
+            if not any(running):
+                break
+            started = time.perf_counter()
+            array.module.train()
+            orders = torch.stack(
+                [torch.randperm(n, generator=epoch_generator(m.seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))[:used] for m in members]
+            )
+            augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
+            planned_rates = _epoch_rates(members, array.base_lrs, plateaus, epoch, steps_per_epoch)
+            rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
+            smoothing = None
+            if any(m.label_smoothing for m in members):
+                smoothing = torch.tensor([m.label_smoothing for m in members], device=device)
+            learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
+            # Per-batch results stay on the device until the epoch ends: no host sync per step.
+            losses, counts, predicted, targets = [], [], [], []
+            for index, (xb, yb) in enumerate(batches(train, orders, batch_size, device, distributed.shard)):
+                array.use_rates(rates[index])
+                for k, member in enumerate(members):
+                    if member.augment is not None and running[k]:
+                        xb[k] = member.augment(xb[k], augment_generators[k])
+                with amp.autocast():
+                    logits = net(xb)
+                    member_losses = fused_cross_entropy(logits, yb, smoothing)
+                    loss = (member_losses if all(running) else torch.where(learning, member_losses, torch.zeros_like(member_losses))).sum()
+                array.optimizer.zero_grad(set_to_none=True)
+                amp.backward_and_step(loss, array.optimizer)
+                losses.append(member_losses.detach())
+                counts.append(yb.shape[1])
+                predicted.append(logits.detach().argmax(dim=-1))
+                targets.append(yb)
+            step_losses = torch.stack(losses).float()  # (steps, K)
+            _check_finite(step_losses, learning, epoch, checkpoint, distributed, members)
+            sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
+            correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
+            totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
+            scores = distributed.from_main(evaluate_array(array.module, val, device, precision)).tolist()
+            train_loss, train_accuracy = (totals[0] / totals[1]).tolist(), (totals[2] / totals[1]).tolist()
+            mean_rates = planned_rates.mean(axis=0).tolist()
+            stops = torch.zeros(len(members), dtype=torch.int64, device=device)
+            for k, member in enumerate(members):
+                if not running[k]:
+                    continue
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_loss[k],
+                    "train_accuracy": train_accuracy[k],
+                    "val_loss": scores[k][0],
+                    "val_accuracy": scores[k][1],
+                    "lr": mean_rates[k],
+                    "seconds": time.perf_counter() - started,
+                }
+                results[k].history.append(row)
+                if plateaus[k] is not None:
+                    plateaus[k].step(row["val_loss"])
+                should_stop, reason = trackers[k].step(row[member.monitor], epoch)
+                if trackers[k].best_epoch == epoch:
+                    best[k] = array.member_state_dict(k)
+                if should_stop and member.early_stopping is not None:
+                    stops[k] = 1 if reason == StopReason.PATIENCE else 2
+            stops = distributed.from_main(stops).tolist()
+            for k, member in enumerate(members):
+                if not running[k]:
+                    continue
+                if stops[k]:
+                    results[k].stop_reason = (StopReason.PATIENCE if stops[k] == 1 else StopReason.NON_FINITE).value
+                if stops[k] or epoch >= member.epochs:
+                    running[k] = False
+                    if any(running):  # the others go on: keep this member's weights as they are now
+                        array.freeze(k)
+                        final[k] = array.member_state_dict(k)
+            if checkpoint is not None and distributed.is_main:
+                save_checkpoint(
+                    checkpoint,
+                    {
+                        "module": array.module.state_dict(),
+                        "optimizer": array.optimizer.state_dict(),
+                        "scaler": amp.scaler.state_dict(),
+                        "early_stopping": [tracker.state_dict() for tracker in trackers],
+                        "plateaus": [plateau.state_dict() if plateau else None for plateau in plateaus],
+                        "best": best,
+                        "final": final,
+                        "histories": [result.history for result in results],
+                        "stop_reasons": [result.stop_reason for result in results],
+                        "rng": rng_states(),
+                    },
+                )
+            bar.update(1)
+            if len(members) == 1:
+                row = results[0].history[-1]
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}")
+            else:
+                bar.set_postfix(running=sum(running))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
     finally:
-        temp.unlink(missing_ok=True)
+        bar.close()
+        for k, member in enumerate(members):
+            kept = best[k] if member.restore_best and best[k] is not None else final[k]
+            if kept is not None:
+                array.load_member_state_dict(k, kept)
+    for result, tracker in zip(results, trackers):
+        result.best_epoch = tracker.best_epoch
+        result.stopped_epoch = result.epochs_run
+    return results
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"Cannot read checkpoint {path}: {exc}") from exc
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"Checkpoint {path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}.")
-    return state
+def _check_finite(
+    step_losses: torch.Tensor,
+    learning: torch.Tensor,
+    epoch: int,
+    checkpoint: Path | None,
+    distributed: Distributed,
+    members: Sequence[Member],
+) -> None:
+    """Stop with an error naming the epoch, batch (and member) when a running member's loss is NaN or inf."""
+    bad = ~torch.isfinite(step_losses) & learning
+    if distributed.sum(bad.sum().float()).item() == 0:
+        return
+    where = torch.nonzero(bad).tolist()
+    if where:
+        batch, member = where[0]
+        place_text = f"batch {batch}" + (f", member {member} (seed {members[member].seed})" if len(members) > 1 else "")
+    else:
+        place_text = "another rank's batch"
+    kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
+    raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {place_text}{kept}.")
 
 
 def fit(
@@ -217,142 +456,13 @@ def fit(
     distributed: Distributed = SINGLE,
     progress: bool = True,
 ) -> FitResult:
-    """Train `model` in place and return its per-epoch history.
-
-    The learning rate is set every step from `schedule` (the `schedule` config section; the
-    optimizer's own lr is the base rate). Shuffling comes from `(seed, epoch)` and online
-    augmentation (`augment(batch, generator)`, run on the device) from `(augment_seed, epoch)`.
-    With `checkpoint`, the full state is written after each epoch and, with `resume`, read
-    back first, so a killed run continues to the same result. With `restore_best`, the model
-    ends with the weights of the best epoch by `monitor`, also when interrupted.
-
-    Under torchrun (`distributed`), the model is wrapped in DistributedDataParallel, each rank
-    trains on its shard of every global batch of `batch_size`, epoch metrics are summed over
-    ranks, rank 0's validation numbers and stopping decision are broadcast, and only rank 0
-    writes checkpoints.
-    """
-    device = canonical_device(device or train.x.device)
-    schedule = dict(schedule or {"type": "none"})
-    base_lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
-    for group in optimizer.param_groups:
-        group["initial_lr"] = base_lr
-    plateau = Plateau(schedule.get("gamma", 0.1), schedule.get("patience", 3)) if schedule["type"] == "plateau" else None
-    tracker = early_stopping or EarlyStopping(patience=epochs + 1, mode="min" if monitor == "val_loss" else "max")
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
-    result = FitResult()
-    best_state: dict[str, Any] | None = None
-    n = train.x.shape[0]
-    steps_per_epoch = max(1, (n + batch_size - 1) // batch_size)
-    # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
-    # train on one sample, and every rank must take part in every step.
-    remainder = n % batch_size
-    used = n - remainder if n > batch_size and 0 < remainder < 2 * distributed.world_size else n
-    net: nn.Module = model
-    if distributed.active:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        tracker.load_state_dict(state["early_stopping"])
-        if plateau is not None:
-            plateau.load_state_dict(state["plateau"])
-        best_state, result.history = state["best_model"], state["history"]
-        result.stop_reason = state["stop_reason"]
-        result.resumed_from_epoch = len(result.history)
-        _set_rng_states(state["rng"])
-
-    bar = tqdm(total=epochs, initial=result.epochs_run, desc="train", unit="epoch", disable=not progress, leave=False)
-    last_epoch = epochs if result.stop_reason == StopReason.NOT_STOPPED.value else result.epochs_run
-    try:
-        for epoch in range(result.epochs_run + 1, last_epoch + 1):
-            started = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=epoch_generator(seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))[:used]
-            augment_generator = epoch_generator(augment_seed, epoch, AUGMENT_STREAM, device)
-            # Per-batch results stay on the device until the epoch ends: no host sync and a single
-            # extra kernel (argmax) per step; the epoch's metrics come from them in a few kernels.
-            losses, counts, predicted, targets, rates = [], [], [], [], []
-            for index, (xb, yb) in enumerate(batches(train, order, batch_size, device, distributed.shard)):
-                rate = learning_rate(schedule, base_lr, (epoch - 1) * steps_per_epoch + index, steps_per_epoch, epochs)
-                rate *= plateau.scale if plateau else 1.0
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                rates.append(rate)
-                if augment is not None:
-                    xb = augment(xb, augment_generator)
-                with _autocast(device, precision):
-                    logits = net(xb)
-                    loss = nn.functional.cross_entropy(logits, yb, label_smoothing=label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler.is_enabled():
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                losses.append(loss.detach())
-                counts.append(yb.shape[0])
-                predicted.append(logits.detach().argmax(dim=1))
-                targets.append(yb)
-            losses = torch.stack(losses).float()
-            finite = torch.isfinite(losses)
-            bad = torch.nonzero(~finite).flatten().tolist()
-            if distributed.sum((~finite).sum().float()).item() > 0:
-                where = f"batch {bad[0]}" if bad else "another rank's batch"
-                kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
-                raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {where}{kept}.")
-            correct = (torch.cat(predicted) == torch.cat(targets)).sum()
-            sizes = torch.tensor(counts, dtype=losses.dtype, device=device)
-            totals = distributed.sum(torch.stack([(losses * sizes).sum(), sizes.sum(), correct.to(losses.dtype)]))
-            scores = torch.tensor(evaluate(model, val, device, precision), dtype=torch.float64, device=device)
-            val_loss, val_accuracy = distributed.from_main(scores).tolist()
-            row = {
-                "epoch": epoch,
-                "train_loss": (totals[0] / totals[1]).item(),
-                "train_accuracy": (totals[2] / totals[1]).item(),
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "lr": float(np.mean(rates)),
-                "seconds": time.perf_counter() - started,
-            }
-            result.history.append(row)
-            if plateau is not None:
-                plateau.step(val_loss)
-            should_stop, reason = tracker.step(row[monitor], epoch)
-            if tracker.best_epoch == epoch:
-                best_state = copy.deepcopy(model.state_dict())
-            stop_now = should_stop and early_stopping is not None
-            if distributed.from_main(torch.tensor(int(stop_now), device=device)).item():
-                result.stop_reason = reason.value if stop_now else StopReason.PATIENCE.value
-            if checkpoint is not None and distributed.is_main:
-                save_checkpoint(
-                    checkpoint,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "early_stopping": tracker.state_dict(),
-                        "plateau": plateau.state_dict() if plateau else None,
-                        "best_model": best_state,
-                        "history": result.history,
-                        "stop_reason": result.stop_reason,
-                        "rng": _rng_states(),
-                    },
-                )
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-            if result.stop_reason != StopReason.NOT_STOPPED.value:
-                break
-    finally:
-        bar.close()
-        if restore_best and best_state is not None:
-            model.load_state_dict(best_state)
-    result.best_epoch = tracker.best_epoch
-    result.stopped_epoch = result.epochs_run
+    """Train one plain network in place with its torch optimizer: `fit_array` on an array of one."""
+    member = Member(
+        train, val, epochs, seed=seed, augment=augment, augment_seed=augment_seed, schedule=dict(schedule or {"type": "none"}),
+        early_stopping=early_stopping, monitor=monitor, restore_best=restore_best, label_smoothing=label_smoothing,
+    )
+    (result,) = fit_array(
+        SoloArray(model, optimizer), [member], batch_size=batch_size, device=device, precision=precision,
+        checkpoint=checkpoint, resume=resume, on_epoch_end=on_epoch_end, distributed=distributed, progress=progress,
+    )
     return result

@@ -13,13 +13,19 @@ from typing import Any
 import numpy as np
 import torch
 
+import trainers.arrays
+import trainers.checkpoints
 import trainers.devices
 import trainers.diagnosis
+import trainers.distributed
 import trainers.early_stopping
+import trainers.fused
+import trainers.fused_optim
 import trainers.loop
 import trainers.metrics
 import trainers.models
 import trainers.optim
+import trainers.precision
 import trainers.schedules
 import transforms.compose
 from pipeline.cache import Artifact
@@ -91,6 +97,11 @@ class TrainStage(Stage):
             sys.modules[__name__],
             trainers.models,
             trainers.loop,
+            trainers.arrays,
+            trainers.fused,
+            trainers.fused_optim,
+            trainers.precision,
+            trainers.checkpoints,
             trainers.devices,
             trainers.distributed,
             trainers.optim,
@@ -128,78 +139,101 @@ class TrainStage(Stage):
             split: trainers.loop.place(data[f"x_{split}"], data[f"y_{split}"], device, on_device) for split in SPLITS
         }
         class_names = inputs["collect"].info["class_names"]
-        spec = config.model.model_dump(exclude={"sync_batch_norm"})
-        model = trainers.models.build_model(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
         sync_batch_norm = distributed.active and config.model.sync_batch_norm and device.type == "cuda"
-        if sync_batch_norm:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif distributed.active and config.model.sync_batch_norm:
+        if distributed.active and config.model.sync_batch_norm and not sync_batch_norm:
             log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
-        model.to(device)
-        optimizer = trainers.optim.build_optimizer(model.parameters(), config.optim.model_dump())
-        stop = config.early_stop
-        early_stopping = (
-            trainers.early_stopping.EarlyStopping(stop.patience, stop.min_delta, "min" if stop.monitor == "val_loss" else "max")
-            if stop.enabled
-            else None
-        )
-        augment_info = inputs["augment"].info
-        online = transforms.compose.build_recipe(augment_info["recipe"]) if augment_info["mode"] == "online" else None
+        array = build_array(config, tuple(splits["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
         if context.checkpoint is not None and context.checkpoint.exists() and not context.resume:
             log.warning("Starting over: %s holds an interrupted run; pass --resume to continue it.", context.checkpoint)
-        result = trainers.loop.fit(
-            model,
-            splits["train"],
-            splits["val"],
-            optimizer,
-            epochs=settings.epochs,
+        (result,) = trainers.loop.fit_array(
+            array,
+            [member_for(config, splits, inputs["augment"].info)],
             batch_size=settings.batch_size,
             device=device,
-            schedule=config.schedule.model_dump(),
-            early_stopping=early_stopping,
-            monitor=stop.monitor,
-            restore_best=stop.restore_best,
-            label_smoothing=settings.label_smoothing,
             precision=precision,
-            augment=online,
-            seed=settings.seed,
-            augment_seed=augment_info["seed"],
             checkpoint=context.checkpoint,
             resume=context.resume,
             on_epoch_end=_kill_hook(),
             distributed=distributed,
             progress=context.progress,
         )
-        logits = trainers.loop.predict(model, splits["test"], device, precision)
-        target = splits["test"].y.to(device)
-        matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
-        best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
-        metrics = {
-            "test_accuracy": (logits.argmax(dim=1) == target).sum().item() / max(1, len(target)),
-            "test_loss": torch.nn.functional.cross_entropy(logits, target).item(),
-            "best_epoch": result.best_epoch,
-            "stopped_epoch": result.stopped_epoch,
-            "epochs_run": result.epochs_run,
-            "stop_reason": result.stop_reason,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "best_train_accuracy": best["train_accuracy"],
-            "best_val_accuracy": best["val_accuracy"],
-            "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
-            "confusion_matrix": matrix,
-        }
-        diagnosis = trainers.diagnosis.diagnose(result.history).as_dict()
-        info = {
-            "metrics": metrics,
-            "history": result.history,
-            "diagnosis": diagnosis,
-            "device": str(device),
-            "precision": precision,
-            "data_on_device": on_device,
-            "n_classes": len(class_names),
-            "train_samples": int(splits["train"].x.shape[0]),
-            "world_size": distributed.world_size,
-            "sync_batch_norm": sync_batch_norm,
-        }
-        arrays = weights_to_arrays(model.state_dict())
-        arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
-        return Artifact(arrays, info)
+        test = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["test"]], "test"), device, precision)
+        artifact = member_artifact(array.member_state_dict(0), test[0], splits["test"].y.to(device), result, class_names)
+        artifact.info.update(
+            {
+                "device": str(device),
+                "precision": precision,
+                "data_on_device": on_device,
+                "train_samples": int(splits["train"].x.shape[0]),
+                "world_size": distributed.world_size,
+                "sync_batch_norm": sync_batch_norm,
+            }
+        )
+        return artifact
+
+
+def build_array(
+    config: Config, input_shape: tuple[int, ...], n_classes: int, device: torch.device, sync_batch_norm: bool
+) -> trainers.arrays.TrainingArray:
+    """The network of `config` as an array of one: fused (as every member of a fused ablation is
+    trained), or with SyncBatchNorm the plain network and its torch optimizer."""
+    spec = config.model.model_dump(exclude={"sync_batch_norm"})
+    optim = config.optim.model_dump()
+    if not sync_batch_norm:
+        return trainers.arrays.fused_array([spec], [optim], [config.train.seed], input_shape, n_classes, device)
+    model = trainers.models.build_model(spec, input_shape, n_classes)
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+    return trainers.arrays.SoloArray(model, trainers.optim.build_optimizer(model.parameters(), optim))
+
+
+def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_info: dict[str, Any]) -> trainers.loop.Member:
+    """One training's settings, as the loop takes them."""
+    stop = config.early_stop
+    early_stopping = (
+        trainers.early_stopping.EarlyStopping(stop.patience, stop.min_delta, "min" if stop.monitor == "val_loss" else "max")
+        if stop.enabled
+        else None
+    )
+    return trainers.loop.Member(
+        splits["train"],
+        splits["val"],
+        config.train.epochs,
+        seed=config.train.seed,
+        augment=transforms.compose.build_recipe(augment_info["recipe"]) if augment_info["mode"] == "online" else None,
+        augment_seed=augment_info["seed"],
+        schedule=config.schedule.model_dump(),
+        early_stopping=early_stopping,
+        monitor=stop.monitor,
+        restore_best=stop.restore_best,
+        label_smoothing=config.train.label_smoothing,
+    )
+
+
+def member_artifact(
+    weights: dict[str, torch.Tensor], logits: torch.Tensor, target: torch.Tensor, result: trainers.loop.FitResult, class_names: list[str]
+) -> Artifact:
+    """A trained member's cache entry: its weights, test probabilities, metrics, history and diagnosis."""
+    matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
+    best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    metrics = {
+        "test_accuracy": (logits.argmax(dim=1) == target).sum().item() / max(1, len(target)),
+        "test_loss": torch.nn.functional.cross_entropy(logits, target).item(),
+        "best_epoch": result.best_epoch,
+        "stopped_epoch": result.stopped_epoch,
+        "epochs_run": result.epochs_run,
+        "stop_reason": result.stop_reason,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "best_train_accuracy": best["train_accuracy"],
+        "best_val_accuracy": best["val_accuracy"],
+        "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
+        "confusion_matrix": matrix,
+    }
+    info = {
+        "metrics": metrics,
+        "history": result.history,
+        "diagnosis": trainers.diagnosis.diagnose(result.history).as_dict(),
+        "n_classes": len(class_names),
+    }
+    arrays = weights_to_arrays(weights)
+    arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
+    return Artifact(arrays, info)
