@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--jobs", type=int, default=1, help="local worker processes sharing the cache (default: 1)")
     ablate.add_argument("--executor", choices=["local", "ray"], default="local", help="run trainings locally or as Ray tasks")
     ablate.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
+    ablate.add_argument(
+        "--fuse", choices=["on", "off"], default="on",
+        help="train the runs that differ only in member-level settings as one fused network (default: on)",
+    )
     ablate.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
@@ -108,7 +112,7 @@ def ablate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     summary = run_ablation(
         base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet,
-        executor=args.executor, ray_address=args.ray_address,
+        executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on",
     )
     report = render(out)
     if not args.quiet:

@@ -185,8 +185,16 @@ def run_pipeline(
         shutdown(distributed)
     if not distributed.is_main:
         return RunResult(None, outcomes, results["train"].artifact.info["metrics"], [], {})
+    record = run_record(config, outcomes, results, cache_dir)
+    history = results["train"].artifact.info["history"]
+    run_dir = write_run_record(Path(runs_dir), record, history)
+    return RunResult(run_dir, outcomes, record["metrics"], history, record)
+
+
+def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, CachedArtifact], cache_dir: str | Path) -> dict[str, Any]:
+    """What `run.json` holds for one training, from its stages' outcomes and artifacts."""
     train_info = results["train"].artifact.info
-    record = {
+    return {
         "config": config.model_dump(mode="json"),
         "stages": [asdict(outcome) for outcome in outcomes],
         "metrics": train_info["metrics"],
@@ -198,7 +206,6 @@ def run_pipeline(
         "train_samples": train_info["train_samples"],
         "world_size": train_info["world_size"],
         "sync_batch_norm": train_info["sync_batch_norm"],
+        "fused_members": train_info["fused_members"],
         "cache_dir": str(Path(cache_dir).resolve()),
     }
-    run_dir = write_run_record(Path(runs_dir), record, train_info["history"])
-    return RunResult(run_dir, outcomes, train_info["metrics"], train_info["history"], record)

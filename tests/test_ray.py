@@ -9,7 +9,8 @@ import torch
 
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import run_ablation
-from pipeline.ablation.executors import Task, claim_gpu, run_on_ray, wants_gpu
+from pipeline.ablation.executors import claim_gpu, run_on_ray, wants_gpu
+from pipeline.ablation.tasks import Task
 
 SMALL = AblationConfig(
     design="full",
@@ -44,7 +45,7 @@ def test_ray_executor_matches_the_local_executor(tmp_path):
 def test_without_ray_the_message_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"pip install 'gainsplit\[ray\]'"):
-        run_on_ray([], None, lambda: None)
+        run_on_ray([], [], None, lambda: None)
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_a_training_on_cuda_is_a_ray_task_holding_a_gpu(tmp_path):
     base = {"train": {"epochs": 3, "device": "cuda"}, "model": {"channels": [8], "hidden": [16]}}
     task = Task("cuda", 0, base, (), str(tmp_path / "cache"), str(tmp_path / "runs"))
     assert wants_gpu(task, cluster_gpus=1)
-    (result,) = run_on_ray([task], None, lambda: None, init_options={"num_cpus": 1, "num_gpus": 1})
+    (result,) = run_on_ray([task], [[task]], None, lambda: None, init_options={"num_cpus": 1, "num_gpus": 1})
     record = result["record"]
     assert record["device"].startswith("cuda:") and record["metrics"]["test_accuracy"] > 0.5
     # Ray hands the task the GPU it asked for, and only that one.

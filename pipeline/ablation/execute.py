@@ -17,7 +17,9 @@ from tqdm.auto import tqdm
 from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import factor_effects, side_effects
 from pipeline.ablation.stats import summarize
-from pipeline.ablation.executors import EXECUTORS, Task, run_local, run_on_ray, task_config
+from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
+from pipeline.ablation.fusion import fusion_units
+from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError
 from trainers.baselines import ensemble_accuracy, sklearn_baselines
@@ -47,16 +49,18 @@ def plan_tasks(
 
 def execute(
     tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
-    ray_options: dict[str, Any] | None = None,
+    ray_options: dict[str, Any] | None = None, fuse: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run the trainings with the chosen executor; results come back in task order."""
+    """Run the trainings with the chosen executor, those that can train as one fused array
+    together (`fuse`); results come back in task order."""
     if executor not in EXECUTORS:
         raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
+    units = fusion_units(tasks, fuse)
     bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
     try:
         if executor == "ray":
-            return run_on_ray(tasks, ray_address, lambda: bar.update(1), ray_options)
-        return run_local(tasks, jobs, lambda: bar.update(1))
+            return run_on_ray(tasks, units, ray_address, lambda: bar.update(1), ray_options)
+        return run_local(tasks, units, jobs, lambda: bar.update(1))
     finally:
         bar.close()
 
@@ -156,12 +160,13 @@ def run_ablation(
     executor: str = "local",
     ray_address: str | None = None,
     ray_options: dict[str, Any] | None = None,
+    fuse: bool = True,
 ) -> dict[str, Any]:
     """Run every training of the ablation and write `<out>/summary.json`; return the summary."""
     runs_dir = out_dir.resolve() / "runs"
     variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir)
     started = time.perf_counter()
-    results = execute(tasks, jobs, progress, executor, ray_address, ray_options)
+    results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
     store = CacheStore(cache_dir)
     rows = [
         {"variant": r["variant"], "settings": next(v.settings for v in variants if v.name == r["variant"]), "seed": r["seed"], **r["record"]["metrics"]}
@@ -180,6 +185,7 @@ def run_ablation(
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results
         ],
         "seconds": time.perf_counter() - started,
+        "fused": fuse,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -132,12 +132,8 @@ class TrainStage(Stage):
             device = torch.device("cuda", distributed.local_rank)
         precision = precision_for(config, device)
         seed_everything(settings.seed, settings.deterministic)
-        data = inputs["scale"].arrays
-        arrays = [data[f"x_{split}"] for split in SPLITS]
-        on_device = {"always": True, "never": False}.get(settings.data_on_device) or trainers.loop.fits_on_device(arrays, device)
-        splits = {
-            split: trainers.loop.place(data[f"x_{split}"], data[f"y_{split}"], device, on_device) for split in SPLITS
-        }
+        on_device = data_on_device(config, [inputs["scale"].arrays], device)
+        splits = place_splits(inputs["scale"].arrays, device, on_device)
         class_names = inputs["collect"].info["class_names"]
         sync_batch_norm = distributed.active and config.model.sync_batch_norm and device.type == "cuda"
         if distributed.active and config.model.sync_batch_norm and not sync_batch_norm:
@@ -167,9 +163,23 @@ class TrainStage(Stage):
                 "train_samples": int(splits["train"].x.shape[0]),
                 "world_size": distributed.world_size,
                 "sync_batch_norm": sync_batch_norm,
+                "fused_members": 1,
             }
         )
         return artifact
+
+
+def data_on_device(config: Config, scaled: list[dict[str, np.ndarray]], device: torch.device) -> bool:
+    """Whether the scaled arrays (of every member) go to the device once, per `train.data_on_device`."""
+    choice = {"always": True, "never": False}.get(config.train.data_on_device)
+    if choice is not None:
+        return choice
+    return trainers.loop.fits_on_device([arrays[f"x_{split}"] for arrays in scaled for split in SPLITS], device)
+
+
+def place_splits(scaled: dict[str, np.ndarray], device: torch.device, on_device: bool) -> dict[str, trainers.loop.Split]:
+    """The scale stage's arrays as train / val / test splits, on the device or in (pinned) host memory."""
+    return {split: trainers.loop.place(scaled[f"x_{split}"], scaled[f"y_{split}"], device, on_device) for split in SPLITS}
 
 
 def build_array(

@@ -1,0 +1,191 @@
+"""Fused ablation trainings: the runs whose training differs only in settings a member of a fused
+array may hold on its own train as one array, and each member's result is cached under the key
+its solo run would have, so fusion is an execution detail (like the number of threads).
+
+Member-level settings: `train.seed`, `train.epochs`, `train.label_smoothing`, the optimizer's
+`lr`, `momentum`, `nesterov` and `weight_decay`, `model.dropout` and `model.dropout_input`,
+and every `schedule` and `early_stop` setting. Data-side variants fuse too, when their scaled
+arrays have the same shapes. Everything else (architecture, batch norm, activation, init,
+optimizer, batch size, device, precision) must match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import trainers.arrays
+import trainers.devices
+import trainers.loop
+from pipeline.ablation.tasks import Task, run_task, task_config
+from pipeline.cache import CachedArtifact, CacheStore
+from pipeline.config import Config
+from pipeline.records import write_run_record
+from pipeline.runner import (
+    PlannedStage,
+    StageOutcome,
+    plan_stages,
+    run_record,
+    run_stages,
+)
+from pipeline.stages import RunContext, default_stages
+from pipeline.stages.collect import SPLITS
+from pipeline.stages.train import (
+    TrainStage,
+    data_on_device,
+    member_artifact,
+    member_for,
+    place_splits,
+    precision_for,
+    seed_everything,
+)
+
+MEMBER_SETTINGS = {
+    "model": {"dropout", "dropout_input"},
+    "optim": {"lr", "momentum", "nesterov", "weight_decay"},
+    "train": {"seed", "epochs", "label_smoothing"},
+    "schedule": None,  # every setting
+    "early_stop": None,
+}
+MAX_MEMBERS = 32
+QUIET = RunContext(progress=False)
+
+
+def fusion_key(config: Config) -> str:
+    """What runs must share to train as one array: the training's parameters less the member-level ones."""
+    params = TrainStage().params(config)
+    shared = {}
+    for section, value in params.items():
+        if section in MEMBER_SETTINGS:
+            own = MEMBER_SETTINGS[section]
+            value = {} if own is None else {k: v for k, v in value.items() if k not in own}
+        shared[section] = value
+    return json.dumps(shared, sort_keys=True)
+
+
+def fusion_units(tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS) -> list[list[Task]]:
+    """The tasks in units of work: each task alone (`fuse` off), or groups of up to `max_members`
+    tasks that may train as one array, in the order their first task appears."""
+    if not fuse:
+        return [[task] for task in tasks]
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(fusion_key(task_config(task)), []).append(task)
+    return [group[start : start + max_members] for group in groups.values() for start in range(0, len(group), max_members)]
+
+
+Member = tuple[Config, list[StageOutcome], dict[str, CachedArtifact], PlannedStage]
+
+
+def _shape_key(results: dict[str, CachedArtifact]) -> tuple:
+    arrays = results["scale"].artifact.arrays
+    return tuple(arrays[f"x_{split}"].shape for split in SPLITS), len(results["collect"].artifact.info["class_names"])
+
+
+def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, Any]]:
+    """Run a unit's trainings: a unit of one as `pipeline run` does; a larger one runs every
+    member's data stages, then trains the members that miss the cache as one fused array per
+    shape of data, and writes each member's entry and run record."""
+    if len(tasks) == 1:
+        return [run_task(tasks[0], threads)]
+    if threads:
+        torch.set_num_threads(threads)
+    store = CacheStore(tasks[0].cache_dir)
+    members: list[Member] = []
+    for task in tasks:
+        config = task_config(task)
+        outcomes, results = run_stages(config, store, context=QUIET, stages=default_stages()[:3])
+        members.append((config, outcomes, results, plan_stages(config)[-1]))
+    trained: dict[int, tuple[StageOutcome, CachedArtifact]] = {}
+    by_shape: dict[tuple, list[int]] = {}
+    for index, (_, _, results, _) in enumerate(members):
+        by_shape.setdefault(_shape_key(results), []).append(index)
+    for indices in by_shape.values():
+        trained.update(zip(indices, _train_members([members[i] for i in indices], store)))
+    output = []
+    for index, (task, (config, outcomes, results, _)) in enumerate(zip(tasks, members)):
+        outcome, cached = trained[index]
+        record = run_record(config, [*outcomes, outcome], {**results, "train": cached}, task.cache_dir)
+        run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
+        output.append({"variant": task.variant, "seed": task.seed, "run_dir": str(run_dir), "record": record})
+    return output
+
+
+def _train_members(members: list[Member], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
+    """Each member's train entry: a cache hit, or trained with the other members that miss as one
+    array. The entries' locks are held meanwhile (in key order), so no other process builds them too."""
+    steps = [step for _, _, _, step in members]
+    keys = sorted({step.key for step in steps})
+    started = time.perf_counter()
+    with contextlib.ExitStack() as locks:
+        for key in keys:
+            locks.enter_context(store.lock("train", key))
+        cached = {key: store.load("train", key) for key in keys}
+        first_of_key = {step.key: index for index, step in reversed(list(enumerate(steps)))}
+        to_build = [index for key, index in sorted(first_of_key.items(), key=lambda item: item[1]) if cached[key] is None]
+        if to_build:
+            cached.update(_train_fused([members[i] for i in to_build], store))
+    seconds = (time.perf_counter() - started) / max(1, len(to_build))
+    built = {steps[i].key for i in to_build}
+    results = []
+    for index, step in enumerate(steps):
+        status = "miss" if step.key in built and first_of_key[step.key] == index else "hit"
+        entry = cached[step.key]
+        results.append((StageOutcome("train", step.key, status, seconds if status == "miss" else 0.0, entry.sha256), entry))
+    return results
+
+
+def _train_fused(members: list[Member], store: CacheStore) -> dict[str, CachedArtifact]:
+    """Train `members` as one fused array and commit each member's entry under its own train key."""
+    configs = [config for config, _, _, _ in members]
+    first = configs[0]
+    device = trainers.devices.resolve_device(first.train.device)
+    precision = precision_for(first, device)
+    seed_everything(first.train.seed, first.train.deterministic)
+    scale_keys = [next(o.key for o in outcomes if o.name == "scale") for _, outcomes, _, _ in members]
+    scaled = {key: results["scale"].artifact.arrays for key, (_, _, results, _) in zip(scale_keys, members)}
+    on_device = data_on_device(first, list(scaled.values()), device)
+    placed = {key: place_splits(arrays, device, on_device) for key, arrays in scaled.items()}  # one copy per data variant
+    splits = [placed[key] for key in scale_keys]
+    class_names = members[0][2]["collect"].artifact.info["class_names"]
+    started = time.perf_counter()
+    array = trainers.arrays.fused_array(
+        [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs],
+        [config.optim.model_dump() for config in configs],
+        [config.train.seed for config in configs],
+        tuple(splits[0]["train"].x.shape[1:]),
+        len(class_names),
+        device,
+    )
+    loop_members = [
+        member_for(config, own, results["augment"].artifact.info) for config, own, (_, _, results, _) in zip(configs, splits, members)
+    ]
+    fitted = trainers.loop.fit_array(
+        array, loop_members, batch_size=first.train.batch_size, device=device, precision=precision, progress=False
+    )
+    test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
+    test = trainers.loop.predict_array(array.module, test_data, device, precision)
+    seconds = (time.perf_counter() - started) / len(members)
+    entries = {}
+    for k, ((config, _, _, step), own, result) in enumerate(zip(members, splits, fitted)):
+        artifact = member_artifact(array.member_state_dict(k), test[k], own["test"].y.to(device), result, class_names)
+        artifact.info.update(
+            {
+                "device": str(device),
+                "precision": precision,
+                "data_on_device": on_device,
+                "train_samples": int(own["train"].x.shape[0]),
+                "world_size": 1,
+                "sync_batch_norm": False,
+                "fused_members": len(members),
+            }
+        )
+        meta = {"version": step.stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
+        meta["build_seconds"] = seconds
+        entries[step.key] = store.save("train", step.key, artifact, meta)
+    return entries

@@ -1,0 +1,35 @@
+"""One training of an ablation as plain data a worker process or Ray task can take, and how it runs alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Config, load_config
+from pipeline.runner import run_pipeline
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training of the ablation: a variant's overrides on the base config, and a seed."""
+
+    variant: str
+    seed: int
+    base: dict[str, Any]
+    overrides: tuple[str, ...]
+    cache_dir: str
+    runs_dir: str
+
+
+def task_config(task: Task) -> Config:
+    return load_config(None, [*task.overrides, f"train.seed={task.seed}"], base=task.base)
+
+
+def run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
+    """Run one training through the cached pipeline; `threads` caps torch's intra-op threads."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, progress=False)
+    return {"variant": task.variant, "seed": task.seed, "run_dir": str(result.run_dir), "record": result.record}

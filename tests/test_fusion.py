@@ -1,0 +1,60 @@
+"""Fused ablations: which runs train as one array, each member cached under its solo key, and the
+same results as running them one by one."""
+
+import json
+
+import pytest
+
+from pipeline.ablation.design import AblationConfig
+from pipeline.ablation.execute import plan_tasks, run_ablation
+from pipeline.ablation.fusion import fusion_units
+from pipeline.ablation.tasks import task_config
+from pipeline.runner import run_pipeline
+
+BASE = {"train": {"epochs": 3, "device": "cpu"}, "model": {"channels": [8], "hidden": [16]}}
+FUSIBLE = {
+    "scale.method": {"side": "data", "values": ["none", "standard"]},
+    "model.dropout": {"side": "model", "values": [0.0, 0.3]},
+}
+SMALL = AblationConfig(design="full", seeds=[0, 1], factors=FUSIBLE)
+
+
+def test_runs_differing_only_in_member_settings_form_one_unit(tmp_path):
+    factors = {
+        **FUSIBLE,
+        "model.batch_norm": {"side": "model", "values": [False, True]},
+        "optim.lr": {"side": "model", "values": [1e-3, 3e-3]},
+    }
+    _, tasks = plan_tasks(BASE, [], AblationConfig(design="full", seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r")
+    units = fusion_units(tasks, fuse=True)
+    # Batch norm changes the network's layers: two arrays; data scaling, dropout, learning rate and seed do not.
+    assert sorted(len(unit) for unit in units) == [16, 16]
+    for unit in units:
+        assert len({task_config(task).model.batch_norm for task in unit}) == 1
+    assert [len(unit) for unit in fusion_units(tasks, fuse=False)] == [1] * 32
+    assert [len(unit) for unit in fusion_units(tasks, fuse=True, max_members=5)] == [5, 5, 5, 1] * 2
+
+
+def test_a_fused_ablation_caches_each_member_under_its_solo_key(tmp_path):
+    summary = run_ablation(BASE, [], SMALL, tmp_path / "out", tmp_path / "cache", progress=False)
+    assert summary["stages"]["train"] == {"built": 8, "hit": 0}
+    records = [json.loads(path.read_text()) for path in (tmp_path / "out" / "runs").glob("*/run.json")]
+    assert len(records) == 8 and {r["fused_members"] for r in records} == {8}
+    key = lambda r: (r["config"]["scale"]["method"], r["config"]["model"]["dropout"], r["config"]["train"]["seed"])
+    by_run = {key(r): r for r in records}
+    # A later plain run of one variant finds the member's result in the cache.
+    _, tasks = plan_tasks(BASE, [], SMALL, tmp_path / "cache", tmp_path / "r")
+    config = task_config(next(t for t in tasks if t.variant == "scale.method=standard, model.dropout=0.3" and t.seed == 1))
+    alone = run_pipeline(config, tmp_path / "cache", tmp_path / "runs", progress=False)
+    assert [outcome.cache for outcome in alone.stages] == ["hit"] * 4
+    assert alone.metrics == by_run[("standard", 0.3, 1)]["metrics"]
+
+
+def test_fused_and_one_by_one_ablations_agree(tmp_path):
+    fused = run_ablation(BASE, [], SMALL, tmp_path / "fused", tmp_path / "cache-fused", progress=False)
+    alone = run_ablation(BASE, [], SMALL, tmp_path / "alone", tmp_path / "cache-alone", progress=False, fuse=False)
+    assert [v["name"] for v in fused["variants"]] == [v["name"] for v in alone["variants"]]
+    for ours, theirs in zip(fused["variants"], alone["variants"]):
+        # The same trainings up to float rounding: at most one test sample apart per run.
+        assert ours["test_accuracy"]["mean"] == pytest.approx(theirs["test_accuracy"]["mean"], abs=1 / 360 + 1e-9)
+        assert ours["epochs_run"] == theirs["epochs_run"]
