@@ -1,7 +1,7 @@
 """The default ablation fused and one training at a time, in one process.
 
 Both start from an empty cache of their own (the data stages, a fraction of a second, are
-built by each), run the same 30 trainings (10 variants x 3 seeds on digits) and write their
+built by each), run the same 50 trainings (10 variants x 5 seeds on digits) and write their
 reports. Prints both wall times, the largest difference in a variant's mean test accuracy
 between the two, and last `fused_speedup=<one at a time / fused>`.
 

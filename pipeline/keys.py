@@ -7,6 +7,7 @@ cosmetic. A golden test pins one key so an accidental change of the recipe fails
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import json
@@ -49,8 +50,11 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+@functools.lru_cache(maxsize=512)
 def source_fingerprint(source: str) -> str:
-    """Hash of the code's syntax tree: comments, blank lines, formatting and docstrings do not count."""
+    """Hash of the code's syntax tree: comments, blank lines, formatting and docstrings do not count.
+
+    Remembered per source text: planning an ablation's runs parses each module once, not once a run."""
     tree = _strip_docstrings(ast.parse(source))
     return sha256_text(ast.dump(tree, annotate_fields=True, include_attributes=False))
 

@@ -27,9 +27,11 @@ _MASK32 = 0xFFFFFFFF
 
 
 def to_channels(x: torch.Tensor) -> torch.Tensor:
-    """`(K, B, C, H, W)` -> `(B, K*C, H, W)`."""
-    members, batch, channels = x.shape[:3]
-    return x.transpose(0, 1).reshape(batch, members * channels, *x.shape[3:])
+    """`(K, B, C, H, W)` -> `(B, K*C, H, W)`; channels-last in memory on the CPU, where pooling and
+    convolution over many channels run many times faster that way (max pooling 18x on 480 channels)."""
+    members, batch, channels, height, width = x.shape
+    x = x.transpose(0, 1).reshape(batch, members * channels, height, width)
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 def to_stacked(x: torch.Tensor, members: int) -> torch.Tensor:
@@ -176,23 +178,33 @@ class FusedDropout(nn.Module):
         self.register_buffer("scale", (1.0 / (1.0 - probabilities)).to(torch.float32))
         self.register_buffer("keys", _mix32(_mix32(seeds ^ _mix32(torch.tensor(positions, dtype=torch.int64)))))
         self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
-        self.active = any(rate > 0 for rate in rates)
+        # Only the members that drop anything draw masks; the others' noise is 1.
+        self.register_buffer("dropping", torch.tensor([k for k, rate in enumerate(rates) if rate > 0], dtype=torch.int64))
+        self.active = len(self.dropping) > 0
+        self.everyone = len(self.dropping) == len(rates)
 
     def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
         if not (self.training and self.active):
             return x
         self.calls += 1
-        base = _mix32(self.keys ^ (self.calls & _MASK32))
+        base = _mix32(self.keys[self.dropping] ^ (self.calls & _MASK32))
         if layout == STACKED:  # (K, B, ...): member k's elements are x[k], flat-indexed
             index = torch.arange(x[0].numel(), device=x.device).view(1, *x.shape[1:])
-            member_shape = (self.members,) + (1,) * (x.dim() - 1)
+            member_dim, member_shape = 0, (-1,) + (1,) * (x.dim() - 1)
+            members = x
         else:  # (B, K*C, H, W): member k's element (b, c, h, w) is index (b, c, h, w) of its own (B, C, H, W)
             batch, channels = x.shape[0], x.shape[1] // self.members
+            members = x.view(batch, self.members, channels, *x.shape[2:])
             index = torch.arange(batch * channels * x[0, 0].numel(), device=x.device).view(batch, 1, channels, *x.shape[2:])
-            member_shape = (1, self.members) + (1,) * (x.dim() - 1)
-        keep = _mix32(base.view(member_shape) ^ index) >= self.threshold.view(member_shape)
-        noise = keep.to(x.dtype) * self.scale.view(member_shape).to(x.dtype)
-        return x * noise.reshape(x.shape)
+            member_dim, member_shape = 1, (1, -1) + (1,) * (x.dim() - 1)
+        keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
+        drawn = keep.to(x.dtype) * self.scale[self.dropping].view(member_shape).to(x.dtype)
+        if self.everyone:
+            noise = drawn
+        else:
+            noise = torch.ones(members.shape, dtype=x.dtype, device=x.device)
+            noise.index_copy_(member_dim, self.dropping, drawn)
+        return (members * noise).view(x.shape) if layout == CHANNELS else members * noise
 
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         return {}

@@ -5,7 +5,7 @@ DEFAULT_ABLATION = {
     "train": {"epochs": 20},
     "ablation": {
         "design": "one_at_a_time",
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],
         "factors": {
             "augment.mode": {"side": "data", "values": ["none", "offline"]},
             "scale.method": {"side": "data", "values": ["none", "standard"]},
