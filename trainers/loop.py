@@ -233,6 +233,148 @@ def _epoch_rates(
     )
 
 
+@dataclass
+class _Members:
+    """What the loop keeps about every member between epochs; all of it goes into a checkpoint."""
+
+    members: Sequence[Member]
+    results: list[FitResult]
+    trackers: list[EarlyStopping]
+    plateaus: list[Plateau | None]
+    best: list[dict[str, torch.Tensor] | None]  # weights of each member's best epoch so far
+    final: list[dict[str, torch.Tensor] | None]  # a member's weights when it stopped before the others
+
+    @classmethod
+    def start(cls, members: Sequence[Member]) -> "_Members":
+        # Without early stopping a tracker still finds the best epoch (for restore_best) and never stops.
+        trackers = [
+            m.early_stopping or EarlyStopping(patience=m.epochs + 1, mode="min" if m.monitor == "val_loss" else "max") for m in members
+        ]
+        plateaus = [
+            Plateau(m.schedule.get("gamma", 0.1), m.schedule.get("patience", 3)) if m.schedule["type"] == "plateau" else None
+            for m in members
+        ]
+        nothing: list[dict[str, torch.Tensor] | None] = [None] * len(members)
+        return cls(members, [FitResult() for _ in members], trackers, plateaus, list(nothing), list(nothing))
+
+    def running(self) -> list[bool]:
+        return [r.stop_reason == StopReason.NOT_STOPPED.value and r.epochs_run < m.epochs for r, m in zip(self.results, self.members)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "early_stopping": [tracker.state_dict() for tracker in self.trackers],
+            "plateaus": [plateau.state_dict() if plateau else None for plateau in self.plateaus],
+            "best": self.best,
+            "final": self.final,
+            "histories": [result.history for result in self.results],
+            "stop_reasons": [result.stop_reason for result in self.results],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k, result in enumerate(self.results):
+            self.trackers[k].load_state_dict(state["early_stopping"][k])
+            if self.plateaus[k] is not None:
+                self.plateaus[k].load_state_dict(state["plateaus"][k])
+            result.history, result.stop_reason = state["histories"][k], state["stop_reasons"][k]
+            result.resumed_from_epoch = len(result.history)
+        self.best, self.final = state["best"], state["final"]
+
+
+@dataclass
+class _Epoch:
+    """One epoch's training numbers per member, summed over ranks."""
+
+    train_loss: list[float]
+    train_accuracy: list[float]
+    mean_rates: list[float]
+
+
+def _train_epoch(
+    net: nn.Module,
+    array: TrainingArray,
+    state: _Members,
+    data: ArrayData,
+    epoch: int,
+    batch_size: int,
+    used: int,
+    amp: Precision,
+    distributed: Distributed,
+    checkpoint: Path | None,
+) -> _Epoch:
+    """One pass over every member's training data; per-batch results stay on the device until the end."""
+    members, running, device = state.members, state.running(), amp.device
+    steps = max(1, (used + batch_size - 1) // batch_size)
+    cpu = torch.device("cpu")
+    orders = torch.stack([torch.randperm(data.size, generator=epoch_generator(m.seed, epoch, SHUFFLE_STREAM, cpu))[:used] for m in members])
+    augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
+    planned_rates = _epoch_rates(members, array.base_lrs, state.plateaus, epoch, steps)
+    rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
+    smoothing = torch.tensor([m.label_smoothing for m in members], device=device) if any(m.label_smoothing for m in members) else None
+    learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
+    losses, counts, predicted, targets = [], [], [], []
+    array.module.train()
+    for index, (xb, yb) in enumerate(batches(data, orders, batch_size, device, distributed.shard)):
+        array.use_rates(rates[index])
+        for k, member in enumerate(members):
+            if member.augment is not None and running[k]:
+                xb[k] = member.augment(xb[k], augment_generators[k])
+        with amp.autocast():
+            logits = net(xb)
+            member_losses = fused_cross_entropy(logits, yb, smoothing)
+            if not all(running):
+                member_losses = torch.where(learning, member_losses, torch.zeros_like(member_losses))
+        array.optimizer.zero_grad(set_to_none=True)
+        amp.backward_and_step(member_losses.sum(), array.optimizer)
+        losses.append(member_losses.detach())
+        counts.append(yb.shape[1])
+        predicted.append(logits.detach().argmax(dim=-1))
+        targets.append(yb)
+    step_losses = torch.stack(losses).float()  # (steps, K)
+    _check_finite(step_losses, learning, epoch, checkpoint, distributed, members)
+    sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
+    correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
+    totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
+    return _Epoch((totals[0] / totals[1]).tolist(), (totals[2] / totals[1]).tolist(), planned_rates.mean(axis=0).tolist())
+
+
+def _close_epoch(
+    array: TrainingArray, state: _Members, epoch: int, trained: _Epoch, scores: list[list[float]], started: float, distributed: Distributed
+) -> None:
+    """Log each running member's epoch, step its plateau and early stopping, keep its best weights,
+    and freeze the members that stop (rank 0 decides)."""
+    running = state.running()
+    stops = [0] * len(state.members)  # 1: patience ran out, 2: the monitored metric is not finite
+    for k, member in enumerate(state.members):
+        if not running[k]:
+            continue
+        row = {
+            "epoch": epoch,
+            "train_loss": trained.train_loss[k],
+            "train_accuracy": trained.train_accuracy[k],
+            "val_loss": scores[k][0],
+            "val_accuracy": scores[k][1],
+            "lr": trained.mean_rates[k],
+            "seconds": time.perf_counter() - started,
+        }
+        state.results[k].history.append(row)
+        if state.plateaus[k] is not None:
+            state.plateaus[k].step(row["val_loss"])
+        should_stop, reason = state.trackers[k].step(row[member.monitor], epoch)
+        if state.trackers[k].best_epoch == epoch:
+            state.best[k] = array.member_state_dict(k)
+        if should_stop and member.early_stopping is not None:
+            stops[k] = 1 if reason == StopReason.PATIENCE else 2
+    stops = distributed.from_main(torch.tensor(stops, device=distributed.device)).tolist()
+    for k, member in enumerate(state.members):
+        if running[k] and stops[k]:
+            state.results[k].stop_reason = (StopReason.PATIENCE if stops[k] == 1 else StopReason.NON_FINITE).value
+    still = state.running()
+    for k in range(len(state.members)):
+        if running[k] and not still[k] and any(still):  # the others go on: keep this member's weights as they are now
+            array.freeze(k)
+            state.final[k] = array.member_state_dict(k)
+
+
 def fit_array(
     array: TrainingArray,
     members: Sequence[Member],
@@ -265,115 +407,33 @@ def fit_array(
     train, val = ArrayData([m.train for m in members], "train"), ArrayData([m.val for m in members], "validation")
     device = canonical_device(device or train.x.device)
     amp = Precision(device, precision)
-    plateaus = [
-        Plateau(m.schedule.get("gamma", 0.1), m.schedule.get("patience", 3)) if m.schedule["type"] == "plateau" else None
-        for m in members
-    ]
-    trackers = [m.early_stopping or EarlyStopping(patience=m.epochs + 1, mode="min" if m.monitor == "val_loss" else "max") for m in members]
-    results = [FitResult() for _ in members]
-    best: list[dict[str, torch.Tensor] | None] = [None] * len(members)
-    final: list[dict[str, torch.Tensor] | None] = [None] * len(members)  # a member's weights when it stopped before the others
-    n = train.size
+    state = _Members.start(members)
     # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
     # train on one sample, and every rank must take part in every step.
-    remainder = n % batch_size
-    used = n - remainder if n > batch_size and 0 < remainder < 2 * distributed.world_size else n
-    steps_per_epoch = max(1, (used + batch_size - 1) // batch_size)
+    remainder = train.size % batch_size
+    used = train.size - remainder if train.size > batch_size and 0 < remainder < 2 * distributed.world_size else train.size
     net = array.module
     if distributed.active:
         net = nn.parallel.DistributedDataParallel(array.module, device_ids=[device.index] if device.type == "cuda" else None)
-
     if resume and checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        array.module.load_state_dict(state["module"])
-        array.optimizer.load_state_dict(state["optimizer"])
-        amp.scaler.load_state_dict(state["scaler"])
-        for k, result in enumerate(results):
-            trackers[k].load_state_dict(state["early_stopping"][k])
-            if plateaus[k] is not None:
-                plateaus[k].load_state_dict(state["plateaus"][k])
-            result.history, result.stop_reason = state["histories"][k], state["stop_reasons"][k]
-            result.resumed_from_epoch = len(result.history)
-        best, final = state["best"], state["final"]
-        set_rng_states(state["rng"])
+        saved = load_checkpoint(checkpoint)
+        array.module.load_state_dict(saved["module"])
+        array.optimizer.load_state_dict(saved["optimizer"])
+        amp.scaler.load_state_dict(saved["scaler"])
+        state.load_state_dict(saved)
+        set_rng_states(saved["rng"])
 
-    running = [r.stop_reason == StopReason.NOT_STOPPED.value and r.epochs_run < m.epochs for r, m in zip(results, members)]
-    first_epoch = max(r.epochs_run for r in results) + 1
-    last_epoch = max(m.epochs for m in members)
+    first_epoch = max(result.epochs_run for result in state.results) + 1
+    last_epoch = max(member.epochs for member in members)
     bar = tqdm(total=last_epoch, initial=first_epoch - 1, desc="train", unit="epoch", disable=not progress, leave=False)
     try:
         for epoch in range(first_epoch, last_epoch + 1):
-            if not any(running):
+            if not any(state.running()):
                 break
             started = time.perf_counter()
-            array.module.train()
-            orders = torch.stack(
-                [torch.randperm(n, generator=epoch_generator(m.seed, epoch, SHUFFLE_STREAM, torch.device("cpu")))[:used] for m in members]
-            )
-            augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
-            planned_rates = _epoch_rates(members, array.base_lrs, plateaus, epoch, steps_per_epoch)
-            rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
-            smoothing = None
-            if any(m.label_smoothing for m in members):
-                smoothing = torch.tensor([m.label_smoothing for m in members], device=device)
-            learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
-            # Per-batch results stay on the device until the epoch ends: no host sync per step.
-            losses, counts, predicted, targets = [], [], [], []
-            for index, (xb, yb) in enumerate(batches(train, orders, batch_size, device, distributed.shard)):
-                array.use_rates(rates[index])
-                for k, member in enumerate(members):
-                    if member.augment is not None and running[k]:
-                        xb[k] = member.augment(xb[k], augment_generators[k])
-                with amp.autocast():
-                    logits = net(xb)
-                    member_losses = fused_cross_entropy(logits, yb, smoothing)
-                    loss = (member_losses if all(running) else torch.where(learning, member_losses, torch.zeros_like(member_losses))).sum()
-                array.optimizer.zero_grad(set_to_none=True)
-                amp.backward_and_step(loss, array.optimizer)
-                losses.append(member_losses.detach())
-                counts.append(yb.shape[1])
-                predicted.append(logits.detach().argmax(dim=-1))
-                targets.append(yb)
-            step_losses = torch.stack(losses).float()  # (steps, K)
-            _check_finite(step_losses, learning, epoch, checkpoint, distributed, members)
-            sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
-            correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
-            totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
+            trained = _train_epoch(net, array, state, train, epoch, batch_size, used, amp, distributed, checkpoint)
             scores = distributed.from_main(evaluate_array(array.module, val, device, precision)).tolist()
-            train_loss, train_accuracy = (totals[0] / totals[1]).tolist(), (totals[2] / totals[1]).tolist()
-            mean_rates = planned_rates.mean(axis=0).tolist()
-            stops = torch.zeros(len(members), dtype=torch.int64, device=device)
-            for k, member in enumerate(members):
-                if not running[k]:
-                    continue
-                row = {
-                    "epoch": epoch,
-                    "train_loss": train_loss[k],
-                    "train_accuracy": train_accuracy[k],
-                    "val_loss": scores[k][0],
-                    "val_accuracy": scores[k][1],
-                    "lr": mean_rates[k],
-                    "seconds": time.perf_counter() - started,
-                }
-                results[k].history.append(row)
-                if plateaus[k] is not None:
-                    plateaus[k].step(row["val_loss"])
-                should_stop, reason = trackers[k].step(row[member.monitor], epoch)
-                if trackers[k].best_epoch == epoch:
-                    best[k] = array.member_state_dict(k)
-                if should_stop and member.early_stopping is not None:
-                    stops[k] = 1 if reason == StopReason.PATIENCE else 2
-            stops = distributed.from_main(stops).tolist()
-            for k, member in enumerate(members):
-                if not running[k]:
-                    continue
-                if stops[k]:
-                    results[k].stop_reason = (StopReason.PATIENCE if stops[k] == 1 else StopReason.NON_FINITE).value
-                if stops[k] or epoch >= member.epochs:
-                    running[k] = False
-                    if any(running):  # the others go on: keep this member's weights as they are now
-                        array.freeze(k)
-                        final[k] = array.member_state_dict(k)
+            _close_epoch(array, state, epoch, trained, scores, started, distributed)
             if checkpoint is not None and distributed.is_main:
                 save_checkpoint(
                     checkpoint,
@@ -381,33 +441,32 @@ def fit_array(
                         "module": array.module.state_dict(),
                         "optimizer": array.optimizer.state_dict(),
                         "scaler": amp.scaler.state_dict(),
-                        "early_stopping": [tracker.state_dict() for tracker in trackers],
-                        "plateaus": [plateau.state_dict() if plateau else None for plateau in plateaus],
-                        "best": best,
-                        "final": final,
-                        "histories": [result.history for result in results],
-                        "stop_reasons": [result.stop_reason for result in results],
+                        **state.state_dict(),
                         "rng": rng_states(),
                     },
                 )
             bar.update(1)
-            if len(members) == 1:
-                row = results[0].history[-1]
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}")
-            else:
-                bar.set_postfix(running=sum(running))
+            _show(bar, state)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     finally:
         bar.close()
         for k, member in enumerate(members):
-            kept = best[k] if member.restore_best and best[k] is not None else final[k]
+            kept = state.best[k] if member.restore_best and state.best[k] is not None else state.final[k]
             if kept is not None:
                 array.load_member_state_dict(k, kept)
-    for result, tracker in zip(results, trackers):
+    for result, tracker in zip(state.results, state.trackers):
         result.best_epoch = tracker.best_epoch
         result.stopped_epoch = result.epochs_run
-    return results
+    return state.results
+
+
+def _show(bar: tqdm, state: _Members) -> None:
+    if len(state.members) == 1:
+        row = state.results[0].history[-1]
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}")
+    else:
+        bar.set_postfix(running=sum(state.running()))
 
 
 def _check_finite(
