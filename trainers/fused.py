@@ -159,7 +159,14 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
-class FusedDropout(nn.Module):
+class _NoMemberState:
+    """A layer without weights: a member's state has nothing of it."""
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class FusedDropout(_NoMemberState, nn.Module):
     """Dropout with each member's own rate (0 for members that have none) and its own masks.
 
     A mask bit is a hash of (member seed, the layer's position in the member's own network,
@@ -206,52 +213,26 @@ class FusedDropout(nn.Module):
             noise.index_copy_(member_dim, self.dropping, drawn)
         return (members * noise).view(x.shape) if layout == CHANNELS else members * noise
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {}
 
+class FusedShared(_NoMemberState, nn.Module):
+    """A weightless layer every member applies alike: an activation (any layout) or pooling
+    (the channels layout, where each channel pools on its own)."""
 
-class FusedElementwise(nn.Module):
-    """An activation applied to every member alike."""
-
-    layout = ANY
-
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, layout: str) -> None:
         super().__init__()
-        self.module = module
+        self.module, self.layout = module, layout
 
-    def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layout: str | None = None) -> torch.Tensor:
         return self.module(x)
 
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {}
 
-
-class FusedPool(nn.Module):
-    """A pooling layer on the channels layout (each channel pools on its own)."""
-
-    layout = CHANNELS
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {}
-
-
-class FusedFlatten(nn.Module):
+class FusedFlatten(_NoMemberState, nn.Module):
     """Flatten each member's sample: `(K, B, ...)` -> `(K, B, F)`."""
 
     layout = STACKED
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(2)
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {}
 
 
 ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid)
@@ -320,9 +301,9 @@ def _fuse_layer(modules: Sequence[nn.Module], where: str) -> nn.Module:
     if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return _fused_batch_norm(modules, FusedBatchNorm2d if isinstance(first, nn.BatchNorm2d) else FusedBatchNorm1d)
     if isinstance(first, ACTIVATION_TYPES):
-        return FusedElementwise(first)
+        return FusedShared(first, ANY)
     if isinstance(first, (nn.MaxPool2d, nn.AvgPool2d)):
-        return FusedPool(first)
+        return FusedShared(first, CHANNELS)
     if isinstance(first, nn.Flatten) and first.start_dim == 1 and first.end_dim == -1:
         return FusedFlatten()
     raise ValueError(f"Cannot fuse {first!r} at {where}: no fused form of this layer.")
