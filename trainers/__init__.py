@@ -1,5 +1,6 @@
 """Models, the training loop, early stopping, optimizers, LR schedules and metrics."""
 
+from trainers.arrays import FusedArray, SoloArray, fused_array
 from trainers.devices import canonical_device, resolve_device, same_device
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.fused import FusedNet, fuse, fused_cross_entropy
@@ -7,10 +8,12 @@ from trainers.fused_optim import FusedOptimizer
 from trainers.loop import (
     HISTORY_COLUMNS,
     FitResult,
+    Member,
     Split,
     TrainingDiverged,
     evaluate,
     fit,
+    fit_array,
     fits_on_device,
     place,
     predict,
@@ -24,11 +27,14 @@ __all__ = [
     "CNN",
     "HISTORY_COLUMNS",
     "MLP",
+    "Member",
     "EarlyStopping",
     "FitResult",
+    "FusedArray",
     "FusedNet",
     "FusedOptimizer",
     "Plateau",
+    "SoloArray",
     "Split",
     "StopReason",
     "TrainingDiverged",
@@ -38,8 +44,10 @@ __all__ = [
     "confusion_matrix",
     "evaluate",
     "fit",
+    "fit_array",
     "fits_on_device",
     "fuse",
+    "fused_array",
     "fused_cross_entropy",
     "initialize",
     "learning_rate",
