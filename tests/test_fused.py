@@ -77,18 +77,28 @@ def test_batch_norm_statistics_never_mix_across_members():
     assert not torch.allclose(after[0], before[0])
 
 
-def test_a_members_dropout_masks_do_not_depend_on_its_company():
+def hashed(net, choice):
+    """Draw dropout masks by hashing (as on CUDA) or from seeded generators (as on the CPU)."""
+    for layer in net.layers:
+        if type(layer).__name__ == "FusedDropout":
+            layer.hashed = choice
+    return net
+
+
+@pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])
+def test_a_members_dropout_masks_do_not_depend_on_its_company(hashing):
     specs = [{**CNN, **extra} for extra in DROPOUTS]
     x = torch.randn(3, 16, *SHAPE)
-    together = fuse(members(specs), seeds=[0, 1, 2]).train()
-    alone = fuse([members(specs)[1]], seeds=[1]).train()
+    together = hashed(fuse(members(specs), seeds=[0, 1, 2]).train(), hashing)
+    alone = hashed(fuse([members(specs)[1]], seeds=[1]).train(), hashing)
     for _ in range(3):  # successive calls draw new masks, in step
         torch.testing.assert_close(together(x)[1], alone(x[1:2])[0], rtol=1e-5, atol=1e-6)
 
 
-def test_dropout_rates_and_evaluation():
+@pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])
+def test_dropout_rates_and_evaluation(hashing):
     models = members([{**MLP, "dropout": rate} for rate in (0.2, 0.6)])
-    fused = fuse(models, seeds=[0, 1])
+    fused = hashed(fuse(models, seeds=[0, 1]), hashing)
     dropout = next(layer for layer in fused.layers if type(layer).__name__ == "FusedDropout")
     x = torch.ones(2, 4000, 12)
     kept = (dropout(x, "stacked") != 0).float().mean(dim=(1, 2))

@@ -14,6 +14,7 @@ the network converts only where consecutive layers want different layouts.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -169,10 +170,12 @@ class _NoMemberState:
 class FusedDropout(_NoMemberState, nn.Module):
     """Dropout with each member's own rate (0 for members that have none) and its own masks.
 
-    A mask bit is a hash of (member seed, the layer's position in the member's own network,
-    call count, element index within the member), so member k draws the same masks whether it
-    trains alone or beside others, and a resumed run draws what the uninterrupted one drew
-    (the call count is a buffer).
+    A member's masks depend only on its key (its seed and the layer's position in its own
+    network), the call count and the element's index within the member, so member k draws the
+    same masks whether it trains alone or beside others, and a resumed run draws what the
+    uninterrupted one drew (the call count is a buffer). On CUDA a mask bit is a hash of those,
+    computed for every member in one pass; on the CPU, where that hash costs about three times
+    a random draw, each member draws from a generator seeded by its key and the call count.
     """
 
     layout = ANY
@@ -182,6 +185,7 @@ class FusedDropout(_NoMemberState, nn.Module):
         self.members = len(rates)
         probabilities = torch.tensor(rates, dtype=torch.float64)
         self.register_buffer("threshold", torch.floor(probabilities * 2.0**32).to(torch.int64))
+        self.register_buffer("rate", probabilities.to(torch.float32))
         self.register_buffer("scale", (1.0 / (1.0 - probabilities)).to(torch.float32))
         self.register_buffer("keys", _mix32(_mix32(seeds ^ _mix32(torch.tensor(positions, dtype=torch.int64)))))
         self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
@@ -189,22 +193,27 @@ class FusedDropout(_NoMemberState, nn.Module):
         self.register_buffer("dropping", torch.tensor([k for k, rate in enumerate(rates) if rate > 0], dtype=torch.int64))
         self.active = len(self.dropping) > 0
         self.everyone = len(self.dropping) == len(rates)
+        self.hashed: bool | None = None  # how masks are drawn; None: hashed on CUDA, drawn from generators on the CPU
 
     def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
         if not (self.training and self.active):
             return x
         self.calls += 1
-        base = _mix32(self.keys[self.dropping] ^ (self.calls & _MASK32))
-        if layout == STACKED:  # (K, B, ...): member k's elements are x[k], flat-indexed
-            index = torch.arange(x[0].numel(), device=x.device).view(1, *x.shape[1:])
-            member_dim, member_shape = 0, (-1,) + (1,) * (x.dim() - 1)
-            members = x
-        else:  # (B, K*C, H, W): member k's element (b, c, h, w) is index (b, c, h, w) of its own (B, C, H, W)
+        if layout == STACKED:  # (K, B, ...): member k's sample is x[k]
+            members, member_dim = x, 0
+            sample_shape = tuple(x.shape[1:])
+        else:  # (B, K*C, H, W): member k's sample is its own (B, C, H, W)
             batch, channels = x.shape[0], x.shape[1] // self.members
-            members = x.view(batch, self.members, channels, *x.shape[2:])
-            index = torch.arange(batch * channels * x[0, 0].numel(), device=x.device).view(batch, 1, channels, *x.shape[2:])
-            member_dim, member_shape = 1, (1, -1) + (1,) * (x.dim() - 1)
-        keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
+            members, member_dim = x.view(batch, self.members, channels, *x.shape[2:]), 1
+            sample_shape = (batch, channels, *x.shape[2:])
+        member_shape = [1] * members.dim()
+        member_shape[member_dim] = -1
+        if not (self.hashed if self.hashed is not None else x.device.type != "cpu"):
+            keep = self._draw_on_cpu(sample_shape, member_dim) >= self.rate[self.dropping].view(member_shape)
+        else:
+            index = torch.arange(math.prod(sample_shape), device=x.device).view(sample_shape).unsqueeze(member_dim)
+            base = _mix32(self.keys[self.dropping] ^ (self.calls & _MASK32))
+            keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
         drawn = keep.to(x.dtype) * self.scale[self.dropping].view(member_shape).to(x.dtype)
         if self.everyone:
             noise = drawn
@@ -212,6 +221,15 @@ class FusedDropout(_NoMemberState, nn.Module):
             noise = torch.ones(members.shape, dtype=x.dtype, device=x.device)
             noise.index_copy_(member_dim, self.dropping, drawn)
         return (members * noise).view(x.shape) if layout == CHANNELS else members * noise
+
+    def _draw_on_cpu(self, sample_shape: tuple[int, ...], member_dim: int) -> torch.Tensor:
+        """Uniforms in [0, 1) for each dropping member's sample, stacked along `member_dim`."""
+        calls = int(self.calls)
+        draws = []
+        for key in self.keys[self.dropping].tolist():
+            seed = int(np.random.SeedSequence([key, calls]).generate_state(1, dtype=np.uint64)[0])
+            draws.append(torch.rand(sample_shape, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(draws, dim=member_dim)
 
 
 class FusedShared(_NoMemberState, nn.Module):
