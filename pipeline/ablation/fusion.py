@@ -79,7 +79,7 @@ def fusion_units(tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS) 
     return [group[start : start + max_members] for group in groups.values() for start in range(0, len(group), max_members)]
 
 
-Member = tuple[Config, list[StageOutcome], dict[str, CachedArtifact], PlannedStage]
+UnitMember = tuple[Config, list[StageOutcome], dict[str, CachedArtifact], PlannedStage]
 
 
 def _shape_key(results: dict[str, CachedArtifact]) -> tuple:
@@ -96,7 +96,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
     if threads:
         torch.set_num_threads(threads)
     store = CacheStore(tasks[0].cache_dir)
-    members: list[Member] = []
+    members: list[UnitMember] = []
     for task in tasks:
         config = task_config(task)
         outcomes, results = run_stages(config, store, context=QUIET, stages=default_stages()[:3])
@@ -116,7 +116,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
     return output
 
 
-def _train_members(members: list[Member], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
+def _train_members(members: list[UnitMember], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
     """Each member's train entry: a cache hit, or trained with the other members that miss as one
     array. The entries' locks are held meanwhile (in key order), so no other process builds them too."""
     steps = [step for _, _, _, step in members]
@@ -140,7 +140,7 @@ def _train_members(members: list[Member], store: CacheStore) -> list[tuple[Stage
     return results
 
 
-def _train_fused(members: list[Member], store: CacheStore) -> dict[str, CachedArtifact]:
+def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, CachedArtifact]:
     """Train `members` as one fused array and commit each member's entry under its own train key."""
     configs = [config for config, _, _, _ in members]
     first = configs[0]
