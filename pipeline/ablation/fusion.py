@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-import trainers.arrays
 import trainers.devices
 import trainers.loop
 from pipeline.ablation.tasks import Task, run_task, task_config
@@ -37,6 +36,7 @@ from pipeline.stages import RunContext, default_stages
 from pipeline.stages.collect import SPLITS
 from pipeline.stages.train import (
     TrainStage,
+    build_array,
     data_on_device,
     member_artifact,
     member_for,
@@ -154,14 +154,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, Cach
     splits = [placed[key] for key in scale_keys]
     class_names = members[0][2]["collect"].artifact.info["class_names"]
     started = time.perf_counter()
-    array = trainers.arrays.fused_array(
-        [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs],
-        [config.optim.model_dump() for config in configs],
-        [config.train.seed for config in configs],
-        tuple(splits[0]["train"].x.shape[1:]),
-        len(class_names),
-        device,
-    )
+    array = build_array(configs, tuple(splits[0]["train"].x.shape[1:]), len(class_names), device)
     loop_members = [
         member_for(config, own, results["augment"].artifact.info) for config, own, (_, _, results, _) in zip(configs, splits, members)
     ]
@@ -171,20 +164,17 @@ def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, Cach
     test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
     test = trainers.loop.predict_array(array.module, test_data, device, precision)
     seconds = (time.perf_counter() - started) / len(members)
+    how = {
+        "device": str(device),
+        "precision": precision,
+        "data_on_device": on_device,
+        "world_size": 1,
+        "sync_batch_norm": False,
+        "fused_members": len(members),
+    }
     entries = {}
-    for k, ((config, _, _, step), own, result) in enumerate(zip(members, splits, fitted)):
-        artifact = member_artifact(array.member_state_dict(k), test[k], own["test"].y.to(device), result, class_names)
-        artifact.info.update(
-            {
-                "device": str(device),
-                "precision": precision,
-                "data_on_device": on_device,
-                "train_samples": int(own["train"].x.shape[0]),
-                "world_size": 1,
-                "sync_batch_norm": False,
-                "fused_members": len(members),
-            }
-        )
+    for k, ((_, _, _, step), own, result) in enumerate(zip(members, splits, fitted)):
+        artifact = member_artifact(array.member_state_dict(k), test[k], own, result, class_names, how)
         meta = {"version": step.stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
         meta["build_seconds"] = seconds
         entries[step.key] = store.save("train", step.key, artifact, meta)

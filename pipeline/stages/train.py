@@ -138,7 +138,7 @@ class TrainStage(Stage):
         sync_batch_norm = distributed.active and config.model.sync_batch_norm and device.type == "cuda"
         if distributed.active and config.model.sync_batch_norm and not sync_batch_norm:
             log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
-        array = build_array(config, tuple(splits["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
+        array = build_array([config], tuple(splits["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
         if context.checkpoint is not None and context.checkpoint.exists() and not context.resume:
             log.warning("Starting over: %s holds an interrupted run; pass --resume to continue it.", context.checkpoint)
         (result,) = trainers.loop.fit_array(
@@ -154,19 +154,15 @@ class TrainStage(Stage):
             progress=context.progress,
         )
         test = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["test"]], "test"), device, precision)
-        artifact = member_artifact(array.member_state_dict(0), test[0], splits["test"].y.to(device), result, class_names)
-        artifact.info.update(
-            {
-                "device": str(device),
-                "precision": precision,
-                "data_on_device": on_device,
-                "train_samples": int(splits["train"].x.shape[0]),
-                "world_size": distributed.world_size,
-                "sync_batch_norm": sync_batch_norm,
-                "fused_members": 1,
-            }
-        )
-        return artifact
+        how = {
+            "device": str(device),
+            "precision": precision,
+            "data_on_device": on_device,
+            "world_size": distributed.world_size,
+            "sync_batch_norm": sync_batch_norm,
+            "fused_members": 1,
+        }
+        return member_artifact(array.member_state_dict(0), test[0], splits, result, class_names, how)
 
 
 def data_on_device(config: Config, scaled: list[dict[str, np.ndarray]], device: torch.device) -> bool:
@@ -183,14 +179,17 @@ def place_splits(scaled: dict[str, np.ndarray], device: torch.device, on_device:
 
 
 def build_array(
-    config: Config, input_shape: tuple[int, ...], n_classes: int, device: torch.device, sync_batch_norm: bool
+    configs: list[Config], input_shape: tuple[int, ...], n_classes: int, device: torch.device, sync_batch_norm: bool = False
 ) -> trainers.arrays.TrainingArray:
-    """The network of `config` as an array of one: fused (as every member of a fused ablation is
-    trained), or with SyncBatchNorm the plain network and its torch optimizer."""
-    spec = config.model.model_dump(exclude={"sync_batch_norm"})
-    optim = config.optim.model_dump()
+    """The networks of `configs` as one fused array (a solo run is an array of one, trained as
+    every member of a fused ablation is), or with SyncBatchNorm one plain network and its torch
+    optimizer."""
+    specs = [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs]
+    optims = [config.optim.model_dump() for config in configs]
     if not sync_batch_norm:
-        return trainers.arrays.fused_array([spec], [optim], [config.train.seed], input_shape, n_classes, device)
+        seeds = [config.train.seed for config in configs]
+        return trainers.arrays.fused_array(specs, optims, seeds, input_shape, n_classes, device)
+    (spec,), (optim,) = specs, optims
     model = trainers.models.build_model(spec, input_shape, n_classes)
     model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
     return trainers.arrays.SoloArray(model, trainers.optim.build_optimizer(model.parameters(), optim))
@@ -220,9 +219,16 @@ def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_i
 
 
 def member_artifact(
-    weights: dict[str, torch.Tensor], logits: torch.Tensor, target: torch.Tensor, result: trainers.loop.FitResult, class_names: list[str]
+    weights: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    splits: dict[str, trainers.loop.Split],
+    result: trainers.loop.FitResult,
+    class_names: list[str],
+    how: dict[str, Any],
 ) -> Artifact:
-    """A trained member's cache entry: its weights, test probabilities, metrics, history and diagnosis."""
+    """A trained member's cache entry: its weights, test probabilities, metrics, history and
+    diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion)."""
+    target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
     metrics = {
@@ -243,6 +249,8 @@ def member_artifact(
         "history": result.history,
         "diagnosis": trainers.diagnosis.diagnose(result.history).as_dict(),
         "n_classes": len(class_names),
+        "train_samples": int(splits["train"].x.shape[0]),
+        **how,
     }
     arrays = weights_to_arrays(weights)
     arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
