@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import trainers.capacity
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import plan_tasks, run_ablation
 from pipeline.ablation.fusion import fusion_units
@@ -32,7 +33,27 @@ def test_runs_differing_only_in_member_settings_form_one_unit(tmp_path):
     for unit in units:
         assert len({task_config(task).model.batch_norm for task in unit}) == 1
     assert [len(unit) for unit in fusion_units(tasks, fuse=False)] == [1] * 32
-    assert [len(unit) for unit in fusion_units(tasks, fuse=True, max_members=5)] == [5, 5, 5, 1] * 2
+    # A group larger than a unit is cut into near-equal units.
+    assert [len(unit) for unit in fusion_units(tasks, fuse=True, max_members=5)] == [4, 4, 4, 4] * 2
+
+
+def test_units_keep_the_runs_of_one_augmented_data_together(tmp_path):
+    factors = {"augment.mode": {"side": "data", "values": ["none", "offline"]}, **FUSIBLE}
+    design = AblationConfig(design="full", seeds=[0, 1, 2], factors=factors)
+    _, tasks = plan_tasks(BASE, [], design, tmp_path / "c", tmp_path / "r")
+    # 12 runs read each augmented data (scale and dropout do not change it); units of 16 would
+    # cut one of them in two, and its halves would train as two arrays.
+    units = fusion_units(tasks, fuse=True, max_members=16)
+    assert sorted(len(unit) for unit in units) == [12, 12]
+    assert all(len({task_config(task).augment.mode for task in unit}) == 1 for unit in units)
+    assert sorted(len(unit) for unit in fusion_units(tasks, fuse=True, max_members=30)) == [24]
+
+
+def test_arrays_are_no_larger_than_the_device_holds(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainers.capacity, "members_that_fit", lambda *args: 3)
+    run_ablation(BASE, [], SMALL, tmp_path / "out", tmp_path / "cache", progress=False)
+    records = [json.loads(path.read_text()) for path in (tmp_path / "out" / "runs").glob("*/run.json")]
+    assert sorted(r["fused_members"] for r in records) == [2, 2, 3, 3, 3, 3, 3, 3]
 
 
 def test_a_fused_ablation_caches_each_member_under_its_solo_key(tmp_path):

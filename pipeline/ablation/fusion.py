@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+import trainers.capacity
 import trainers.devices
 import trainers.loop
 from pipeline.ablation.tasks import Task, run_task, task_config
@@ -44,6 +45,7 @@ from pipeline.stages.train import (
     precision_for,
     seed_everything,
 )
+from trainers.capacity import split_evenly
 
 MEMBER_SETTINGS = {
     "model": {"dropout", "dropout_input"},
@@ -69,14 +71,33 @@ def fusion_key(config: Config) -> str:
 
 
 def fusion_units(tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS) -> list[list[Task]]:
-    """The tasks in units of work: each task alone (`fuse` off), or groups of up to `max_members`
-    tasks that may train as one array, in the order their first task appears."""
+    """The tasks in units of work: each task alone (`fuse` off), or units of up to `max_members`
+    tasks that may train as one array. Within a fusion group, the tasks that read the same
+    augmented data (and so surely the same shapes) stay in one unit where they fit: a unit
+    trains one array per shape of data, and splitting a data variant across units would train
+    more, smaller arrays."""
     if not fuse:
         return [[task] for task in tasks]
-    groups: dict[str, list[Task]] = {}
+    groups: dict[str, dict[str, list[Task]]] = {}
     for task in tasks:
-        groups.setdefault(fusion_key(task_config(task)), []).append(task)
-    return [group[start : start + max_members] for group in groups.values() for start in range(0, len(group), max_members)]
+        config = task_config(task)
+        augment_key = plan_stages(config, default_stages()[:2])[-1].key
+        groups.setdefault(fusion_key(config), {}).setdefault(augment_key, []).append(task)
+    return [unit for by_data in groups.values() for unit in pack(list(by_data.values()), max_members)]
+
+
+def pack(parts: list[list[Task]], capacity: int) -> list[list[Task]]:
+    """Parts into as few units of at most `capacity` tasks as first-fit decreasing finds; a part
+    larger than `capacity` is first cut into near-equal pieces."""
+    pieces = [piece for part in parts for piece in split_evenly(part, capacity)]
+    units: list[list[Task]] = []
+    for piece in sorted(pieces, key=len, reverse=True):
+        unit = next((unit for unit in units if len(unit) + len(piece) <= capacity), None)
+        if unit is None:
+            units.append(list(piece))
+        else:
+            unit.extend(piece)
+    return units
 
 
 UnitMember = tuple[Config, list[StageOutcome], dict[str, CachedArtifact], PlannedStage]
@@ -90,7 +111,8 @@ def _shape_key(results: dict[str, CachedArtifact]) -> tuple:
 def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, Any]]:
     """Run a unit's trainings: a unit of one as `pipeline run` does; a larger one runs every
     member's data stages, then trains the members that miss the cache as one fused array per
-    shape of data, and writes each member's entry and run record."""
+    shape of data (split into as few arrays as the device's memory needs), and writes each
+    member's entry and run record."""
     if len(tasks) == 1:
         return [run_task(tasks[0], threads)]
     if threads:
@@ -106,7 +128,8 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
     for index, (_, _, results, _) in enumerate(members):
         by_shape.setdefault(_shape_key(results), []).append(index)
     for indices in by_shape.values():
-        trained.update(zip(indices, _train_members([members[i] for i in indices], store)))
+        for array_indices in split_evenly(indices, _members_per_array(members[indices[0]])):
+            trained.update(zip(array_indices, _train_members([members[i] for i in array_indices], store)))
     output = []
     for index, (task, (config, outcomes, results, _)) in enumerate(zip(tasks, members)):
         outcome, cached = trained[index]
@@ -114,6 +137,16 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
         run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
         output.append({"variant": task.variant, "seed": task.seed, "run_dir": str(run_dir), "record": record})
     return output
+
+
+def _members_per_array(member: UnitMember) -> int:
+    """How many members of this shape of data the training device holds in one array."""
+    config, _, results, _ = member
+    spec = config.model.model_dump(exclude={"sync_batch_norm"})
+    shape = results["scale"].artifact.arrays["x_train"].shape[1:]
+    classes = len(results["collect"].artifact.info["class_names"])
+    device = trainers.devices.resolve_device(config.train.device)
+    return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)
 
 
 def _train_members(members: list[UnitMember], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
