@@ -147,6 +147,38 @@ def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
         torch.testing.assert_close(fused.detach()[k], alone[k].detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", SETTINGS)
+def test_under_a_grad_scaler_only_the_member_that_overflows_skips_its_step(name):
+    """fp16's GradScaler skips a step whose gradients overflow; in an array only that member's."""
+    settings = SETTINGS[name]
+    start = torch.randn(3, 4, 5)
+    fused = torch.nn.Parameter(start.clone())
+    optimizer = FusedOptimizer([fused], name, **settings)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    alone = [torch.nn.Parameter(start[k].clone()) for k in range(3)]
+    references = [
+        build_optimizer([alone[k]], {"name": name, **{key: values[k] for key, values in settings.items()}}) for k in range(3)
+    ]
+    generator = torch.Generator().manual_seed(0)
+    overflow_steps = {0, 3}  # the very first step too, before any optimizer state exists
+    for step in range(6):
+        grad = torch.randn(3, 4, 5, generator=generator)
+        if step in overflow_steps:
+            grad[1, 0, 0] = float("inf")
+        fused.grad = None
+        scaler.scale((fused * grad).sum()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        for k in range(3):
+            if not (k == 1 and step in overflow_steps):
+                alone[k].grad = grad[k].clone()
+                references[k].step()
+    for k in range(3):
+        torch.testing.assert_close(fused.detach()[k], alone[k].detach(), rtol=1e-5, atol=1e-6)
+    assert optimizer.group["steps"].view(-1).tolist() == [6, 4, 6]
+    assert scaler.get_scale() < 2.0**10  # the shared scale still backs off after an overflow
+
+
 def test_a_frozen_member_keeps_its_weights_and_state():
     fused = torch.nn.Parameter(torch.randn(2, 3))
     optimizer = FusedOptimizer([fused], "adam", lr=[0.1, 0.1], momentum=[0.9, 0.9], nesterov=[False, False], weight_decay=[0.0, 0.0])

@@ -6,7 +6,10 @@ over those rows. The update rules are PyTorch's (SGD, Adam, AdamW, RMSprop with 
 betas, alpha and eps), so each member moves as `torch.optim` would move it alone, up to float
 rounding. A frozen member (early-stopped) keeps its weights and optimizer state untouched.
 
-It is a `torch.optim.Optimizer` with one parameter group, so `GradScaler` can unscale and step it.
+It is a `torch.optim.Optimizer` with one parameter group. Under fp16 it takes the gradient
+scale from `GradScaler` and unscales itself, so a member whose own gradients overflow skips its
+step while the others take theirs (the scaler then lowers the shared scale, as it does for one
+network).
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class FusedOptimizer(torch.optim.Optimizer):
     """`name` is one of `trainers.optim.OPTIMIZERS` for every member; the other settings are
     one value per member (`momentum` applies to SGD and RMSprop, `nesterov` to SGD)."""
 
+    # GradScaler.step hands over its scale (`grad_scale`, `found_inf`) instead of skipping every member.
+    _step_supports_amp_scaling = True
+
     def __init__(
         self,
         params: Iterable[torch.nn.Parameter],
@@ -142,10 +148,10 @@ class FusedOptimizer(torch.optim.Optimizer):
                 self.group[key] = value.to(device)
         self._read_flags()
 
-    def _terms(self) -> dict[str, Any]:
+    def _terms(self, stepping: torch.Tensor) -> dict[str, Any]:
         """What every parameter's update shares this step: per-member bias corrections and which sums to skip."""
         group = self.group
-        group["steps"] += group["active"]
+        group["steps"] += stepping
         beta1, beta2 = ADAM_BETAS
         return {
             "decay": self._decay,
@@ -154,6 +160,17 @@ class FusedOptimizer(torch.optim.Optimizer):
             "bias_correction2_sqrt": (1 - beta2 ** group["steps"]).sqrt(),
         }
 
+    def _unscale(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        """Under GradScaler: divide the gradients by its scale and return which members' gradients
+        are not finite, `(K, 1)`; None when no scaler is stepping this optimizer."""
+        if getattr(self, "found_inf", None) is None:
+            return None
+        scale = getattr(self, "grad_scale", None)  # None: GradScaler.unscale_ already ran
+        if scale is not None:
+            torch._foreach_mul_([p.grad for p in params], scale.double().reciprocal().float())
+        finite = torch.stack([p.grad.view(self.members, -1).isfinite().all(dim=1) for p in params]).all(dim=0)
+        return ~finite.view(self.members, 1)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         if closure is not None:
@@ -161,14 +178,18 @@ class FusedOptimizer(torch.optim.Optimizer):
         group = self.group
         update = UPDATES[group["name"]]
         params = [p for p in group["params"] if p.grad is not None]
-        frozen = None if self._all_active else [(p.detach().clone(), {k: v.clone() for k, v in self.state[p].items()}) for p in params]
-        terms = self._terms()
+        overflowed = self._unscale(params)
+        held = None if self._all_active else ~group["active"]  # members whose rows must not move this step
+        if overflowed is not None:
+            held = overflowed if held is None else held | overflowed
+        kept = None if held is None else [(p.detach().clone(), {k: v.clone() for k, v in self.state[p].items()}) for p in params]
+        terms = self._terms(group["active"] if held is None else ~held)
         for p in params:
             update(p.view(self.members, -1), p.grad.view(self.members, -1), self.state[p], group, terms)
-        if frozen is not None:  # put the frozen members' rows back as they were
-            keep = ~group["active"]
-            for p, (old_param, old_state) in zip(params, frozen):
-                p.view(self.members, -1).copy_(torch.where(keep, old_param.view(self.members, -1), p.view(self.members, -1)))
+        if kept is not None:  # put the held members' rows back as they were
+            for p, (old_param, old_state) in zip(params, kept):
+                p.view(self.members, -1).copy_(torch.where(held, old_param.view(self.members, -1), p.view(self.members, -1)))
                 for key, value in self.state[p].items():
-                    if key in old_state:
-                        value.copy_(torch.where(keep, old_state[key], value))
+                    # State this step created starts at zero for a held member, as each rule's first step assumes.
+                    before = old_state[key] if key in old_state else torch.zeros_like(value)
+                    value.copy_(torch.where(held, before, value))
