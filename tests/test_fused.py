@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from trainers import EarlyStopping, Split, build_model, build_optimizer
 from trainers.arrays import fused_array
-from trainers.fused import fuse, fused_cross_entropy
+from trainers.fused import FusedDropout, draw_as_rank, fuse, fused_cross_entropy
 from trainers.fused_optim import FusedOptimizer
 from trainers.loop import Member, fit_array
 
@@ -93,6 +93,22 @@ def test_a_members_dropout_masks_do_not_depend_on_its_company(hashing):
     alone = hashed(fuse([members(specs)[1]], seeds=[1]).train(), hashing)
     for _ in range(3):  # successive calls draw new masks, in step
         torch.testing.assert_close(together(x)[1], alone(x[1:2])[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])
+def test_ddp_ranks_draw_their_own_masks(hashing):
+    x = torch.ones(1, 64, 12)
+    masks = {}
+    for rank in (0, 1, 2):
+        net = hashed(fuse(members([{**MLP, "dropout": 0.5}]), seeds=[0]).train(), hashing)
+        draw_as_rank(net, rank)
+        dropout = next(layer for layer in net.layers if isinstance(layer, FusedDropout))
+        masks[rank] = dropout(x, "stacked") != 0
+        assert "rank" not in "".join(net.state_dict())  # every rank loads rank 0's checkpoint
+    plain = hashed(fuse(members([{**MLP, "dropout": 0.5}]), seeds=[0]).train(), hashing)
+    dropout = next(layer for layer in plain.layers if isinstance(layer, FusedDropout))
+    assert torch.equal(masks[0], dropout(x, "stacked") != 0)  # rank 0 draws what a run without DDP draws
+    assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
 
 
 @pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])

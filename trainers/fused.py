@@ -176,6 +176,8 @@ class FusedDropout(_NoMemberState, nn.Module):
     uninterrupted one drew (the call count is a buffer). On CUDA a mask bit is a hash of those,
     computed for every member in one pass; on the CPU, where that hash costs about three times
     a random draw, each member draws from a generator seeded by its key and the call count.
+    Under DDP each rank mixes its `rank` into the keys (rank 0 keeps them as they are), so ranks
+    draw different masks for their different samples.
     """
 
     layout = ANY
@@ -194,6 +196,7 @@ class FusedDropout(_NoMemberState, nn.Module):
         self.active = len(self.dropping) > 0
         self.everyone = len(self.dropping) == len(rates)
         self.hashed: bool | None = None  # how masks are drawn; None: hashed on CUDA, drawn from generators on the CPU
+        self.rank = 0  # not state: every rank loads rank 0's checkpoint
 
     def forward(self, x: torch.Tensor, layout: str) -> torch.Tensor:
         if not (self.training and self.active):
@@ -208,11 +211,12 @@ class FusedDropout(_NoMemberState, nn.Module):
             sample_shape = (batch, channels, *x.shape[2:])
         member_shape = [1] * members.dim()
         member_shape[member_dim] = -1
+        keys = self.keys[self.dropping] if self.rank == 0 else _mix32(self.keys[self.dropping] ^ _mix32(torch.tensor(self.rank)))
         if not (self.hashed if self.hashed is not None else x.device.type != "cpu"):
-            keep = self._draw_on_cpu(sample_shape, member_dim) >= self.rate[self.dropping].view(member_shape)
+            keep = self._draw_on_cpu(keys, sample_shape, member_dim) >= self.rate[self.dropping].view(member_shape)
         else:
             index = torch.arange(math.prod(sample_shape), device=x.device).view(sample_shape).unsqueeze(member_dim)
-            base = _mix32(self.keys[self.dropping] ^ (self.calls & _MASK32))
+            base = _mix32(keys ^ (self.calls & _MASK32))
             keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
         drawn = keep.to(x.dtype) * self.scale[self.dropping].view(member_shape).to(x.dtype)
         if self.everyone:
@@ -222,11 +226,11 @@ class FusedDropout(_NoMemberState, nn.Module):
             noise.index_copy_(member_dim, self.dropping, drawn)
         return (members * noise).view(x.shape) if layout == CHANNELS else members * noise
 
-    def _draw_on_cpu(self, sample_shape: tuple[int, ...], member_dim: int) -> torch.Tensor:
-        """Uniforms in [0, 1) for each dropping member's sample, stacked along `member_dim`."""
+    def _draw_on_cpu(self, keys: torch.Tensor, sample_shape: tuple[int, ...], member_dim: int) -> torch.Tensor:
+        """Uniforms in [0, 1) for each dropping member's sample (its key in `keys`), stacked along `member_dim`."""
         calls = int(self.calls)
         draws = []
-        for key in self.keys[self.dropping].tolist():
+        for key in keys.tolist():
             seed = int(np.random.SeedSequence([key, calls]).generate_state(1, dtype=np.uint64)[0])
             draws.append(torch.rand(sample_shape, generator=torch.Generator().manual_seed(seed)))
         return torch.stack(draws, dim=member_dim)
@@ -292,6 +296,13 @@ class FusedNet(nn.Module):
                     continue
                 for name, target in layer.member_state(k).items():
                     target.copy_(state[f"{prefix}.{name}"])
+
+
+def draw_as_rank(net: nn.Module, rank: int) -> None:
+    """Make every fused dropout layer of `net` draw this DDP rank's masks."""
+    for layer in net.modules():
+        if isinstance(layer, FusedDropout):
+            layer.rank = rank
 
 
 def member_seeds(seeds: Sequence[int]) -> torch.Tensor:

@@ -25,7 +25,7 @@ from trainers.checkpoints import load_checkpoint, rng_states, save_checkpoint, s
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
-from trainers.fused import fused_cross_entropy
+from trainers.fused import draw_as_rank, fused_cross_entropy
 from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
 
@@ -414,6 +414,7 @@ def fit_array(
     used = train.size - remainder if train.size > batch_size and 0 < remainder < 2 * distributed.world_size else train.size
     net = array.module
     if distributed.active:
+        draw_as_rank(array.module, distributed.rank)
         net = nn.parallel.DistributedDataParallel(array.module, device_ids=[device.index] if device.type == "cuda" else None)
     if resume and checkpoint is not None and checkpoint.exists():
         saved = load_checkpoint(checkpoint)
