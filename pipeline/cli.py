@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fuse", choices=["on", "off"], default="on",
         help="train the runs that differ only in member-level settings as one fused network (default: on)",
     )
+    ablate.add_argument("--resume", action="store_true", help="continue interrupted trainings (fused or not) from their checkpoints")
     ablate.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
@@ -112,7 +113,7 @@ def ablate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     summary = run_ablation(
         base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet,
-        executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on",
+        executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume,
     )
     report = render(out)
     if not args.quiet:

@@ -166,6 +166,7 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     data_on_device: Literal["auto", "always", "never"] = "auto"
+    checkpoint_every: float = Field(30.0, ge=0.0)  # seconds between checkpoint writes; 0: after every epoch
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 0
     deterministic: bool = False

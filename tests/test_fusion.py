@@ -4,8 +4,10 @@ same results as running them one by one."""
 import json
 
 import pytest
+import yaml
 
 import trainers.capacity
+from conftest import cli
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import plan_tasks, run_ablation
 from pipeline.ablation.fusion import fusion_units
@@ -79,3 +81,37 @@ def test_fused_and_one_by_one_ablations_agree(tmp_path):
         # The same trainings up to float rounding: at most one test sample apart per run.
         assert ours["test_accuracy"]["mean"] == pytest.approx(theirs["test_accuracy"]["mean"], abs=1 / 360 + 1e-9)
         assert ours["epochs_run"] == theirs["epochs_run"]
+
+
+def train_entries(cache_dir):
+    """Each train entry's weight checksums, history (without timings) and metrics, by key."""
+    entries = {}
+    for meta_path in (cache_dir / "train").glob("*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        history = [{k: v for k, v in row.items() if k != "seconds"} for row in meta["info"]["history"]]
+        entries[meta_path.parent.name] = ({n: e["sha256"] for n, e in meta["files"].items()}, history, meta["info"]["metrics"])
+    return entries
+
+
+@pytest.mark.slow
+def test_a_killed_fused_ablation_resumes_to_the_same_results(tmp_path):
+    config = tmp_path / "ablation.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "ablation": SMALL.model_dump(mode="json")}))
+    args = ["ablate", "--config", str(config), "train.checkpoint_every=0", "--quiet"]
+    whole = cli(*args, "--cache-dir", "whole", "--out", "whole-out", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+
+    killed = cli(*args, "--cache-dir", "killed", "--out", "killed-out", cwd=tmp_path, env={"GAINSPLIT_TEST_KILL_AFTER_EPOCH": "2"})
+    assert killed.returncode == -9
+    (checkpoint,) = (tmp_path / "killed" / ".checkpoints" / "train").glob("array-*.pt")
+    assert not list((tmp_path / "killed" / "train").glob("*/meta.json"))
+
+    again = cli(*args, "--cache-dir", "killed", "--out", "killed-out", "--resume", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not checkpoint.exists()
+    resumed, expected = train_entries(tmp_path / "killed"), train_entries(tmp_path / "whole")
+    assert resumed.keys() == expected.keys() and len(resumed) == 8
+    for key, (weights, history, metrics) in resumed.items():
+        assert weights == expected[key][0] and history == expected[key][1]
+        assert metrics["resumed_from_epoch"] == 2
+        assert metrics["test_accuracy"] == expected[key][2]["test_accuracy"]

@@ -18,6 +18,7 @@ from trainers import (
     learning_rate,
     per_class_accuracy,
 )
+import trainers.checkpoints
 import trainers.loop
 from trainers.checkpoints import load_checkpoint
 from trainers.loop import epoch_generator
@@ -285,6 +286,29 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, schedule):
     resumed, resumed_result = train_once(epochs=6, schedule=schedule, early_stopping=stopper(), checkpoint=checkpoint, resume=True)
     assert resumed_result.resumed_from_epoch == 3
     assert strip(resumed_result.history) == strip(whole_result.history)
+    assert same_weights(resumed, whole)
+
+
+def test_checkpoints_are_written_once_their_interval_has_passed(tmp_path, monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(trainers.checkpoints.time, "monotonic", lambda: clock["now"])
+    checkpoint = tmp_path / "run.pt"
+    on_file = []
+
+    def epoch_takes_four_seconds(epoch):
+        on_file.append(len(load_checkpoint(checkpoint)["histories"][0]) if checkpoint.exists() else 0)
+        clock["now"] += 4.0
+        if epoch == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_once(epochs=6, checkpoint=checkpoint, checkpoint_every=7.0, on_epoch_end=epoch_takes_four_seconds)
+    # Epochs end at 0, 4, 8, 12, 16 s: epoch 3 is the first 7 s after the start, epoch 5 the first 7 s after that.
+    assert on_file == [0, 0, 3, 3, 5]
+    resumed, result = train_once(epochs=6, checkpoint=checkpoint, checkpoint_every=7.0, resume=True)
+    whole, whole_result = train_once(epochs=6)
+    assert result.resumed_from_epoch == 5
+    assert strip(result.history) == strip(whole_result.history)
     assert same_weights(resumed, whole)
 
 

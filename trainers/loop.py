@@ -4,8 +4,8 @@ is an array of one.
 Each member has its own data order, augmentation draws, learning-rate schedule, label
 smoothing, early stopping and restore-best weights; a member that stops is frozen while the
 others go on. Batches are drawn by index from data kept on the device (or through a pinned
-DataLoader), the learning rate is set every step, mixed precision runs on CUDA, and an atomic
-checkpoint after every epoch makes a killed run resume to the same result.
+DataLoader), the learning rate is set every step, mixed precision runs on CUDA, and atomic
+checkpoints between epochs make a killed run resume to the same result.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainers.arrays import OneMember, SoloArray, TrainingArray
-from trainers.checkpoints import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from trainers.checkpoints import CheckpointWriter, load_checkpoint, rng_states, set_rng_states
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
@@ -299,7 +299,7 @@ def _train_epoch(
     used: int,
     amp: Precision,
     distributed: Distributed,
-    checkpoint: Path | None,
+    checkpoints: CheckpointWriter,
 ) -> _Epoch:
     """One pass over every member's training data; per-batch results stay on the device until the end."""
     members, running, device = state.members, state.running(), amp.device
@@ -330,7 +330,7 @@ def _train_epoch(
         predicted.append(logits.detach().argmax(dim=-1))
         targets.append(yb)
     step_losses = torch.stack(losses).float()  # (steps, K)
-    _check_finite(step_losses, learning, epoch, checkpoint, distributed, members)
+    _check_finite(step_losses, learning, epoch, checkpoints, distributed, members)
     sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
     correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
     totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
@@ -383,6 +383,7 @@ def fit_array(
     device: torch.device | None = None,
     precision: Literal["fp32", "bf16", "fp16"] = "fp32",
     checkpoint: Path | None = None,
+    checkpoint_every: float = 0.0,
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
     distributed: Distributed = SINGLE,
@@ -393,8 +394,9 @@ def fit_array(
     The learning rate is set every step from each member's schedule (the optimizer's own lr is
     the base rate). Shuffling comes from `(seed, epoch)` and online augmentation
     (`augment(batch, generator)`, run on the device) from `(augment_seed, epoch)`. With
-    `checkpoint`, the full state is written after each epoch and, with `resume`, read back
-    first, so a killed run continues to the same result. A member with `restore_best` ends with
+    `checkpoint`, the full state is written after an epoch once `checkpoint_every` seconds have
+    passed since the last write (0: after every epoch) and, with `resume`, read back first, so a
+    killed run continues to the same result. A member with `restore_best` ends with
     the weights of its best epoch by its `monitor`, also when training is interrupted.
 
     Under torchrun (`distributed`), the module is wrapped in DistributedDataParallel, each rank
@@ -426,26 +428,27 @@ def fit_array(
 
     first_epoch = max(result.epochs_run for result in state.results) + 1
     last_epoch = max(member.epochs for member in members)
+    checkpoints = CheckpointWriter(checkpoint, checkpoint_every, written_epoch=first_epoch - 1, writes=distributed.is_main)
+
+    def everything() -> dict[str, Any]:
+        return {
+            "module": array.module.state_dict(),
+            "optimizer": array.optimizer.state_dict(),
+            "scaler": amp.scaler.state_dict(),
+            **state.state_dict(),
+            "rng": rng_states(),
+        }
+
     bar = tqdm(total=last_epoch, initial=first_epoch - 1, desc="train", unit="epoch", disable=not progress, leave=False)
     try:
         for epoch in range(first_epoch, last_epoch + 1):
             if not any(state.running()):
                 break
             started = time.perf_counter()
-            trained = _train_epoch(net, array, state, train, epoch, batch_size, used, amp, distributed, checkpoint)
+            trained = _train_epoch(net, array, state, train, epoch, batch_size, used, amp, distributed, checkpoints)
             scores = distributed.from_main(evaluate_array(array.module, val, device, precision)).tolist()
             _close_epoch(array, state, epoch, trained, scores, started, distributed)
-            if checkpoint is not None and distributed.is_main:
-                save_checkpoint(
-                    checkpoint,
-                    {
-                        "module": array.module.state_dict(),
-                        "optimizer": array.optimizer.state_dict(),
-                        "scaler": amp.scaler.state_dict(),
-                        **state.state_dict(),
-                        "rng": rng_states(),
-                    },
-                )
+            checkpoints.after_epoch(epoch, everything)
             bar.update(1)
             _show(bar, state)
             if on_epoch_end is not None:
@@ -474,7 +477,7 @@ def _check_finite(
     step_losses: torch.Tensor,
     learning: torch.Tensor,
     epoch: int,
-    checkpoint: Path | None,
+    checkpoints: CheckpointWriter,
     distributed: Distributed,
     members: Sequence[Member],
 ) -> None:
@@ -488,8 +491,7 @@ def _check_finite(
         place_text = f"batch {batch}" + (f", member {member} (seed {members[member].seed})" if len(members) > 1 else "")
     else:
         place_text = "another rank's batch"
-    kept = f"; the checkpoint of epoch {epoch - 1} is kept at {checkpoint}" if checkpoint and epoch > 1 else ""
-    raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {place_text}{kept}.")
+    raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {place_text}{checkpoints.kept()}.")
 
 
 def fit(
@@ -511,6 +513,7 @@ def fit(
     seed: int = 0,
     augment_seed: int = 0,
     checkpoint: Path | None = None,
+    checkpoint_every: float = 0.0,
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
     distributed: Distributed = SINGLE,
@@ -523,6 +526,7 @@ def fit(
     )
     (result,) = fit_array(
         SoloArray(model, optimizer), [member], batch_size=batch_size, device=device, precision=precision,
-        checkpoint=checkpoint, resume=resume, on_epoch_end=on_epoch_end, distributed=distributed, progress=progress,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, on_epoch_end=on_epoch_end,
+        distributed=distributed, progress=progress,
     )
     return result

@@ -28,17 +28,18 @@ TOP_K = 3
 
 
 def plan_tasks(
-    base: dict[str, Any], overrides: list[str], ablation: AblationConfig, cache_dir: Path, runs_dir: Path
+    base: dict[str, Any], overrides: list[str], ablation: AblationConfig, cache_dir: Path, runs_dir: Path, resume: bool = False
 ) -> tuple[list[Variant], list[Task]]:
     """Variants and their trainings; every variant's configuration is validated before anything runs.
 
-    `base` is the config file's mapping without its `ablation` section.
+    `base` is the config file's mapping without its `ablation` section; with `resume`, interrupted
+    trainings continue from their checkpoints.
     """
     variants = expand(ablation)
     tasks = []
     for variant in variants:
         for seed in ablation.seeds:
-            task = Task(variant.name, seed, base, (*overrides, *variant.overrides()), str(cache_dir), str(runs_dir))
+            task = Task(variant.name, seed, base, (*overrides, *variant.overrides()), str(cache_dir), str(runs_dir), resume)
             try:
                 task_config(task)
             except ConfigError as exc:
@@ -161,10 +162,11 @@ def run_ablation(
     ray_address: str | None = None,
     ray_options: dict[str, Any] | None = None,
     fuse: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run every training of the ablation and write `<out>/summary.json`; return the summary."""
     runs_dir = out_dir.resolve() / "runs"
-    variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir)
+    variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir, resume)
     started = time.perf_counter()
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
     store = CacheStore(cache_dir)

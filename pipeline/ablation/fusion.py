@@ -12,7 +12,9 @@ optimizer, batch size, device, precision) must match.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from pipeline.stages.train import (
     TrainStage,
     build_array,
     data_on_device,
+    kill_hook,
     member_artifact,
     member_for,
     place_splits,
@@ -56,6 +59,7 @@ MEMBER_SETTINGS = {
 }
 MAX_MEMBERS = 32
 QUIET = RunContext(progress=False)
+log = logging.getLogger(__name__)
 
 
 def fusion_key(config: Config) -> str:
@@ -129,7 +133,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
         by_shape.setdefault(_shape_key(results), []).append(index)
     for indices in by_shape.values():
         for array_indices in split_evenly(indices, _members_per_array(members[indices[0]])):
-            trained.update(zip(array_indices, _train_members([members[i] for i in array_indices], store)))
+            trained.update(zip(array_indices, _train_members([members[i] for i in array_indices], store, tasks[0].resume)))
     output = []
     for index, (task, (config, outcomes, results, _)) in enumerate(zip(tasks, members)):
         outcome, cached = trained[index]
@@ -149,9 +153,10 @@ def _members_per_array(member: UnitMember) -> int:
     return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)
 
 
-def _train_members(members: list[UnitMember], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
+def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -> list[tuple[StageOutcome, CachedArtifact]]:
     """Each member's train entry: a cache hit, or trained with the other members that miss as one
-    array. The entries' locks are held meanwhile (in key order), so no other process builds them too."""
+    array (continued from its checkpoint with `resume`). The entries' locks are held meanwhile (in
+    key order), so no other process builds them too."""
     steps = [step for _, _, _, step in members]
     keys = sorted({step.key for step in steps})
     started = time.perf_counter()
@@ -162,7 +167,7 @@ def _train_members(members: list[UnitMember], store: CacheStore) -> list[tuple[S
         first_of_key = {step.key: index for index, step in reversed(list(enumerate(steps)))}
         to_build = [index for key, index in sorted(first_of_key.items(), key=lambda item: item[1]) if cached[key] is None]
         if to_build:
-            cached.update(_train_fused([members[i] for i in to_build], store))
+            cached.update(_train_fused([members[i] for i in to_build], store, resume))
     seconds = (time.perf_counter() - started) / max(1, len(to_build))
     built = {steps[i].key for i in to_build}
     results = []
@@ -173,8 +178,14 @@ def _train_members(members: list[UnitMember], store: CacheStore) -> list[tuple[S
     return results
 
 
-def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, CachedArtifact]:
-    """Train `members` as one fused array and commit each member's entry under its own train key."""
+def array_checkpoint(store: CacheStore, keys: list[str]) -> Path:
+    """Where the array of these members (train keys, in member order) keeps its checkpoint."""
+    return store.checkpoint_path("train", "array-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16])
+
+
+def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> dict[str, CachedArtifact]:
+    """Train `members` as one fused array and commit each member's entry under its own train key;
+    the array's checkpoint goes once every entry is in."""
     configs = [config for config, _, _, _ in members]
     first = configs[0]
     device = trainers.devices.resolve_device(first.train.device)
@@ -191,8 +202,12 @@ def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, Cach
     loop_members = [
         member_for(config, own, results["augment"].artifact.info) for config, own, (_, _, results, _) in zip(configs, splits, members)
     ]
+    checkpoint = array_checkpoint(store, [step.key for _, _, _, step in members])
+    if checkpoint.exists() and not resume:
+        log.warning("Starting over: %s holds an interrupted fused training; pass --resume to continue it.", checkpoint)
     fitted = trainers.loop.fit_array(
-        array, loop_members, batch_size=first.train.batch_size, device=device, precision=precision, progress=False
+        array, loop_members, batch_size=first.train.batch_size, device=device, precision=precision, progress=False,
+        checkpoint=checkpoint, checkpoint_every=first.train.checkpoint_every, resume=resume, on_epoch_end=kill_hook(),
     )
     test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
     test = trainers.loop.predict_array(array.module, test_data, device, precision)
@@ -211,4 +226,5 @@ def _train_fused(members: list[UnitMember], store: CacheStore) -> dict[str, Cach
         meta = {"version": step.stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
         meta["build_seconds"] = seconds
         entries[step.key] = store.save("train", step.key, artifact, meta)
+    checkpoint.unlink(missing_ok=True)
     return entries

@@ -19,6 +19,7 @@ class Task:
     overrides: tuple[str, ...]
     cache_dir: str
     runs_dir: str
+    resume: bool = False  # continue an interrupted training from its checkpoint
 
 
 def task_config(task: Task) -> Config:
@@ -31,5 +32,5 @@ def run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(threads)
-    result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, progress=False)
+    result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, resume=task.resume, progress=False)
     return {"variant": task.variant, "seed": task.seed, "run_dir": str(result.run_dir), "record": result.record}

@@ -66,7 +66,7 @@ def arrays_to_weights(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     }
 
 
-def _kill_hook() -> Any:
+def kill_hook() -> Any:
     after = os.environ.get(KILL_AFTER_EPOCH)
     if not after:
         return None
@@ -119,7 +119,7 @@ class TrainStage(Stage):
         device = trainers.devices.resolve_device(config.train.device)
         params["device_type"] = device.type
         params["precision_used"] = precision_for(config, device)
-        del params["train"]["data_on_device"]
+        del params["train"]["data_on_device"], params["train"]["checkpoint_every"]
         if config.train.distributed == "ddp":
             params["world_size"] = int(os.environ.get("WORLD_SIZE", 1))
         return params
@@ -148,8 +148,9 @@ class TrainStage(Stage):
             device=device,
             precision=precision,
             checkpoint=context.checkpoint,
+            checkpoint_every=settings.checkpoint_every,
             resume=context.resume,
-            on_epoch_end=_kill_hook(),
+            on_epoch_end=kill_hook(),
             distributed=distributed,
             progress=context.progress,
         )
