@@ -155,7 +155,12 @@ class EarlyStopConfig(_Section):
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     patience: int = Field(8, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
-    restore_best: bool = True
+    restore_best: bool | None = None  # None: restore with early stopping, keep the last weights without it
+
+    @property
+    def restores_best(self) -> bool:
+        """Whether training ends on its best epoch's weights: asked for, or else whenever it stops early."""
+        return self.enabled if self.restore_best is None else self.restore_best
 
 
 class TrainConfig(_Section):

@@ -12,8 +12,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig, expand
-from pipeline.ablation.effects import factor_effects, side_effects
-from pipeline.ablation.stats import holm, summarize
+from pipeline.ablation.effects import adjust_together, factor_effects, side_effects
+from pipeline.ablation.execute import best_variant
+from pipeline.ablation.stats import ACCURACY_RANGE, holm, json_safe, paired_p_value, summarize
 from trainers.diagnosis import diagnose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +120,52 @@ def test_paired_effect_p_value_is_a_paired_t_test():
     assert effect.p_value == pytest.approx(expected)
 
 
+def test_intervals_stay_inside_the_range_of_the_metric():
+    near_the_top = [1.0, 1.0, 0.98]
+    unbounded = summarize(near_the_top)
+    assert unbounded.high > 1.0  # the t-interval alone leaves the range
+    bounded = summarize(near_the_top, ACCURACY_RANGE)
+    assert bounded.high == 1.0 and bounded.low == pytest.approx(unbounded.low)
+    # Differences of accuracies stay in [-1, 1] by default.
+    rows = [{"variant": "a", "settings": {"model.dropout": 0.0}, "seed": s, "test_accuracy": v} for s, v in enumerate([0.0, 0.0, 0.4])]
+    rows += [{"variant": "b", "settings": {"model.dropout": 0.3}, "seed": s, "test_accuracy": v} for s, v in enumerate([1.0, 1.0, 0.5])]
+    ablation = AblationConfig(design="one_at_a_time", seeds=[0, 1, 2], factors={"model.dropout": {"side": "model", "values": [0.0, 0.3]}})
+    (effect,) = factor_effects(rows, ablation)
+    assert effect.summary.high == 1.0 and effect.summary.mean == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(("differences", "expected"), [([0.01] * 3, 0.25), ([-0.02] * 5, 2 / 32), ([0.0] * 3, 1.0)])
+def test_equal_differences_never_give_p_zero(differences, expected):
+    # The t statistic is undefined; the exact sign-flip test gives 2 / 2^n (n equal non-zero differences).
+    assert paired_p_value(np.array(differences)) == pytest.approx(expected)
+
+
+def test_every_effect_of_the_report_is_adjusted_as_one_family():
+    noise = {0: 0.0, 1: 0.01, 2: -0.01}
+    rows = rows_for(lambda d, m, s: 0.8 + 0.02 * d + 0.05 * m + 0.01 * (d and m) + noise[s])
+    ablation = AblationConfig(design="full", **TWO_BY_TWO)
+    factors, sides = factor_effects(rows, ablation), side_effects(rows, ablation)
+    adjusted_factors, adjusted_sides = adjust_together(factors, sides)
+    everything = factors + sides
+    expected = holm([e.p_value for e in everything])
+    assert [e.p_holm for e in adjusted_factors + adjusted_sides] == pytest.approx(expected, nan_ok=True)
+    assert len(everything) == 6 and not any(math.isnan(e.p_holm) for e in adjusted_sides)
+
+
+def test_the_best_variant_is_chosen_on_validation_not_test():
+    table = [
+        {"name": "a", "val_accuracy": {"mean": 0.95}, "test_accuracy": {"mean": 0.99}},
+        {"name": "b", "val_accuracy": {"mean": 0.97}, "test_accuracy": {"mean": 0.96}},
+    ]
+    assert best_variant(table)["name"] == "b"
+
+
+def test_summaries_are_valid_json():
+    summary = {"mean": 0.5, "low": math.nan, "values": [1.0, math.inf, {"p": math.nan}], "name": "x"}
+    text = json.dumps(json_safe(summary), allow_nan=False)
+    assert json.loads(text) == {"mean": 0.5, "low": None, "values": [1.0, None, {"p": None}], "name": "x"}
+
+
 def test_holm_adjustment():
     assert holm([0.01, 0.04, 0.03, math.nan]) == pytest.approx([0.03, 0.06, 0.06, math.nan], nan_ok=True)
 
@@ -156,7 +203,8 @@ def test_tiny_ablation_end_to_end(tmp_path):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
+    assert summary["multiple_testing"] == "Holm over all 6 effects of this report"
     # Two data preparations (two training fractions) are built once each and shared by both models.
     assert summary["stages"]["collect"] == {"built": 2, "hit": 6}
     assert summary["stages"]["scale"] == {"built": 2, "hit": 6}

@@ -159,3 +159,24 @@ def test_deterministic_flag_turns_on_deterministic_algorithms():
     seed_everything(0, deterministic=True)  # conftest puts the flags back afterwards
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize(
+    ("overrides", "restores"),
+    [
+        (["early_stop.enabled=false"], False),  # the textbook's "no early stopping": the last epoch's weights
+        (["early_stop.enabled=true", "early_stop.patience=50"], True),
+        (["early_stop.enabled=false", "early_stop.restore_best=true"], True),  # asked for explicitly
+    ],
+)
+def test_without_early_stopping_a_run_keeps_its_last_weights(dirs, overrides, restores):
+    # A learning rate high enough that validation loss is lowest at epoch 5 of 8.
+    config = load_config(None, [*FAST, "train.epochs=8", "optim.lr=0.05", "train.device=cpu", *overrides])
+    assert config.early_stop.restores_best is restores
+    result = run_pipeline(config, **dirs, progress=False)
+    metrics, history = result.metrics, result.history
+    assert metrics["best_epoch"] < metrics["epochs_run"] == 8
+    kept = metrics["best_epoch"] if restores else metrics["epochs_run"]
+    assert metrics["kept_epoch"] == kept
+    assert metrics["val_accuracy"] == history[kept - 1]["val_accuracy"]
+    assert metrics["val_loss"] == history[kept - 1]["val_loss"]

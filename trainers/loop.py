@@ -68,6 +68,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     stopped_epoch: int = 0
+    kept_epoch: int = 0  # whose weights the network ends with: the best epoch's when restored, else the last
     stop_reason: str = StopReason.NOT_STOPPED.value
     resumed_from_epoch: int = 0
 
@@ -459,9 +460,10 @@ def fit_array(
             kept = state.best[k] if member.restore_best and state.best[k] is not None else state.final[k]
             if kept is not None:
                 array.load_member_state_dict(k, kept)
-    for result, tracker in zip(state.results, state.trackers):
+    for k, (result, tracker) in enumerate(zip(state.results, state.trackers)):
         result.best_epoch = tracker.best_epoch
         result.stopped_epoch = result.epochs_run
+        result.kept_epoch = tracker.best_epoch if members[k].restore_best and state.best[k] is not None else result.epochs_run
     return state.results
 
 

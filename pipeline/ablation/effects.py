@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -56,9 +57,15 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
                     treated = _per_seed((r for r in rows if _cell(r["settings"]) == _cell({**baseline, key: value})), metric)
                     reference = _per_seed((r for r in rows if _cell(r["settings"]) == _cell(baseline)), metric)
                 effects.append(paired_effect(_describe(key, baseline[key], value), factor.side, treated, reference))
-    found = [effect for effect in effects if effect is not None]
-    adjusted = holm([effect.p_value for effect in found])
-    return [Effect(e.name, e.side, e.summary, e.p_value, p) for e, p in zip(found, adjusted)]
+    return [effect for effect in effects if effect is not None]
+
+
+def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
+    """Holm-adjust every test of the report as one family (factor effects, side effects and
+    their interaction alike), so no p-value is read without the others it was tested beside."""
+    everything = [effect for family in families for effect in family]
+    adjusted = iter(holm([effect.p_value for effect in everything]))
+    return [[replace(effect, p_holm=next(adjusted)) for effect in family] for family in families]
 
 
 def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy") -> list[Effect]:
@@ -88,6 +95,6 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
         paired_effect("the data-side changes", "data", data, baseline),
         paired_effect("the model-side changes", "model", model, baseline),
         paired_effect("both sides together", "both", both, baseline),
-        paired_effect("the data-by-model interaction", "interaction", interaction, zero),
+        paired_effect("the data-by-model interaction", "interaction", interaction, zero, bounds=(-2.0, 2.0)),
     ]
     return [effect for effect in effects if effect is not None]

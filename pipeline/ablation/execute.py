@@ -15,8 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.ablation.design import AblationConfig, Variant, expand
-from pipeline.ablation.effects import factor_effects, side_effects
-from pipeline.ablation.stats import summarize
+from pipeline.ablation.effects import adjust_together, factor_effects, side_effects
+from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, json_safe, summarize
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.tasks import Task, task_config
@@ -87,7 +87,7 @@ def _arrays(store: CacheStore, stage: str, key: str) -> dict[str, np.ndarray]:
 
 def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], store: CacheStore) -> dict[str, Any]:
     """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
-    the seeds of the top-k variants (when they share their test split)."""
+    the seeds of the top-k variants by validation accuracy (when they share their test split)."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         by_variant.setdefault(result["variant"], []).append(result["record"])
@@ -98,7 +98,7 @@ def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], sto
         labels[name] = y
         probabilities = [_arrays(store, "train", _stage_key(r, "train"))["test_probabilities"] for r in records]
         per_variant[name] = {"seeds": len(records), "test_accuracy": ensemble_accuracy(probabilities, y)}
-    ranked = sorted(variants, key=lambda v: v["test_accuracy"]["mean"], reverse=True)[:TOP_K]
+    ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
     names = [v["name"] for v in ranked]
     top = None
     if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
@@ -109,16 +109,28 @@ def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], sto
     return {"per_variant": per_variant, "top_k": top}
 
 
-def baselines(results: list[dict[str, Any]], store: CacheStore, variant: str) -> dict[str, Any]:
-    """scikit-learn baselines on the cached, scaled data of one variant (the baseline's)."""
-    record = next(r["record"] for r in results if r["variant"] == variant)
-    arrays = _arrays(store, "scale", _stage_key(record, "scale"))
-    scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
-    return {"data_of_variant": variant, "models": scores}
+def best_variant(variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """The variant with the highest mean validation accuracy: chosen on validation, reported on test."""
+    return max(variants, key=lambda v: v["val_accuracy"]["mean"])
+
+
+def baselines(results: list[dict[str, Any]], store: CacheStore, variant_names: list[str]) -> list[dict[str, Any]]:
+    """scikit-learn baselines on the cached, scaled data of each named variant (the baseline's and
+    the best one's), once per distinct data."""
+    done: dict[str, dict[str, Any]] = {}
+    for variant in variant_names:
+        record = next(r["record"] for r in results if r["variant"] == variant)
+        key = _stage_key(record, "scale")
+        if key not in done:
+            arrays = _arrays(store, "scale", key)
+            scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+            done[key] = {"data_of_variant": variant, "models": scores}
+    return list(done.values())
 
 
 def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
-    return asdict(summarize([record["metrics"][metric] for record in records]))
+    bounds = LOSS_RANGE if metric.endswith("loss") else ACCURACY_RANGE
+    return asdict(summarize([record["metrics"][metric] for record in records], bounds))
 
 
 def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,6 +153,7 @@ def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> lis
                 "seeds": [r["seed"] for r in results if r["variant"] == variant.name],
                 "test_accuracy": _summary(records, "test_accuracy"),
                 "test_loss": _summary(records, "test_loss"),
+                "val_accuracy": _summary(records, "val_accuracy"),
                 "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
                 "train_samples": records[0]["train_samples"],
                 "stages": stages,
@@ -175,13 +188,16 @@ def run_ablation(
         for r in results
     ]
     table = variant_table(variants, results)
+    effects, sides = adjust_together(factor_effects(rows, ablation), side_effects(rows, ablation))
     summary = {
         "ablation": ablation.model_dump(mode="json"),
         "stages": stage_counts(results),
         "variants": table,
-        "effects": [{**asdict(e), "sentence": e.sentence()} for e in factor_effects(rows, ablation)],
-        "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in side_effects(rows, ablation)],
-        "baselines": baselines(results, store, variants[0].name),
+        "effects": [{**asdict(e), "sentence": e.sentence()} for e in effects],
+        "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in sides],
+        "multiple_testing": f"Holm over all {len(effects) + len(sides)} effects of this report",
+        "best_variant": best_variant(table)["name"],
+        "baselines": baselines(results, store, [variants[0].name, best_variant(table)["name"]]),
         "ensembles": ensembles(results, table, store),
         "runs": [
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results
@@ -190,5 +206,5 @@ def run_ablation(
         "fused": fuse,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary

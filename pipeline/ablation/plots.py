@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 from typing import Any
+
+from pipeline.ablation.stats import missing
 
 
 def _pyplot() -> Any:
@@ -56,8 +57,8 @@ def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.
     names = [effect["name"] for effect in effects]
     means = [effect["summary"]["mean"] * scale for effect in effects]
     errors = [
-        [0 if math.isnan(e["summary"]["low"]) else (e["summary"]["mean"] - e["summary"]["low"]) * scale for e in effects],
-        [0 if math.isnan(e["summary"]["high"]) else (e["summary"]["high"] - e["summary"]["mean"]) * scale for e in effects],
+        [0 if missing(e["summary"]["low"]) else (e["summary"]["mean"] - e["summary"]["low"]) * scale for e in effects],
+        [0 if missing(e["summary"]["high"]) else (e["summary"]["high"] - e["summary"]["mean"]) * scale for e in effects],
     ]
     colors = ["tab:blue" if e["side"] == "data" else "tab:orange" if e["side"] == "model" else "tab:grey" for e in effects]
     axis.barh(range(len(effects)), means, xerr=errors, color=colors, capsize=3)
@@ -104,7 +105,7 @@ def more_data_curve(points: list[dict[str, Any]], path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(6, 4))
     sizes = [p["train_samples"] for p in points]
     means = [p["summary"]["mean"] for p in points]
-    errors = [0 if math.isnan(p["summary"]["low"]) else p["summary"]["mean"] - p["summary"]["low"] for p in points]
+    errors = [0 if missing(p["summary"]["low"]) else p["summary"]["mean"] - p["summary"]["low"] for p in points]
     axis.errorbar(sizes, means, yerr=errors, marker="o", capsize=3)
     axis.set_xlabel("training samples")
     axis.set_ylabel("test accuracy")

@@ -7,26 +7,26 @@ import base64
 import csv
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from pipeline.ablation import plots
+from pipeline.ablation.stats import missing
 
 Block = tuple  # ("h2", text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
 CURVE_VARIANTS = 12
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value * 100:.2f}"
+def _pct(value: float | None) -> str:
+    return "n/a" if missing(value) else f"{value * 100:.2f}"
 
 
-def _interval(summary: dict[str, float]) -> str:
-    return "n/a" if math.isnan(summary["low"]) else f"[{_pct(summary['low'])}, {_pct(summary['high'])}]"
+def _interval(summary: dict[str, float | None]) -> str:
+    return "n/a" if missing(summary["low"]) else f"[{_pct(summary['low'])}, {_pct(summary['high'])}]"
 
 
-def _p(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3g}"
+def _p(value: float | None) -> str:
+    return "n/a" if missing(value) else f"{value:.3g}"
 
 
 def load_runs(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,7 +91,10 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     blocks: list[Block] = [("h1", "Ablation report")]
     seeds = summary["ablation"]["seeds"]
     blocks.append(("p", f"{len(variants)} variants x {len(seeds)} seeds ({summary['ablation']['design']} design). "
-                        "Accuracy in percent; intervals are 95% t-intervals over seeds; effects are paired by seed."))
+                        "Accuracy in percent; intervals are 95% t-intervals over seeds, cut to the metric's range; effects are "
+                        "paired by seed. They cover what `train.seed` varies (initialization, batch order, dropout masks), "
+                        "not the data split, the augmentation draws or the choice of test samples, which every seed shares. "
+                        f"p-values: {summary.get('multiple_testing', 'Holm over each factor effect')}."))
 
     sides = summary["side_effects"]
     if sides:
@@ -119,14 +122,18 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     blocks.append(("table", headers, rows))
 
     blocks.append(("h2", "Algorithm selection and ensembles"))
-    best = max(variants, key=lambda v: v["test_accuracy"]["mean"])
-    rows = [[f"network: {best['name']} (best variant, mean of seeds)", _pct(best["test_accuracy"]["mean"])]]
-    data_of = summary["baselines"]["data_of_variant"]
-    rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"])] for name, score in summary["baselines"]["models"].items()]
+    blocks.append(("p", "The best variant and the top variants of the ensemble are chosen by mean validation accuracy; "
+                        "every figure below is test accuracy."))
+    best = next(v for v in variants if v["name"] == summary["best_variant"])
+    rows = [[f"network: {best['name']} (best variant by validation, mean of seeds)", _pct(best["test_accuracy"]["mean"])]]
+    for baseline in summary["baselines"]:
+        data_of = baseline["data_of_variant"]
+        rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"])] for name, score in baseline["models"].items()]
     ensembles = summary["ensembles"]
     rows += [[f"ensemble of {e['seeds']} seeds: {name}", _pct(e["test_accuracy"])] for name, e in ensembles["per_variant"].items()]
     if ensembles["top_k"]:
-        rows.append([f"ensemble of the top {len(ensembles['top_k']['variants'])} variants", _pct(ensembles["top_k"]["test_accuracy"])])
+        top = ensembles["top_k"]["variants"]
+        rows.append([f"ensemble of the top {len(top)} variants by validation ({', '.join(top)})", _pct(ensembles["top_k"]["test_accuracy"])])
     blocks.append(("table", ["model", "test acc"], rows))
 
     points = _more_data_points(summary)

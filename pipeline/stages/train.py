@@ -115,6 +115,7 @@ class TrainStage(Stage):
     def params(self, config: Config) -> dict[str, Any]:
         sections = ("model", "optim", "schedule", "early_stop", "train")
         params = {name: getattr(config, name).model_dump(mode="json") for name in sections}
+        params["early_stop"]["restore_best"] = config.early_stop.restores_best  # unset and its meaning train alike
         # A CPU and a GPU run of the same config are different results; where the data sits is not.
         device = trainers.devices.resolve_device(config.train.device)
         params["device_type"] = device.type
@@ -214,7 +215,7 @@ def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_i
         schedule=config.schedule.model_dump(),
         early_stopping=early_stopping,
         monitor=stop.monitor,
-        restore_best=stop.restore_best,
+        restore_best=stop.restores_best,
         label_smoothing=config.train.label_smoothing,
     )
 
@@ -232,6 +233,7 @@ def member_artifact(
     target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
+    kept = result.history[result.kept_epoch - 1]  # the epoch whose weights are scored on the test split
     metrics = {
         "test_accuracy": (logits.argmax(dim=1) == target).sum().item() / max(1, len(target)),
         "test_loss": torch.nn.functional.cross_entropy(logits, target).item(),
@@ -242,6 +244,9 @@ def member_artifact(
         "resumed_from_epoch": result.resumed_from_epoch,
         "best_train_accuracy": best["train_accuracy"],
         "best_val_accuracy": best["val_accuracy"],
+        "kept_epoch": result.kept_epoch,
+        "val_accuracy": kept["val_accuracy"],  # of the weights kept: what the ablation selects on
+        "val_loss": kept["val_loss"],
         "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
         "confusion_matrix": matrix,
     }
