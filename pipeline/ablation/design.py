@@ -33,6 +33,8 @@ class AblationConfig(BaseModel):
 
     design: Literal["full", "one_at_a_time", "list"] = "one_at_a_time"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # What each seed varies: `train.seed` always; `data.seed` (the split) and `augment.seed` when listed.
+    vary: list[Literal["train", "split", "augment"]] = Field(default_factory=lambda: ["train"])
     factors: dict[str, Factor] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -42,7 +44,14 @@ class AblationConfig(BaseModel):
             raise ValueError("design 'list' needs 'variants': a mapping of variant name to overrides")
         if self.design != "list" and not self.factors:
             raise ValueError(f"design {self.design!r} needs 'factors'")
+        if "train" not in self.vary or len(set(self.vary)) != len(self.vary):
+            raise ValueError(f"vary must list 'train' (the seed always sets train.seed) and each source once, got {self.vary}")
         return self
+
+    def seed_overrides(self, seed: int) -> list[str]:
+        """The settings one seed of the ablation sets."""
+        keys = {"train": "train.seed", "split": "data.seed", "augment": "augment.seed"}
+        return [f"{keys[source]}={seed}" for source in self.vary]
 
 
 @dataclass(frozen=True)

@@ -20,20 +20,23 @@ def _cell(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True)
 
 
-def _per_seed(rows: Iterable[Row], metric: str) -> dict[int, float]:
-    """Mean of the metric per seed over the given rows (a single cell, or several averaged)."""
-    grouped: dict[int, list[float]] = defaultdict(list)
+def _per_seed(rows: Iterable[Row], metric: str) -> dict[int, np.ndarray]:
+    """Per seed, the metric per test sample where the rows carry it (`per_sample`, e.g. test
+    correctness), else the metric itself; averaged over the given rows (one cell, or several)."""
+    grouped: dict[int, list[np.ndarray]] = defaultdict(list)
     for row in rows:
-        grouped[row["seed"]].append(row[metric])
-    return {seed: float(np.mean(values)) for seed, values in grouped.items()}
+        per_sample = row.get("per_sample", {}).get(metric)
+        grouped[row["seed"]].append(np.asarray(per_sample if per_sample is not None else [row[metric]], dtype=float))
+    return {seed: np.mean(vectors, axis=0) for seed, vectors in grouped.items()}
 
 
 def _describe(key: str, before: Any, after: Any) -> str:
     return f"setting {key} from {json.dumps(before)} to {json.dumps(after)}"
 
 
-def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy") -> list[Effect]:
-    """Each factor's effect for each non-baseline value.
+def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
+    """Each factor's effect for each non-baseline value (`shared_samples`: every seed scored the
+    same test samples, so they are a crossed source of variation).
 
     Full design: the main effect, averaging every other factor's levels. One at a time: the
     change against the baseline with everything else at baseline. List: each variant
@@ -45,7 +48,7 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
         reference = _per_seed((r for r in rows if r["variant"] == names[0]), metric)
         for name in names[1:]:
             treated = _per_seed((r for r in rows if r["variant"] == name), metric)
-            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference))
+            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference, shared_samples))
     else:
         baseline = {key: factor.values[0] for key, factor in ablation.factors.items()}
         for key, factor in ablation.factors.items():
@@ -56,7 +59,7 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
                 else:
                     treated = _per_seed((r for r in rows if _cell(r["settings"]) == _cell({**baseline, key: value})), metric)
                     reference = _per_seed((r for r in rows if _cell(r["settings"]) == _cell(baseline)), metric)
-                effects.append(paired_effect(_describe(key, baseline[key], value), factor.side, treated, reference))
+                effects.append(paired_effect(_describe(key, baseline[key], value), factor.side, treated, reference, shared_samples))
     return [effect for effect in effects if effect is not None]
 
 
@@ -68,7 +71,7 @@ def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
     return [[replace(effect, p_holm=next(adjusted)) for effect in family] for family in families]
 
 
-def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy") -> list[Effect]:
+def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
     """The data-side effect (every data factor changed), the model-side effect (every model
     factor changed), both together, and the interaction (both - data - model + baseline).
 
@@ -81,7 +84,7 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
     if sides != {"data", "model"}:
         return []
 
-    def corner(*changed: str) -> dict[int, float]:
+    def corner(*changed: str) -> dict[int, np.ndarray]:
         settings = {key: (f.values[-1] if f.side in changed else f.values[0]) for key, f in factors.items()}
         return _per_seed((r for r in rows if _cell(r["settings"]) == _cell(settings)), metric)
 
@@ -90,11 +93,11 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
     if not seeds:
         return []
     interaction = {s: both[s] - data[s] - model[s] + baseline[s] for s in seeds}
-    zero = {s: 0.0 for s in seeds}
+    zero = {s: np.zeros_like(interaction[s]) for s in seeds}
     effects = [
-        paired_effect("the data-side changes", "data", data, baseline),
-        paired_effect("the model-side changes", "model", model, baseline),
-        paired_effect("both sides together", "both", both, baseline),
-        paired_effect("the data-by-model interaction", "interaction", interaction, zero, bounds=(-2.0, 2.0)),
+        paired_effect("the data-side changes", "data", data, baseline, shared_samples),
+        paired_effect("the model-side changes", "model", model, baseline, shared_samples),
+        paired_effect("both sides together", "both", both, baseline, shared_samples),
+        paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2.0, 2.0)),
     ]
     return [effect for effect in effects if effect is not None]

@@ -4,6 +4,7 @@ executor of `executors.py`), then the numbers for the report."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -16,9 +17,9 @@ from tqdm.auto import tqdm
 
 from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, side_effects
-from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, json_safe, summarize
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
+from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError
@@ -39,7 +40,10 @@ def plan_tasks(
     tasks = []
     for variant in variants:
         for seed in ablation.seeds:
-            task = Task(variant.name, seed, base, (*overrides, *variant.overrides()), str(cache_dir), str(runs_dir), resume)
+            task = Task(
+                variant.name, seed, base, (*overrides, *variant.overrides()), str(cache_dir), str(runs_dir), resume,
+                tuple(ablation.seed_overrides(seed)),
+            )
             try:
                 task_config(task)
             except ConfigError as exc:
@@ -133,11 +137,49 @@ def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return asdict(summarize([record["metrics"][metric] for record in records], bounds))
 
 
-def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per variant: accuracy and loss over seeds, epochs run, seconds and cache hits per stage."""
+def test_correctness(results: list[dict[str, Any]], store: CacheStore) -> list[np.ndarray]:
+    """Per run, which test samples it classified correctly (1.0) or not (0.0), from the cached
+    test probabilities and labels: the per-sample scores the intervals resample."""
+    labels: dict[str, np.ndarray] = {}
+    correct = []
+    for result in results:
+        record = result["record"]
+        key = _stage_key(record, "scale")
+        if key not in labels:
+            labels[key] = np.asarray(_arrays(store, "scale", key)["y_test"])
+        probabilities = _arrays(store, "train", _stage_key(record, "train"))["test_probabilities"]
+        correct.append((probabilities.argmax(axis=1) == labels[key]).astype(float))
+    return correct
+
+
+def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
+    """Which sources of variation the intervals cover, and the smallest effect they can detect."""
+    sources = ["initialization, batch order and dropout masks (train.seed)"]
+    if "split" in ablation.vary:
+        sources.append("the train/validation/test split (data.seed)")
+    if "augment" in ablation.vary:
+        sources.append("the augmentation draws (augment.seed)")
+    sources.append("the test samples (" + ("every seed scores the same ones: crossed with the seeds)" if shared_samples else "each seed draws its own)"))
+    detectable = [e.detectable for e in effects if not missing(e.detectable)]
+    return {
+        "sources": sources,
+        "fixed": [name for source, name in (("split", "the data split"), ("augment", "the augmentation draws")) if source not in ablation.vary],
+        "shared_test_samples": shared_samples,
+        "seeds": len(ablation.seeds),
+        "test_samples": test_samples,
+        "detectable_effect": float(np.median(detectable)) if detectable else math.nan,
+    }
+
+
+def variant_table(
+    variants: list[Variant], results: list[dict[str, Any]], correct: list[np.ndarray], shared_samples: bool
+) -> list[dict[str, Any]]:
+    """Per variant: accuracy (its interval over seeds and test samples) and loss over seeds,
+    epochs run, seconds and cache hits per stage."""
     table = []
     for variant in variants:
         records = [r["record"] for r in results if r["variant"] == variant.name]
+        scores = [vector for r, vector in zip(results, correct) if r["variant"] == variant.name]
         stages = {}
         for stage in records[0]["stages"]:
             runs = [next(s for s in rec["stages"] if s["name"] == stage["name"]) for rec in records]
@@ -151,7 +193,7 @@ def variant_table(variants: list[Variant], results: list[dict[str, Any]]) -> lis
                 "settings": variant.settings,
                 "changed": list(variant.changed),
                 "seeds": [r["seed"] for r in results if r["variant"] == variant.name],
-                "test_accuracy": _summary(records, "test_accuracy"),
+                "test_accuracy": asdict(summarize_runs(scores, shared_samples, ACCURACY_RANGE)),
                 "test_loss": _summary(records, "test_loss"),
                 "val_accuracy": _summary(records, "val_accuracy"),
                 "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
@@ -183,12 +225,22 @@ def run_ablation(
     started = time.perf_counter()
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
     store = CacheStore(cache_dir)
+    correct = test_correctness(results, store)
+    shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
     rows = [
-        {"variant": r["variant"], "settings": next(v.settings for v in variants if v.name == r["variant"]), "seed": r["seed"], **r["record"]["metrics"]}
-        for r in results
+        {
+            "variant": r["variant"],
+            "settings": next(v.settings for v in variants if v.name == r["variant"]),
+            "seed": r["seed"],
+            **r["record"]["metrics"],
+            "per_sample": {"test_accuracy": vector},
+        }
+        for r, vector in zip(results, correct)
     ]
-    table = variant_table(variants, results)
-    effects, sides = adjust_together(factor_effects(rows, ablation), side_effects(rows, ablation))
+    table = variant_table(variants, results, correct, shared)
+    effects, sides = adjust_together(
+        factor_effects(rows, ablation, shared_samples=shared), side_effects(rows, ablation, shared_samples=shared)
+    )
     summary = {
         "ablation": ablation.model_dump(mode="json"),
         "stages": stage_counts(results),
@@ -196,6 +248,7 @@ def run_ablation(
         "effects": [{**asdict(e), "sentence": e.sentence()} for e in effects],
         "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in sides],
         "multiple_testing": f"Holm over all {len(effects) + len(sides)} effects of this report",
+        "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + sides),
         "best_variant": best_variant(table)["name"],
         "baselines": baselines(results, store, [variants[0].name, best_variant(table)["name"]]),
         "ensembles": ensembles(results, table, store),

@@ -29,6 +29,23 @@ def _p(value: float | None) -> str:
     return "n/a" if missing(value) else f"{value:.3g}"
 
 
+def _uncertainty_text(summary: dict[str, Any]) -> str:
+    """What the intervals cover, what they leave out, and the smallest effect they can detect."""
+    testing = f"p-values: {summary['multiple_testing']}." if "multiple_testing" in summary else ""
+    known = summary.get("uncertainty")
+    if known is None:  # a summary written before the intervals counted test samples
+        return f"Intervals are 95% t-intervals over seeds. {testing}"
+    text = f"95% intervals cover {', '.join(known['sources'])}"
+    text += f"; fixed for every seed, so not covered: {' and '.join(known['fixed'])}. " if known["fixed"] else ". "
+    if not missing(known["detectable_effect"]):
+        text += (
+            f"With {known['seeds']} seeds and {known['test_samples']} test samples, an effect must be about "
+            f"{known['detectable_effect'] * 100:.1f} points to be found with 80% power (median over the effects); "
+            "an effect whose interval includes zero is indistinguishable from noise. "
+        )
+    return text + testing
+
+
 def load_runs(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every training's run record and history, read from `<out>/runs/`."""
     runs = []
@@ -91,10 +108,7 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     blocks: list[Block] = [("h1", "Ablation report")]
     seeds = summary["ablation"]["seeds"]
     blocks.append(("p", f"{len(variants)} variants x {len(seeds)} seeds ({summary['ablation']['design']} design). "
-                        "Accuracy in percent; intervals are 95% t-intervals over seeds, cut to the metric's range; effects are "
-                        "paired by seed. They cover what `train.seed` varies (initialization, batch order, dropout masks), "
-                        "not the data split, the augmentation draws or the choice of test samples, which every seed shares. "
-                        f"p-values: {summary.get('multiple_testing', 'Holm over each factor effect')}."))
+                        "Accuracy in percent; effects are paired by seed and test sample. " + _uncertainty_text(summary)))
 
     sides = summary["side_effects"]
     if sides:

@@ -20,10 +20,11 @@ class Task:
     cache_dir: str
     runs_dir: str
     resume: bool = False  # continue an interrupted training from its checkpoint
+    seed_overrides: tuple[str, ...] = ()  # what the seed sets (train.seed, and data.seed / augment.seed when varied)
 
 
 def task_config(task: Task) -> Config:
-    return load_config(None, [*task.overrides, f"train.seed={task.seed}"], base=task.base)
+    return load_config(None, [*task.overrides, *(task.seed_overrides or (f"train.seed={task.seed}",))], base=task.base)
 
 
 def run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
