@@ -204,12 +204,18 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
-    assert summary["multiple_testing"] == "Holm over all 6 effects of this report"
+    best = max(summary["variants"], key=lambda v: v["val_accuracy"]["mean"])
+    assert summary["verdict"]["best_variant"] == summary["best_variant"] == best["name"]
+    tests = 6 + (summary["verdict"]["gain"] is not None)  # the verdict's net gain is one more test
+    assert summary["multiple_testing"] == f"Holm over all {tests} effects of this report"
     # Two data preparations (two training fractions) are built once each and shared by both models.
     assert summary["stages"]["collect"] == {"built": 2, "hit": 6}
     assert summary["stages"]["scale"] == {"built": 2, "hit": 6}
     assert summary["stages"]["train"] == {"built": 8, "hit": 0}
     report = (out / "report.md").read_text()
+    assert report.startswith(f"# Ablation report\n\n## Verdict\n\n**Best configuration** (highest mean validation accuracy): {best['name']}")
+    assert "the test samples (every seed scores the same ones: crossed with the seeds)" in report
+    assert "fixed for every seed, so not covered: the data split and the augmentation draws" in report
     for variant in summary["variants"]:
         assert f"| {variant['name']} | {variant['test_accuracy']['mean'] * 100:.2f} |" in report
     for effect in summary["effects"] + summary["side_effects"]:

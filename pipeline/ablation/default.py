@@ -6,6 +6,7 @@ DEFAULT_ABLATION = {
     "ablation": {
         "design": "one_at_a_time",
         "seeds": [0, 1, 2, 3, 4],
+        "vary": ["train", "split", "augment"],  # each seed its own split and augmentation draws too
         "factors": {
             "augment.mode": {"side": "data", "values": ["none", "offline"]},
             "scale.method": {"side": "data", "values": ["none", "standard"]},

@@ -63,6 +63,17 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
     return [effect for effect in effects if effect is not None]
 
 
+def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool = False) -> Effect | None:
+    """One variant against another, paired by seed (and test sample): the verdict's net gain."""
+    return paired_effect(
+        f"switching from {reference} to {treated}",
+        "verdict",
+        _per_seed((r for r in rows if r["variant"] == treated), metric),
+        _per_seed((r for r in rows if r["variant"] == reference), metric),
+        shared_samples,
+    )
+
+
 def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
     """Holm-adjust every test of the report as one family (factor effects, side effects and
     their interaction alike), so no p-value is read without the others it was tested beside."""

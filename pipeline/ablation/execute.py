@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.ablation.design import AblationConfig, Variant, expand
-from pipeline.ablation.effects import adjust_together, factor_effects, side_effects
+from pipeline.ablation.effects import adjust_together, factor_effects, side_effects, variant_effect
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
@@ -238,8 +238,12 @@ def run_ablation(
         for r, vector in zip(results, correct)
     ]
     table = variant_table(variants, results, correct, shared)
-    effects, sides = adjust_together(
-        factor_effects(rows, ablation, shared_samples=shared), side_effects(rows, ablation, shared_samples=shared)
+    best = best_variant(table)["name"]
+    gain = variant_effect(rows, best, variants[0].name, shared_samples=shared) if best != variants[0].name else None
+    effects, sides, verdict = adjust_together(
+        factor_effects(rows, ablation, shared_samples=shared),
+        side_effects(rows, ablation, shared_samples=shared),
+        [gain] if gain is not None else [],
     )
     summary = {
         "ablation": ablation.model_dump(mode="json"),
@@ -247,10 +251,15 @@ def run_ablation(
         "variants": table,
         "effects": [{**asdict(e), "sentence": e.sentence()} for e in effects],
         "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in sides],
-        "multiple_testing": f"Holm over all {len(effects) + len(sides)} effects of this report",
+        "verdict": {
+            "best_variant": best,
+            "baseline": variants[0].name,
+            "gain": {**asdict(verdict[0]), "sentence": verdict[0].sentence()} if verdict else None,
+        },
+        "multiple_testing": f"Holm over all {len(effects) + len(sides) + len(verdict)} effects of this report",
         "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + sides),
-        "best_variant": best_variant(table)["name"],
-        "baselines": baselines(results, store, [variants[0].name, best_variant(table)["name"]]),
+        "best_variant": best,
+        "baselines": baselines(results, store, [variants[0].name, best]),
         "ensembles": ensembles(results, table, store),
         "runs": [
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results

@@ -29,6 +29,24 @@ def _p(value: float | None) -> str:
     return "n/a" if missing(value) else f"{value:.3g}"
 
 
+def _verdict(summary: dict[str, Any]) -> list[Block]:
+    """The first lines: the best configuration (chosen on validation), its net gain on test, and
+    how much of the gain each side bought."""
+    verdict = summary["verdict"]
+    best = next(v for v in summary["variants"] if v["name"] == verdict["best_variant"])
+    accuracy = best["test_accuracy"]
+    lines = [f"**Best configuration** (highest mean validation accuracy): {best['name']}, test accuracy "
+             f"{_pct(accuracy['mean'])}% {_interval(accuracy)}."]
+    if verdict["gain"] is None:
+        lines.append("No variant beat the baseline on validation: the baseline stands.")
+    else:
+        lines.append(f"Net gain: {verdict['gain']['sentence']}.")
+    by_side = {e["side"]: e for e in summary["side_effects"]}
+    if "data" in by_side and "model" in by_side:
+        lines.append(f"From each side, measured from the baseline: {by_side['data']['sentence']}; {by_side['model']['sentence']}.")
+    return [("h2", "Verdict"), ("p", " ".join(lines))]
+
+
 def _uncertainty_text(summary: dict[str, Any]) -> str:
     """What the intervals cover, what they leave out, and the smallest effect they can detect."""
     testing = f"p-values: {summary['multiple_testing']}." if "multiple_testing" in summary else ""
@@ -111,6 +129,8 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
                         "Accuracy in percent; effects are paired by seed and test sample. " + _uncertainty_text(summary)))
 
     sides = summary["side_effects"]
+    if "verdict" in summary:
+        blocks[1:1] = _verdict(summary)
     if sides:
         blocks.append(("h2", "Where the gain came from"))
         blocks += [("p", effect["sentence"].capitalize() + ".") for effect in sides]
