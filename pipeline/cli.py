@@ -119,7 +119,7 @@ def ablate(args: argparse.Namespace) -> int:
     if not args.quiet:
         for name, counts in summary["stages"].items():
             print(f"{name:<8} built {counts['built']:>3}  hit {counts['hit']:>3}")
-        for effect in summary["side_effects"] + summary["effects"]:
+        for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]:
             print(f"- {effect['sentence']}")
         print(f"report: {report} (and {report.with_suffix('.html').name}, runs.csv, summary.json)")
     return 0

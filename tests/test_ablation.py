@@ -12,8 +12,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig, expand
-from pipeline.ablation.effects import adjust_together, factor_effects, side_effects
-from pipeline.ablation.execute import best_variant
+from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects
+from pipeline.ablation.execute import best_variant, collapsed_seeds, variant_diagnosis
 from pipeline.ablation.stats import ACCURACY_RANGE, holm, json_safe, paired_p_value, summarize
 from trainers.diagnosis import diagnose
 
@@ -53,7 +53,34 @@ def test_one_at_a_time_adds_the_side_corners():
         "model.dropout=0.3",
         "augment.mode=offline, scale.method=standard",
         "augment.mode=offline, scale.method=standard, model.dropout=0.3",
+        # Each change removed from the all-on configuration (without dropout: the data corner, above).
+        "scale.method=standard, model.dropout=0.3",
+        "augment.mode=offline, model.dropout=0.3",
     ]
+
+
+@pytest.mark.parametrize("count", [4, 5, 6, 7, 8])
+def test_a_fractional_design_is_a_balanced_fraction_holding_the_baseline(count):
+    keys = ["augment.mode", "scale.method", "model.batch_norm", "model.dropout", "early_stop.enabled", "schedule.type", "optim.name", "train.label_smoothing"]
+    values = [["none", "offline"], ["none", "standard"], [False, True], [0.0, 0.3], [False, True], ["none", "cosine"], ["sgd", "adam"], [0.0, 0.1]]
+    factors = {key: {"side": "data" if key.split(".")[0] in ("augment", "scale") else "model", "values": v} for key, v in zip(keys[:count], values)}
+    variants = expand(AblationConfig(design="fractional", factors=factors))
+    assert len(variants) == (8 if count == 4 else 16) and variants[0].name == "baseline"
+    signs = np.array([[1 if v.settings[key] == factors[key]["values"][1] else -1 for key in factors] for v in variants])
+    assert (signs.sum(axis=0) == 0).all()  # every value of every factor in half the runs
+    assert (signs.T @ signs == len(variants) * np.eye(count)).all()  # main effects orthogonal
+    # Resolution IV or better: no main effect aliased with a two-factor interaction.
+    products = [signs[:, i] * signs[:, j] for i in range(count) for j in range(i + 1, count)]
+    assert all(abs(signs[:, k] @ product) == 0 for k in range(count) for product in products)
+
+
+def test_fractional_needs_two_values_and_four_to_eight_factors():
+    three = {f"model.{key}": {"side": "model", "values": [0, 1]} for key in ("dropout", "dropout_input", "batch_norm")}
+    with pytest.raises(ValueError, match="4 to 8 factors"):
+        AblationConfig(design="fractional", factors=three)
+    four = {**three, "optim.lr": {"side": "model", "values": [0.1, 0.2, 0.3]}}
+    with pytest.raises(ValueError, match="exactly two values"):
+        AblationConfig(design="fractional", factors=four)
 
 
 @pytest.mark.parametrize(
@@ -94,10 +121,48 @@ def test_effects_on_records_with_known_answers():
     assert sides["the data-side changes"].summary.std == pytest.approx(0.0, abs=1e-12)
     main = {e.name: e for e in factor_effects(rows, ablation)}
     # Main effects average over the other factor: data 0.02 + 0.01/2, model 0.05 + 0.01/2.
-    assert main['setting scale.method from "none" to "standard"'].summary.mean == pytest.approx(0.025)
-    assert main["setting model.batch_norm from false to true"].summary.mean == pytest.approx(0.055)
-    sentence = main["setting model.batch_norm from false to true"].sentence()
-    assert sentence.startswith("setting model.batch_norm from false to true raised test accuracy by 5.5 points [")
+    assert main['setting scale.method from "none" to "standard" (averaged over the other factors)'].summary.mean == pytest.approx(0.025)
+    batch_norm = main["setting model.batch_norm from false to true (averaged over the other factors)"]
+    assert batch_norm.summary.mean == pytest.approx(0.055)
+    assert batch_norm.sentence().startswith(
+        "setting model.batch_norm from false to true (averaged over the other factors) raised test accuracy by 5.5 points ["
+    )
+    (interaction,) = interaction_effects(rows, ablation)
+    assert interaction.name == "the interaction of scale.method and model.batch_norm"
+    assert interaction.summary.mean == pytest.approx(0.01)
+
+
+def one_at_a_time_rows(accuracy):
+    """Records of every one-at-a-time variant of three factors (two data, one model), scored by `accuracy(settings)`."""
+    factors = {
+        "augment.mode": {"side": "data", "values": ["none", "offline"]},
+        "scale.method": {"side": "data", "values": ["none", "standard"]},
+        "model.dropout": {"side": "model", "values": [0.0, 0.3]},
+    }
+    ablation = AblationConfig(design="one_at_a_time", seeds=[0, 1, 2], factors=factors)
+    noise = {0: 0.0, 1: 0.01, 2: -0.01}
+    rows = [
+        {"variant": v.name, "settings": v.settings, "seed": seed, "test_accuracy": accuracy(v.settings) + noise[seed]}
+        for v in expand(ablation)
+        for seed in ablation.seeds
+    ]
+    return rows, ablation
+
+
+def test_one_at_a_time_effects_in_both_directions_and_within_a_side():
+    # Augmentation +0.7 and scaling -0.9 alone, but +1.1 more when both are on (the issue's digits case).
+    def accuracy(settings):
+        augment, scale = settings["augment.mode"] == "offline", settings["scale.method"] == "standard"
+        return 0.9 + 0.007 * augment - 0.009 * scale + 0.011 * (augment and scale) + 0.004 * (settings["model.dropout"] > 0)
+
+    rows, ablation = one_at_a_time_rows(accuracy)
+    effects = {e.name: e.summary.mean for e in factor_effects(rows, ablation)}
+    assert effects['setting scale.method from "none" to "standard" (all else at baseline)'] == pytest.approx(-0.009)
+    assert effects['setting scale.method from "none" to "standard" (all else changed)'] == pytest.approx(0.002)
+    assert effects["setting model.dropout from 0.0 to 0.3 (all else changed)"] == pytest.approx(0.004)
+    sides = {e.name: e.summary.mean for e in side_effects(rows, ablation)}
+    assert sides["the interaction within the data side"] == pytest.approx(0.011)
+    assert "the interaction within the model side" not in sides  # one model factor: nothing to interact
 
 
 def test_interval_and_p_value_match_scipy():
@@ -190,6 +255,53 @@ def test_diagnosis(curves, verdict, turn):
     assert (result.verdict, result.val_loss_turned_up_at) == (verdict, turn)
 
 
+@pytest.mark.parametrize(("val_samples", "verdict"), [(100, "good fit"), (10_000, "overfitting")])
+def test_a_gap_counts_only_beyond_the_validation_sets_noise(val_samples, verdict):
+    # 3.5 points: inside two binomial standard errors of 96.5% on 100 samples (3.7), far outside on 10,000.
+    curves = history([0.99, 1.0], [0.96, 0.965], [0.2, 0.15])
+    assert diagnose(curves, val_samples=val_samples).verdict == verdict
+
+
+@pytest.mark.parametrize(("standard_error", "turn"), [(0.01, None), (0.001, 2)])
+def test_a_val_loss_rise_counts_only_beyond_its_standard_error(standard_error, turn):
+    curves = history([0.9, 0.95, 0.96], [0.9, 0.95, 0.95], [0.05, 0.03, 0.04])  # up by a third, 0.01 in all
+    for row in curves:
+        row["val_loss_se"] = standard_error
+    assert diagnose(curves).val_loss_turned_up_at == turn
+
+
+def test_the_verdict_reads_the_kept_epoch_and_eval_mode_train_accuracy():
+    # The last epoch looks overfit (running train accuracy 1.0 against 0.9), the kept epoch 2 does not.
+    curves = history([0.9, 0.95, 1.0], [0.9, 0.95, 0.9], [0.3, 0.2, 0.2])
+    assert diagnose(curves).verdict == "overfitting"
+    kept = diagnose(curves, kept_epoch=2, train_accuracy=0.955)
+    assert (kept.verdict, kept.val_accuracy, kept.train_accuracy) == ("good fit", 0.95, 0.955)
+
+
+def test_advice_never_recommends_what_the_run_already_uses():
+    curves = history([0.9, 0.99, 1.0], [0.88, 0.9, 0.9], [0.5, 0.4, 0.45])
+    some = diagnose(curves, uses=["dropout", "early stopping"]).advice
+    assert "Regularize: batch normalization, augmentation." in some and "dropout," not in some
+    every = diagnose(curves, uses=["dropout", "batch normalization", "augmentation", "early stopping"]).advice
+    assert "already uses dropout, batch normalization, augmentation and early stopping: regularize more strongly" in every
+
+
+def test_seeds_that_collapse_make_a_variant_unstable():
+    def record(seed, val_accuracy):
+        return {
+            "metrics": {"val_accuracy": val_accuracy},
+            "config": {"train": {"seed": seed}},
+            "data": {"class_counts": {"val": [27] * 10}},
+            "diagnosis": {"verdict": "overfitting"},
+        }
+
+    steady = [record(seed, value) for seed, value in enumerate([0.98, 0.97, 0.985, 0.975, 0.98])]
+    assert variant_diagnosis(steady) == "overfitting"
+    shaky = steady[:3] + [record(3, 0.61), record(4, 0.70)]
+    assert collapsed_seeds(shaky) == [3, 4]
+    assert variant_diagnosis(shaky) == "unstable: seeds 3, 4 collapsed"
+
+
 @pytest.mark.slow
 def test_tiny_ablation_end_to_end(tmp_path):
     (tmp_path / "tiny.yaml").write_text(
@@ -206,7 +318,8 @@ def test_tiny_ablation_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda name: pytest.fail(f"summary.json holds {name}"))
     best = max(summary["variants"], key=lambda v: v["val_accuracy"]["mean"])
     assert summary["verdict"]["best_variant"] == summary["best_variant"] == best["name"]
-    tests = 6 + (summary["verdict"]["gain"] is not None)  # the verdict's net gain is one more test
+    # 2 main effects, 1 two-factor interaction, 4 side effects, and the verdict's net gain when there is one.
+    tests = 7 + (summary["verdict"]["gain"] is not None)
     assert summary["multiple_testing"] == f"Holm over all {tests} effects of this report"
     # Two data preparations (two training fractions) are built once each and shared by both models.
     assert summary["stages"]["collect"] == {"built": 2, "hit": 6}
@@ -218,7 +331,7 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert "fixed for every seed, so not covered: the data split and the augmentation draws" in report
     for variant in summary["variants"]:
         assert f"| {variant['name']} | {variant['test_accuracy']['mean'] * 100:.2f} |" in report
-    for effect in summary["effects"] + summary["side_effects"]:
+    for effect in summary["effects"] + summary["side_effects"] + summary["interactions"]:
         assert effect["sentence"][1:] in report
     assert "What more data buys" in report
     for name in ("learning_curves", "effects", "stage_times", "more_data"):

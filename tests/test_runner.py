@@ -89,7 +89,7 @@ def test_run_record_and_history(dirs):
     with open(result.run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == record["metrics"]["epochs_run"]
-    assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "val_loss_se"]
 
 
 def test_scaler_is_fitted_on_the_training_split_only(dirs):

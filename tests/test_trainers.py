@@ -216,7 +216,7 @@ def test_restore_best_loads_the_best_epochs_weights():
 
 def test_history_columns_and_logged_learning_rate():
     _, result = train_once(epochs=4, schedule={"type": "step", "step_size": 2, "gamma": 0.5})
-    assert list(result.history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert list(result.history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "val_loss_se"]
     assert [row["lr"] for row in result.history] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3])
     assert result.epochs_run == 4 and result.stopped_epoch == 4
 

@@ -1,14 +1,24 @@
-"""Reading a training history the way a textbook does: overfitting, underfitting, and where
-validation loss turned up (which is where early stopping belongs)."""
+"""Reading a training history the way a textbook does, with the noise in mind: overfitting,
+underfitting, and where validation loss turned up (which is where early stopping belongs).
+
+A sign counts only when it is larger than what the validation set's size makes noise: a
+train-validation gap beyond two binomial standard errors of the validation accuracy, a rise
+of validation loss beyond two standard errors of that mean loss. The verdict reads the epoch
+whose weights the run kept, and the train accuracy of those weights measured in eval mode
+(no dropout, no augmentation) where it was measured.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Collection, Literal, Sequence
 
-GAP = 0.03  # train accuracy this far above validation accuracy is overfitting
+GAP = 0.03  # train accuracy this far above validation accuracy is overfitting (when it also exceeds the noise)
 UNDERFIT = 0.90  # train accuracy below this with a small gap is underfitting
-RISE = 0.05  # validation loss this far (relative) above its minimum has turned up
+RISE = 0.05  # validation loss this far (relative) above its minimum has turned up (when it also exceeds the noise)
+NOISE_SE = 2.0  # how many standard errors a sign must exceed
+REGULARIZERS = ("dropout", "batch normalization", "augmentation", "early stopping")
 
 
 @dataclass(frozen=True)
@@ -25,27 +35,51 @@ class Diagnosis:
 
 
 def val_loss_turn(history: Sequence[dict[str, float]], rise: float = RISE) -> int | None:
-    """The epoch of the lowest validation loss, if the loss later rose more than `rise` above it."""
+    """The epoch of the lowest validation loss, if the loss later rose more than `rise` above it
+    and, where the history has the loss's standard error, more than two of them."""
     best = min(history, key=lambda row: row["val_loss"])
     later = [row["val_loss"] for row in history if row["epoch"] > best["epoch"]]
-    return int(best["epoch"]) if later and max(later) > best["val_loss"] * (1 + rise) else None
+    threshold = max(best["val_loss"] * rise, NOISE_SE * best.get("val_loss_se", 0.0))
+    return int(best["epoch"]) if later and max(later) - best["val_loss"] > threshold else None
 
 
-def diagnose(history: Sequence[dict[str, float]], gap: float = GAP, underfit: float = UNDERFIT) -> Diagnosis:
-    """A verdict from the last epoch's accuracies and the shape of the validation loss curve."""
+def _advice_to_regularize(uses: Collection[str]) -> str:
+    missing = [technique for technique in REGULARIZERS if technique not in uses]
+    if missing:
+        return f"Regularize: {', '.join(missing)}."
+    return "It already uses dropout, batch normalization, augmentation and early stopping: regularize more strongly (a higher dropout rate, more augmentation, weight decay) or collect more data."
+
+
+def diagnose(
+    history: Sequence[dict[str, float]],
+    gap: float = GAP,
+    underfit: float = UNDERFIT,
+    *,
+    kept_epoch: int | None = None,
+    train_accuracy: float | None = None,
+    val_samples: int | None = None,
+    uses: Collection[str] = (),
+) -> Diagnosis:
+    """A verdict from the kept epoch (the last when not given), the train accuracy of its weights
+    (the history's running one when not given), and the shape of the validation loss curve.
+    `val_samples` scales the gap threshold to the validation set's noise; `uses` names the
+    regularizers the run already has, which the advice leaves out."""
     if not history:
         raise ValueError("Cannot diagnose an empty history.")
-    last = history[-1]
-    train_accuracy, val_accuracy = last["train_accuracy"], last["val_accuracy"]
+    kept = history[(kept_epoch or len(history)) - 1]
+    val_accuracy = kept["val_accuracy"]
+    train_accuracy = kept["train_accuracy"] if train_accuracy is None else train_accuracy
     difference = train_accuracy - val_accuracy
+    if val_samples:
+        gap = max(gap, NOISE_SE * math.sqrt(val_accuracy * (1 - val_accuracy) / val_samples))
     turn = val_loss_turn(history)
     if difference > gap or turn is not None:
         signs = []
         if difference > gap:
-            signs.append(f"train accuracy ends {difference * 100:.1f} points above validation")
+            signs.append(f"train accuracy is {difference * 100:.1f} points above validation")
         if turn is not None:
             signs.append(f"validation loss turned up after epoch {turn}, where early stopping belongs")
-        advice = f"{'; '.join(signs).capitalize()}. Regularize: dropout, batch normalization, augmentation, early stopping."
+        advice = f"{'; '.join(signs).capitalize()}. {_advice_to_regularize(uses)}"
         return Diagnosis("overfitting", advice, train_accuracy, val_accuracy, difference, turn)
     if train_accuracy < underfit:
         advice = f"Train accuracy is only {train_accuracy * 100:.1f}% and validation is close: use a bigger network, more epochs or a higher learning rate."

@@ -29,7 +29,7 @@ from trainers.fused import draw_as_rank, fused_cross_entropy
 from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "val_loss_se")
 SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
 DEVICE_MEMORY_SHARE = 0.5
 
@@ -199,12 +199,15 @@ def predict_array(
 
 
 def evaluate_array(module: nn.Module, data: ArrayData, device: torch.device, precision: str = "fp32") -> torch.Tensor:
-    """Each member's mean cross-entropy and accuracy on its split, `(K, 2)` float64 on the device."""
+    """Each member's mean cross-entropy, accuracy and the standard error of that mean loss (how
+    much of a change in it is noise), `(K, 3)` float64 on the device."""
     logits = predict_array(module, data, device, precision)
     target = data.y.to(device)[data.member_index.to(device).view(-1)]
-    losses = fused_cross_entropy(logits, target)
+    members, samples, classes = logits.shape
+    losses = nn.functional.cross_entropy(logits.reshape(-1, classes), target.reshape(-1), reduction="none").view(members, samples).double()
     accuracy = (logits.argmax(dim=-1) == target).double().mean(dim=1)
-    return torch.stack([losses.double(), accuracy], dim=1)
+    spread = losses.std(dim=1) / samples**0.5 if samples > 1 else torch.zeros_like(accuracy)
+    return torch.stack([losses.mean(dim=1), accuracy, spread], dim=1)
 
 
 def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
@@ -215,7 +218,7 @@ def predict(model: nn.Module, split: Split, device: torch.device, precision: str
 def evaluate(model: nn.Module, split: Split, device: torch.device | None = None, precision: str = "fp32") -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of a plain network on `split`."""
     scores = evaluate_array(OneMember(model), ArrayData([split], "validation"), device or split.x.device, precision)
-    loss, accuracy = scores[0].tolist()
+    loss, accuracy, _ = scores[0].tolist()
     return loss, accuracy
 
 
@@ -356,6 +359,7 @@ def _close_epoch(
             "val_accuracy": scores[k][1],
             "lr": trained.mean_rates[k],
             "seconds": time.perf_counter() - started,
+            "val_loss_se": scores[k][2],  # the standard error of val_loss: how much of a change in it is noise
         }
         state.results[k].history.append(row)
         if state.plateaus[k] is not None:

@@ -1,11 +1,14 @@
 """Ablation designs: factors tagged data-side or model-side, expanded into variants times seeds.
 
 A factor is a dotted config key with a list of values; its first value is the baseline.
-`full` crosses every factor with every other. `one_at_a_time` changes one factor at a time
-from the baseline and adds the corners that separate the two sides: every data factor
-changed, every model factor changed, and both; that is enough for each factor's effect and
-for the data-by-model interaction at a fraction of the full design's cost. `list` runs the
-variants given by name.
+`full` crosses every factor with every other. `fractional` runs a regular 2^(k-p) fraction of
+it (two values per factor, 4 to 8 factors, resolution IV or better: main effects are clear of
+two-factor interactions, which are estimable up to the aliases the report names).
+`one_at_a_time` changes one factor at a time from the baseline, removes one at a time from
+the configuration with every change made (unless `remove_one` is false), and adds the corners that separate the two sides:
+every data factor changed, every model factor changed, and both; that is enough for each
+factor's effect in both directions and for the interactions within and between the sides at
+a fraction of the full design's cost. `list` runs the variants given by name.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Side = Literal["data", "model"]
@@ -31,8 +35,10 @@ class AblationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    design: Literal["full", "one_at_a_time", "list"] = "one_at_a_time"
+    design: Literal["full", "fractional", "one_at_a_time", "list"] = "one_at_a_time"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # one_at_a_time: also remove each change from the configuration with every change made.
+    remove_one: bool = True
     # What each seed varies: `train.seed` always; `data.seed` (the split) and `augment.seed` when listed.
     vary: list[Literal["train", "split", "augment"]] = Field(default_factory=lambda: ["train"])
     factors: dict[str, Factor] = Field(default_factory=dict)
@@ -44,6 +50,12 @@ class AblationConfig(BaseModel):
             raise ValueError("design 'list' needs 'variants': a mapping of variant name to overrides")
         if self.design != "list" and not self.factors:
             raise ValueError(f"design {self.design!r} needs 'factors'")
+        if self.design == "fractional":
+            if len(self.factors) not in GENERATORS:
+                raise ValueError(f"design 'fractional' takes 4 to 8 factors, got {len(self.factors)} (use 'full' for fewer)")
+            two_valued = [key for key, factor in self.factors.items() if len(factor.values) != 2]
+            if two_valued:
+                raise ValueError(f"design 'fractional' needs exactly two values per factor; {', '.join(two_valued)} has more")
         if "train" not in self.vary or len(set(self.vary)) != len(self.vary):
             raise ValueError(f"vary must list 'train' (the seed always sets train.seed) and each source once, got {self.vary}")
         return self
@@ -52,6 +64,53 @@ class AblationConfig(BaseModel):
         """The settings one seed of the ablation sets."""
         keys = {"train": "train.seed", "split": "data.seed", "augment": "augment.seed"}
         return [f"{keys[source]}={seed}" for source in self.vary]
+
+
+# Regular two-level fractions of resolution IV or better (Montgomery, Design and Analysis of
+# Experiments, table of 2^(k-p) designs): each added factor is the product of these base factors.
+GENERATORS: dict[int, list[tuple[int, ...]]] = {
+    4: [(0, 1, 2)],  # 2^(4-1), IV: D = ABC
+    5: [(0, 1, 2, 3)],  # 2^(5-1), V: E = ABCD
+    6: [(0, 1, 2), (1, 2, 3)],  # 2^(6-2), IV: E = ABC, F = BCD
+    7: [(0, 1, 2), (1, 2, 3), (0, 2, 3)],  # 2^(7-3), IV: E = ABC, F = BCD, G = ACD
+    8: [(1, 2, 3), (0, 2, 3), (0, 1, 2), (0, 1, 3)],  # 2^(8-4), IV: E = BCD, F = ACD, G = ABC, H = ABD
+}
+
+
+def fraction_signs(factors: int) -> list[tuple[int, ...]]:
+    """The runs of the fraction for `factors` factors, as -1 (first value) / +1 (second value) per
+    factor. Each generator's sign is chosen so the fraction holds the all-first-values run: the
+    baseline every effect is read against."""
+    generators = GENERATORS[factors]
+    base = factors - len(generators)
+    runs = []
+    for signs in itertools.product((-1, 1), repeat=base):
+        runs.append(signs + tuple(-((-1) ** len(word)) * int(np.prod([signs[i] for i in word])) for word in generators))
+    return runs
+
+
+def defining_words(factors: int) -> list[frozenset[int]]:
+    """The defining relation's words (every product of generator words), as sets of factor indices."""
+    base = factors - len(GENERATORS[factors])
+    words = [frozenset(word) | {base + index} for index, word in enumerate(GENERATORS[factors])]
+    relation: set[frozenset[int]] = set()
+    for count in range(1, len(words) + 1):
+        for combination in itertools.combinations(words, count):
+            product: frozenset[int] = frozenset()
+            for word in combination:
+                product = product ^ word
+            relation.add(product)
+    return sorted(relation, key=lambda word: (len(word), sorted(word)))
+
+
+def two_factor_aliases(factors: int, pair: tuple[int, int]) -> list[tuple[int, int]]:
+    """The other two-factor interactions a fraction cannot tell `pair` apart from."""
+    aliases = []
+    for word in defining_words(factors):
+        other = word ^ frozenset(pair)
+        if len(other) == 2:
+            aliases.append(tuple(sorted(other)))
+    return aliases
 
 
 @dataclass(frozen=True)
@@ -92,6 +151,9 @@ def expand(ablation: AblationConfig) -> list[Variant]:
     if ablation.design == "full":
         combos = itertools.product(*(factor.values for factor in factors.values()))
         return [_variant(dict(zip(factors, combo)), baseline) for combo in combos]
+    if ablation.design == "fractional":
+        runs = sorted(fraction_signs(len(factors)), key=lambda signs: (sum(sign > 0 for sign in signs), [-sign for sign in signs]))
+        return [_variant({key: f.values[sign > 0] for (key, f), sign in zip(factors.items(), signs)}, baseline) for signs in runs]
     variants = [_variant(baseline, baseline)]
     for key, factor in factors.items():
         for value in factor.values[1:]:
@@ -100,5 +162,9 @@ def expand(ablation: AblationConfig) -> list[Variant]:
         corner = {key: (f.values[-1] if f.side in sides else f.values[0]) for key, f in factors.items()}
         if sum(corner[key] != baseline[key] for key in factors) > 1:
             variants.append(_variant(corner, baseline))
+    everything = {key: factor.values[-1] for key, factor in factors.items()}
+    if ablation.remove_one and len(factors) > 2:  # with two factors, removing one leaves the other alone: already there
+        for key, factor in factors.items():
+            variants.append(_variant({**everything, key: factor.values[0]}, baseline))
     unique = {variant.name: variant for variant in variants}
     return list(unique.values())

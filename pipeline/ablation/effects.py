@@ -3,6 +3,7 @@ their interaction, each as a paired difference over seeds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import replace
@@ -10,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from pipeline.ablation.design import AblationConfig
+from pipeline.ablation.design import AblationConfig, two_factor_aliases
 from pipeline.ablation.stats import Effect, holm, paired_effect
 
 Row = dict[str, Any]  # one training: "variant", "settings", "seed" and the metric
@@ -34,13 +35,19 @@ def _describe(key: str, before: Any, after: Any) -> str:
     return f"setting {key} from {json.dumps(before)} to {json.dumps(after)}"
 
 
+def _cells(rows: list[Row], settings: dict[str, Any]) -> list[Row]:
+    return [r for r in rows if _cell(r["settings"]) == _cell(settings)]
+
+
 def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
     """Each factor's effect for each non-baseline value (`shared_samples`: every seed scored the
-    same test samples, so they are a crossed source of variation).
+    same test samples, so they are a crossed source of variation); each name says what the
+    effect is conditional on.
 
-    Full design: the main effect, averaging every other factor's levels. One at a time: the
-    change against the baseline with everything else at baseline. List: each variant
-    against the first one listed.
+    Full and fractional designs: the main effect, averaging over the other factors' values.
+    One at a time: the change added to the baseline (all else at baseline) and, for the last
+    value, removed from the configuration with every change made (all else changed); the two
+    differ by the factor's interactions with the others. List: each variant against the first.
     """
     effects: list[Effect | None] = []
     if ablation.design == "list":
@@ -49,17 +56,53 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
         for name in names[1:]:
             treated = _per_seed((r for r in rows if r["variant"] == name), metric)
             effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference, shared_samples))
-    else:
-        baseline = {key: factor.values[0] for key, factor in ablation.factors.items()}
-        for key, factor in ablation.factors.items():
-            for value in factor.values[1:]:
-                if ablation.design == "full":
-                    treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
-                    reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
-                else:
-                    treated = _per_seed((r for r in rows if _cell(r["settings"]) == _cell({**baseline, key: value})), metric)
-                    reference = _per_seed((r for r in rows if _cell(r["settings"]) == _cell(baseline)), metric)
-                effects.append(paired_effect(_describe(key, baseline[key], value), factor.side, treated, reference, shared_samples))
+        return [effect for effect in effects if effect is not None]
+    factors = ablation.factors
+    baseline = {key: factor.values[0] for key, factor in factors.items()}
+    everything = {key: factor.values[-1] for key, factor in factors.items()}
+    for key, factor in factors.items():
+        for value in factor.values[1:]:
+            name = _describe(key, baseline[key], value)
+            if ablation.design in ("full", "fractional"):
+                treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
+                reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
+                effects.append(paired_effect(f"{name} (averaged over the other factors)", factor.side, treated, reference, shared_samples))
+                continue
+            added = _per_seed(_cells(rows, {**baseline, key: value}), metric)
+            effects.append(paired_effect(f"{name} (all else at baseline)", factor.side, added, _per_seed(_cells(rows, baseline), metric), shared_samples))
+        if ablation.design == "one_at_a_time" and ablation.remove_one and len(factors) > 2:
+            without = _per_seed(_cells(rows, {**everything, key: baseline[key]}), metric)
+            full = _per_seed(_cells(rows, everything), metric)
+            name = f"{_describe(key, baseline[key], everything[key])} (all else changed)"
+            effects.append(paired_effect(name, factor.side, full, without, shared_samples))
+    return [effect for effect in effects if effect is not None]
+
+
+def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
+    """Two-factor interactions of full and fractional designs (two-valued factors): how much the
+    second factor's effect changes when the first is switched, averaged over the others. In a
+    fraction, each is read together with its aliases, which the name lists."""
+    if ablation.design not in ("full", "fractional"):
+        return []
+    factors = [(key, f) for key, f in ablation.factors.items() if len(f.values) == 2]
+    effects = []
+    for (i, (a, fa)), (j, (b, fb)) in itertools.combinations(enumerate(factors), 2):
+
+        def cell(va: Any, vb: Any) -> dict[int, np.ndarray]:
+            return _per_seed((r for r in rows if r["settings"][a] == va and r["settings"][b] == vb), metric)
+
+        low_a, high_a, low_b, high_b = fa.values[0], fa.values[1], fb.values[0], fb.values[1]
+        both, first, second, neither = cell(high_a, high_b), cell(high_a, low_b), cell(low_a, high_b), cell(low_a, low_b)
+        seeds = sorted(set(both) & set(first) & set(second) & set(neither))
+        contrast = {s: both[s] - first[s] - second[s] + neither[s] for s in seeds}
+        name = f"the interaction of {a} and {b}"
+        if ablation.design == "fractional":
+            keys = [key for key, _ in factors]
+            aliases = [f"{keys[x]} x {keys[y]}" for x, y in two_factor_aliases(len(keys), (i, j))]
+            if aliases:
+                name += f" (aliased with {', '.join(aliases)})"
+        zero = {s: np.zeros_like(contrast[s]) for s in seeds}
+        effects.append(paired_effect(name, "interaction", contrast, zero, shared_samples, bounds=(-2.0, 2.0)))
     return [effect for effect in effects if effect is not None]
 
 
@@ -111,4 +154,26 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
         paired_effect("both sides together", "both", both, baseline, shared_samples),
         paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2.0, 2.0)),
     ]
+    if ablation.design == "one_at_a_time":
+        effects += [_within_side(rows, ablation, side, corner(side), baseline, metric, shared_samples) for side in ("data", "model")]
     return [effect for effect in effects if effect is not None]
+
+
+def _within_side(
+    rows: list[Row], ablation: AblationConfig, side: str, corner: dict[int, np.ndarray], baseline: dict[int, np.ndarray],
+    metric: str, shared_samples: bool,
+) -> Effect | None:
+    """How far a side's changes made together differ from the sum of each made alone: the
+    interaction within the side that one-at-a-time effects cannot show (None with one factor)."""
+    keys = [key for key, factor in ablation.factors.items() if factor.side == side]
+    if len(keys) < 2:
+        return None
+    start = {key: factor.values[0] for key, factor in ablation.factors.items()}
+    alone = [_per_seed(_cells(rows, {**start, key: ablation.factors[key].values[-1]}), metric) for key in keys]
+    seeds = sorted(set(corner) & set(baseline).intersection(*alone))
+    if not seeds:
+        return None
+    gap = {s: corner[s] - baseline[s] - sum(single[s] - baseline[s] for single in alone) for s in seeds}
+    zero = {s: np.zeros_like(gap[s]) for s in seeds}
+    bound = float(len(keys) + 1)
+    return paired_effect(f"the interaction within the {side} side", "interaction", gap, zero, shared_samples, bounds=(-bound, bound))

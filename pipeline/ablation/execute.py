@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.ablation.design import AblationConfig, Variant, expand
-from pipeline.ablation.effects import adjust_together, factor_effects, side_effects, variant_effect
+from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
@@ -171,6 +171,28 @@ def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: in
     }
 
 
+COLLAPSE = 0.05  # a seed this far below its variant's median validation accuracy (and beyond the noise) collapsed
+
+
+def collapsed_seeds(records: list[dict[str, Any]]) -> list[int]:
+    """Seeds whose validation accuracy fell far below the variant's median: more than 5 points
+    and more than four binomial standard errors of a validation set this size."""
+    accuracies = np.array([record["metrics"]["val_accuracy"] for record in records])
+    median = float(np.median(accuracies))
+    val_samples = sum(records[0]["data"]["class_counts"]["val"])
+    threshold = max(COLLAPSE, 4 * math.sqrt(median * (1 - median) / max(1, val_samples)))
+    return [record["config"]["train"]["seed"] for record, value in zip(records, accuracies) if median - value > threshold]
+
+
+def variant_diagnosis(records: list[dict[str, Any]]) -> str:
+    """The verdict most of a variant's seeds share, or "unstable" when some seeds collapsed (their
+    verdicts would read instability as over- or underfitting)."""
+    collapsed = collapsed_seeds(records)
+    if collapsed:
+        return f"unstable: seed{'s' if len(collapsed) > 1 else ''} {', '.join(map(str, collapsed))} collapsed"
+    return Counter(record["diagnosis"]["verdict"] for record in records).most_common(1)[0][0]
+
+
 def variant_table(
     variants: list[Variant], results: list[dict[str, Any]], correct: list[np.ndarray], shared_samples: bool
 ) -> list[dict[str, Any]]:
@@ -199,7 +221,7 @@ def variant_table(
                 "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
                 "train_samples": records[0]["train_samples"],
                 "stages": stages,
-                "diagnosis": Counter(rec["diagnosis"]["verdict"] for rec in records).most_common(1)[0][0],
+                "diagnosis": variant_diagnosis(records),
             }
         )
     return table
@@ -240,24 +262,27 @@ def run_ablation(
     table = variant_table(variants, results, correct, shared)
     best = best_variant(table)["name"]
     gain = variant_effect(rows, best, variants[0].name, shared_samples=shared) if best != variants[0].name else None
-    effects, sides, verdict = adjust_together(
+    effects, interactions, sides, verdict = adjust_together(
         factor_effects(rows, ablation, shared_samples=shared),
+        interaction_effects(rows, ablation, shared_samples=shared),
         side_effects(rows, ablation, shared_samples=shared),
         [gain] if gain is not None else [],
     )
+    tests = len(effects) + len(interactions) + len(sides) + len(verdict)
     summary = {
         "ablation": ablation.model_dump(mode="json"),
         "stages": stage_counts(results),
         "variants": table,
         "effects": [{**asdict(e), "sentence": e.sentence()} for e in effects],
         "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in sides],
+        "interactions": [{**asdict(e), "sentence": e.sentence()} for e in interactions],
         "verdict": {
             "best_variant": best,
             "baseline": variants[0].name,
             "gain": {**asdict(verdict[0]), "sentence": verdict[0].sentence()} if verdict else None,
         },
-        "multiple_testing": f"Holm over all {len(effects) + len(sides) + len(verdict)} effects of this report",
-        "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + sides),
+        "multiple_testing": f"Holm over all {tests} effects of this report",
+        "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + interactions + sides),
         "best_variant": best,
         "baselines": baselines(results, store, [variants[0].name, best]),
         "ensembles": ensembles(results, table, store),

@@ -46,6 +46,7 @@ from pipeline.stages.train import (
     member_for,
     place_splits,
     precision_for,
+    regularizers,
     seed_everything,
 )
 from trainers.capacity import split_evenly
@@ -211,6 +212,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> 
     )
     test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
     test = trainers.loop.predict_array(array.module, test_data, device, precision)
+    train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([own["train"] for own in splits], "train"), device, precision)
     seconds = (time.perf_counter() - started) / len(members)
     how = {
         "device": str(device),
@@ -221,8 +223,11 @@ def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> 
         "fused_members": len(members),
     }
     entries = {}
-    for k, ((_, _, _, step), own, result) in enumerate(zip(members, splits, fitted)):
-        artifact = member_artifact(array.member_state_dict(k), test[k], own, result, class_names, how)
+    for k, ((config, _, results, step), own, result) in enumerate(zip(members, splits, fitted)):
+        artifact = member_artifact(
+            array.member_state_dict(k), test[k], own, result, class_names, how,
+            train_accuracy=float(train[k, 1]), uses=regularizers(config, results["augment"].artifact.info),
+        )
         meta = {"version": step.stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
         meta["build_seconds"] = seconds
         entries[step.key] = store.save("train", step.key, artifact, meta)

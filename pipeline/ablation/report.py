@@ -7,6 +7,7 @@ import base64
 import csv
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +135,17 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     if sides:
         blocks.append(("h2", "Where the gain came from"))
         blocks += [("p", effect["sentence"].capitalize() + ".") for effect in sides]
+    interactions = summary.get("interactions", [])
     if summary["effects"]:
         blocks.append(("h2", "Effect of each change"))
         blocks += [("p", effect["sentence"].capitalize() + ".") for effect in summary["effects"]]
-        rows = [
-            [e["name"], e["side"], _pct(e["summary"]["mean"]), _interval(e["summary"]), _p(e["p_value"]), _p(e["p_holm"])]
-            for e in sides + summary["effects"]
-        ]
+        if interactions:
+            blocks.append(("h2", "Two-factor interactions"))
+            blocks += [("p", effect["sentence"].capitalize() + ".") for effect in interactions]
+        every = sides + summary["effects"] + interactions
+        rows = [[e["name"], e["side"], _pct(e["summary"]["mean"]), _interval(e["summary"]), _p(e["p_value"]), _p(e["p_holm"])] for e in every]
         blocks.append(("table", ["effect", "side", "change (points)", "95% CI", "p", "p (Holm)"], rows))
-        chart = plots.effects_chart(sides + summary["effects"], plot_dir / "effects.png")
+        chart = plots.effects_chart(every, plot_dir / "effects.png")
         blocks.append(("img", chart, "Effects on test accuracy with 95% intervals"))
 
     blocks.append(("h2", "Variants"))
@@ -176,10 +179,16 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         blocks.append(("img", plots.more_data_curve(points, plot_dir / "more_data.png"), "Test accuracy against training-set size"))
 
     blocks.append(("h2", "Diagnosis"))
+    blocks.append(("p", "Per variant, the verdict most seeds share (read at the epoch whose weights each run kept, with train "
+                        "accuracy measured in eval mode, signs counted only beyond the validation set's noise), and the advice "
+                        "of a seed with that verdict. A variant is unstable when some seeds collapsed far below the others."))
     for v in variants:
-        run = next(r for r in runs if r["variant"] == v["name"])
+        own = [r for r in runs if r["variant"] == v["name"]]
+        run = next((r for r in own if r["record"]["diagnosis"]["verdict"] == v["diagnosis"]), own[0])
         diagnosis = run["record"]["diagnosis"]
-        blocks.append(("p", f"**{v['name']}** (seed {run['seed']}): {diagnosis['verdict']}. {diagnosis['advice']}"))
+        verdicts = ", ".join(f"{n} {verdict}" for verdict, n in Counter(r["record"]["diagnosis"]["verdict"] for r in own).most_common())
+        advice = diagnosis["advice"] if not v["diagnosis"].startswith("unstable") else "Seeds disagree: compare their learning curves before reading any verdict; a lower learning rate often steadies training."
+        blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {run['seed']}). {advice}"))
     blocks.append(("h2", "Learning curves"))
     blocks.append(("img", plots.learning_curves(_curves(summary, runs), plot_dir / "learning_curves.png"),
                    "Train and validation accuracy and loss per epoch, learning rate (dotted grey), best epoch (green), where validation loss turned up (red)"))

@@ -164,7 +164,11 @@ class TrainStage(Stage):
             "sync_batch_norm": sync_batch_norm,
             "fused_members": 1,
         }
-        return member_artifact(array.member_state_dict(0), test[0], splits, result, class_names, how)
+        train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([splits["train"]], "train"), device, precision)
+        return member_artifact(
+            array.member_state_dict(0), test[0], splits, result, class_names, how,
+            train_accuracy=float(train[0, 1]), uses=regularizers(config, inputs["augment"].info),
+        )
 
 
 def data_on_device(config: Config, scaled: list[dict[str, np.ndarray]], device: torch.device) -> bool:
@@ -220,6 +224,17 @@ def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_i
     )
 
 
+def regularizers(config: Config, augment_info: dict[str, Any]) -> list[str]:
+    """The regularizers a training uses, by the names the diagnosis's advice gives them."""
+    used = {
+        "dropout": config.model.dropout > 0 or config.model.dropout_input > 0,
+        "batch normalization": config.model.batch_norm,
+        "augmentation": augment_info["mode"] != "none",
+        "early stopping": config.early_stop.enabled,
+    }
+    return [name for name, on in used.items() if on]
+
+
 def member_artifact(
     weights: dict[str, torch.Tensor],
     logits: torch.Tensor,
@@ -227,9 +242,13 @@ def member_artifact(
     result: trainers.loop.FitResult,
     class_names: list[str],
     how: dict[str, Any],
+    *,
+    train_accuracy: float,
+    uses: list[str],
 ) -> Artifact:
     """A trained member's cache entry: its weights, test probabilities, metrics, history and
-    diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion)."""
+    diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion).
+    `train_accuracy`: of the kept weights on the training split in eval mode; `uses`: its regularizers."""
     target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
@@ -247,13 +266,17 @@ def member_artifact(
         "kept_epoch": result.kept_epoch,
         "val_accuracy": kept["val_accuracy"],  # of the weights kept: what the ablation selects on
         "val_loss": kept["val_loss"],
+        "train_accuracy": train_accuracy,  # eval mode, kept weights: what the diagnosis compares
         "per_class_accuracy": trainers.metrics.per_class_accuracy(matrix, class_names),
         "confusion_matrix": matrix,
     }
     info = {
         "metrics": metrics,
         "history": result.history,
-        "diagnosis": trainers.diagnosis.diagnose(result.history).as_dict(),
+        "diagnosis": trainers.diagnosis.diagnose(
+            result.history, kept_epoch=result.kept_epoch, train_accuracy=train_accuracy,
+            val_samples=int(splits["val"].x.shape[0]), uses=uses,
+        ).as_dict(),
         "n_classes": len(class_names),
         "train_samples": int(splits["train"].x.shape[0]),
         **how,
