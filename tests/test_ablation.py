@@ -302,6 +302,25 @@ def test_seeds_that_collapse_make_a_variant_unstable():
     assert variant_diagnosis(shaky) == "unstable: seeds 3, 4 collapsed"
 
 
+def test_learning_curves_overlay_each_factors_variants_over_every_seed():
+    from pipeline.ablation.report import _curve_groups
+
+    summary = {
+        "ablation": {"design": "one_at_a_time", "factors": {"model.dropout": {}, "schedule.type": {}}},
+        "variants": [
+            {"name": "baseline", "changed": []},
+            {"name": "model.dropout=0.3", "changed": ["model.dropout"]},
+            {"name": "schedule.type=cosine", "changed": ["schedule.type"]},
+            {"name": "model.dropout=0.3, schedule.type=cosine", "changed": ["model.dropout", "schedule.type"]},
+        ],
+    }
+    runs = [{"variant": v["name"], "seed": seed, "history": [{"seed": seed}]} for v in summary["variants"] for seed in (0, 1)]
+    groups = _curve_groups(summary, runs)
+    assert list(groups) == ["model.dropout", "schedule.type"]
+    assert list(groups["schedule.type"]) == ["baseline", "schedule.type=cosine"]
+    assert groups["schedule.type"]["baseline"] == [[{"seed": 0}], [{"seed": 1}]]
+
+
 @pytest.mark.slow
 def test_tiny_ablation_end_to_end(tmp_path):
     (tmp_path / "tiny.yaml").write_text(
@@ -338,6 +357,8 @@ def test_tiny_ablation_end_to_end(tmp_path):
         png = (out / "plots" / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+    assert 'header.addEventListener("click"' in (out / "report.html").read_text()  # sortable tables
+    assert "## Which classes each change moved" in report and "| variant | 0 | 1 | 2 |" in report
     assert len((out / "runs.csv").read_text().splitlines()) == 9
 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

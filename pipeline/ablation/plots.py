@@ -18,32 +18,44 @@ def _pyplot() -> Any:
     return plt
 
 
-def learning_curves(curves: dict[str, dict[str, Any]], path: Path) -> Path:
-    """One row per variant: accuracy (train, validation) and loss (train, validation) per epoch,
-    the learning rate on a second axis, the best epoch and where validation loss turned up."""
+def _over_seeds(histories: list[list[dict[str, float]]], column: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Per epoch, the mean of `column` over the seeds still training then, and its min and max."""
+    epochs = sorted({int(row["epoch"]) for history in histories for row in history})
+    mean, low, high = [], [], []
+    for epoch in epochs:
+        values = [row[column] for history in histories for row in history if int(row["epoch"]) == epoch]
+        mean.append(sum(values) / len(values))
+        low.append(min(values))
+        high.append(max(values))
+    return epochs, mean, low, high
+
+
+def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], path: Path) -> Path:
+    """One row per factor, its variants overlaid on shared axes (the textbook's "no tricks / LR
+    decay / early stopping" picture): validation accuracy, train and validation loss on a log
+    scale, and the learning rate on its own panel; each line the mean over seeds with a band
+    from the lowest to the highest seed."""
     plt = _pyplot()
-    rows = len(curves)
-    figure, axes = plt.subplots(rows, 2, figsize=(11, 2.6 * rows), squeeze=False)
-    for (name, curve), (accuracy_axis, loss_axis) in zip(curves.items(), axes):
-        history = curve["history"]
-        epochs = [row["epoch"] for row in history]
-        accuracy_axis.plot(epochs, [row["train_accuracy"] for row in history], label="train")
-        accuracy_axis.plot(epochs, [row["val_accuracy"] for row in history], label="validation")
-        accuracy_axis.set_ylabel("accuracy")
-        accuracy_axis.set_title(name, fontsize=9, loc="left")
-        loss_axis.plot(epochs, [row["train_loss"] for row in history], label="train loss")
-        loss_axis.plot(epochs, [row["val_loss"] for row in history], label="validation loss")
-        loss_axis.set_ylabel("loss")
-        rate_axis = loss_axis.twinx()
-        rate_axis.plot(epochs, [row["lr"] for row in history], color="grey", linestyle=":", label="learning rate")
-        rate_axis.set_ylabel("lr", color="grey")
-        for axis in (accuracy_axis, loss_axis):
-            axis.axvline(curve["best_epoch"], color="green", linestyle="--", linewidth=1, label=f"best epoch {curve['best_epoch']}")
-            if curve.get("turned_up_at"):
-                axis.axvline(curve["turned_up_at"], color="red", linestyle=":", linewidth=1, label="val loss turns up")
-            axis.set_xlabel("epoch")
+    rows = len(groups)
+    figure, axes = plt.subplots(rows, 3, figsize=(13, 2.8 * rows), squeeze=False, sharex=True)
+    for (title, variants), (accuracy_axis, loss_axis, rate_axis) in zip(groups.items(), axes):
+        for index, (label, histories) in enumerate(variants.items()):
+            color = f"C{index}"
+            for axis, column, style in ((accuracy_axis, "val_accuracy", "-"), (loss_axis, "val_loss", "-"), (loss_axis, "train_loss", "--")):
+                epochs, mean, low, high = _over_seeds(histories, column)
+                axis.plot(epochs, mean, color=color, linestyle=style, label=label if style == "-" and axis is accuracy_axis else None)
+                axis.fill_between(epochs, low, high, color=color, alpha=0.15, linewidth=0)
+            epochs, mean, _, _ = _over_seeds(histories, "lr")
+            rate_axis.plot(epochs, mean, color=color)
+        accuracy_axis.set_title(title, fontsize=9, loc="left")
+        accuracy_axis.set_ylabel("validation accuracy")
+        loss_axis.set_yscale("log")
+        loss_axis.set_ylabel("loss (val solid, train dashed)")
+        rate_axis.set_ylabel("learning rate")
+        rate_axis.set_ylim(bottom=0)  # a constant rate reads as a level line, not as noise around it
         accuracy_axis.legend(fontsize=7, loc="lower right")
-        loss_axis.legend(fontsize=7, loc="upper right")
+    for axis in axes[-1]:
+        axis.set_xlabel("epoch")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

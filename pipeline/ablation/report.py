@@ -94,18 +94,40 @@ def write_runs_csv(runs: list[dict[str, Any]], path: Path) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def _curves(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The first seed's curves of each variant (baseline, LR decay and early stopping among them)."""
-    curves = {}
-    for variant in summary["variants"][:CURVE_VARIANTS]:
-        run = next(r for r in runs if r["variant"] == variant["name"])
-        metrics = run["record"]["metrics"]
-        curves[f"{variant['name']} (seed {run['seed']})"] = {
-            "history": run["history"],
-            "best_epoch": metrics["best_epoch"],
-            "turned_up_at": run["record"]["diagnosis"]["val_loss_turned_up_at"],
-        }
-    return curves
+def _curve_groups(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, dict[str, list[list[dict[str, float]]]]]:
+    """Per factor, the baseline and each variant that changes only that factor, every seed's
+    history; a list design is one group of its variants."""
+    histories: dict[str, list[list[dict[str, float]]]] = {}
+    for run in runs:
+        histories.setdefault(run["variant"], []).append(run["history"])
+    variants = summary["variants"]
+    baseline = variants[0]["name"]
+    groups = {}
+    for key in summary["ablation"]["factors"] if summary["ablation"]["design"] != "list" else ():
+        changed = [v["name"] for v in variants if v["changed"] == [key]]
+        if changed:
+            groups[key] = {baseline: histories[baseline], **{name: histories[name] for name in changed}}
+    return groups or {"variants": {v["name"]: histories[v["name"]] for v in variants[:CURVE_VARIANTS]}}
+
+
+def _per_class_changes(summary: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    """Per variant, how each class's test accuracy moved against the baseline (mean over the
+    seeds both ran, in points): which classes a change helped and which it hurt."""
+    by_variant: dict[str, dict[int, dict[str, float]]] = {}
+    for run in runs:
+        by_variant.setdefault(run["variant"], {})[run["seed"]] = run["record"]["metrics"]["per_class_accuracy"]
+    baseline = summary["variants"][0]["name"]
+    classes = list(next(iter(by_variant[baseline].values())))
+    if len(classes) > 20:
+        return None
+    rows = []
+    for variant in summary["variants"][1:]:
+        seeds = sorted(set(by_variant[variant["name"]]) & set(by_variant[baseline]))
+        changes = [
+            sum(by_variant[variant["name"]][s][c] - by_variant[baseline][s][c] for s in seeds) / len(seeds) * 100 for c in classes
+        ]
+        rows.append([variant["name"], *[f"{change:+.1f}" for change in changes]])
+    return ["variant", *classes], rows
 
 
 def _more_data_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,8 +212,15 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         advice = diagnosis["advice"] if not v["diagnosis"].startswith("unstable") else "Seeds disagree: compare their learning curves before reading any verdict; a lower learning rate often steadies training."
         blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {run['seed']}). {advice}"))
     blocks.append(("h2", "Learning curves"))
-    blocks.append(("img", plots.learning_curves(_curves(summary, runs), plot_dir / "learning_curves.png"),
-                   "Train and validation accuracy and loss per epoch, learning rate (dotted grey), best epoch (green), where validation loss turned up (red)"))
+    blocks.append(("img", plots.learning_curves(_curve_groups(summary, runs), plot_dir / "learning_curves.png"),
+                   "Per factor, the baseline and the variant that changes it, overlaid: validation accuracy, loss "
+                   "(log scale; validation solid, train dashed) and learning rate per epoch; lines are means over seeds, "
+                   "bands span the lowest to the highest seed"))
+    per_class = _per_class_changes(summary, runs)
+    if per_class:
+        blocks.append(("h2", "Which classes each change moved"))
+        blocks.append(("p", "Test accuracy per class against the baseline, in points, mean over seeds."))
+        blocks.append(("table", *per_class))
 
     blocks.append(("h2", "Time and cache"))
     rows = [[name, counts["built"], counts["hit"]] for name, counts in summary["stages"].items()]
@@ -219,6 +248,28 @@ def to_markdown(blocks: list[Block], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+# Click a column header to sort its table by it (numbers as numbers, "n/a" last); click again to reverse.
+SORT_SCRIPT = """
+document.querySelectorAll("table").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (header, column) {
+    header.title = "sort";
+    header.addEventListener("click", function () {
+      var rows = Array.from(table.rows).slice(1);
+      var up = header.dataset.up !== "1";
+      header.dataset.up = up ? "1" : "0";
+      var key = function (row) { var text = row.cells[column].textContent; var n = parseFloat(text); return isNaN(n) ? text : n; };
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (typeof x !== typeof y) { return typeof x === "number" ? -1 : 1; }
+        return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach(function (row) { row.parentNode.appendChild(row); });
+    });
+  });
+});
+"""
+
+
 def to_html(blocks: list[Block]) -> str:
     body = []
     for block in blocks:
@@ -237,8 +288,14 @@ def to_html(blocks: list[Block]) -> str:
         elif kind == "img":
             data = base64.b64encode(block[1].read_bytes()).decode("ascii")
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}"><figcaption>{html.escape(block[2])}</figcaption></figure>')
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}th{cursor:pointer;background:#f4f4f4}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Ablation report</title><style>{style}</style></head>"
+        f"<body>{''.join(body)}<script>{SORT_SCRIPT}</script></body></html>"
+    )
 
 
 def render(out_dir: str | Path) -> Path:
