@@ -359,6 +359,9 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
     assert 'header.addEventListener("click"' in (out / "report.html").read_text()  # sortable tables
     assert "## Which classes each change moved" in report and "| variant | 0 | 1 | 2 |" in report
+    assert "## Test samples each change fixed and broke" in report
+    assert set(summary["flips"]) == {v["name"] for v in summary["variants"][1:]}
+    assert "The baseline: data.train_fraction=0.5, model.batch_norm=false." in report
     assert len((out / "runs.csv").read_text().splitlines()) == 9
 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -370,3 +373,12 @@ def test_tiny_ablation_end_to_end(tmp_path):
     rerendered = subprocess.run([sys.executable, "-m", "pipeline", "report", "out"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert rerendered.returncode == 0, rerendered.stderr
     assert (out / "report.md").read_text() == before
+
+
+def test_flips_count_the_samples_a_change_fixed_and_broke():
+    from pipeline.ablation.execute import flips
+
+    results = [{"variant": v, "seed": s} for v in ("baseline", "x") for s in (0, 1)]
+    correct = [np.array(c, dtype=float) for c in ([1, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0])]
+    # Seed 0: x fixed samples 1 and 2, broke 0; seed 1: fixed 2, broke none.
+    assert flips(results, correct, "baseline") == {"x": {"fixed": 1.5, "broke": 0.5}}

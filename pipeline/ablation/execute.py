@@ -152,6 +152,21 @@ def test_correctness(results: list[dict[str, Any]], store: CacheStore) -> list[n
     return correct
 
 
+def flips(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str) -> dict[str, dict[str, float]]:
+    """Per variant, how many test samples it fixed (the baseline got them wrong, it right) and
+    broke (the other way round), mean over the seeds both ran: the churn a net effect hides."""
+    by_run = {(r["variant"], r["seed"]): vector for r, vector in zip(results, correct)}
+    counts: dict[str, dict[str, float]] = {}
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        seeds = [seed for (name, seed) in by_run if name == variant and (baseline, seed) in by_run]
+        if variant == baseline or not seeds or any(by_run[(variant, s)].shape != by_run[(baseline, s)].shape for s in seeds):
+            continue
+        fixed = [float(((by_run[(variant, s)] == 1) & (by_run[(baseline, s)] == 0)).sum()) for s in seeds]
+        broke = [float(((by_run[(variant, s)] == 0) & (by_run[(baseline, s)] == 1)).sum()) for s in seeds]
+        counts[variant] = {"fixed": float(np.mean(fixed)), "broke": float(np.mean(broke))}
+    return counts
+
+
 def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
     """Which sources of variation the intervals cover, and the smallest effect they can detect."""
     sources = ["initialization, batch order and dropout masks (train.seed)"]
@@ -278,12 +293,14 @@ def run_ablation(
         "interactions": [{**asdict(e), "sentence": e.sentence()} for e in interactions],
         "verdict": {
             "best_variant": best,
+        "flips": flips(results, correct, variants[0].name),
             "baseline": variants[0].name,
             "gain": {**asdict(verdict[0]), "sentence": verdict[0].sentence()} if verdict else None,
         },
         "multiple_testing": f"Holm over all {tests} effects of this report",
         "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + interactions + sides),
         "best_variant": best,
+        "flips": flips(results, correct, variants[0].name),
         "baselines": baselines(results, store, [variants[0].name, best]),
         "ensembles": ensembles(results, table, store),
         "runs": [

@@ -38,6 +38,9 @@ def _verdict(summary: dict[str, Any]) -> list[Block]:
     accuracy = best["test_accuracy"]
     lines = [f"**Best configuration** (highest mean validation accuracy): {best['name']}, test accuracy "
              f"{_pct(accuracy['mean'])}% {_interval(accuracy)}."]
+    baseline = next(v for v in summary["variants"] if v["name"] == verdict["baseline"])
+    if baseline["settings"]:
+        lines.append("The baseline: " + ", ".join(f"{key}={json.dumps(value)}" for key, value in baseline["settings"].items()) + ".")
     if verdict["gain"] is None:
         lines.append("No variant beat the baseline on validation: the baseline stands.")
     else:
@@ -216,6 +219,11 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
                    "Per factor, the baseline and the variant that changes it, overlaid: validation accuracy, loss "
                    "(log scale; validation solid, train dashed) and learning rate per epoch; lines are means over seeds, "
                    "bands span the lowest to the highest seed"))
+    if summary.get("flips"):
+        blocks.append(("h2", "Test samples each change fixed and broke"))
+        blocks.append(("p", "Against the baseline with the same seed, mean over seeds: a small net effect can hide many samples changing sides."))
+        rows = [[name, f"{c['fixed']:.1f}", f"{c['broke']:.1f}", f"{c['fixed'] - c['broke']:+.1f}"] for name, c in summary["flips"].items()]
+        blocks.append(("table", ["variant", "fixed", "broke", "net"], rows))
     per_class = _per_class_changes(summary, runs)
     if per_class:
         blocks.append(("h2", "Which classes each change moved"))
