@@ -353,10 +353,10 @@ def test_tiny_ablation_end_to_end(tmp_path):
     for effect in summary["effects"] + summary["side_effects"] + summary["interactions"]:
         assert effect["sentence"][1:] in report
     assert "What more data buys" in report
-    for name in ("learning_curves", "effects", "stage_times", "more_data"):
+    for name in ("learning_curves", "effects", "stage_times", "more_data", "flipped"):
         png = (out / "plots" / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 5  # flipped.png too
     assert 'header.addEventListener("click"' in (out / "report.html").read_text()  # sortable tables
     assert "## Which classes each change moved" in report and "| variant | 0 | 1 | 2 |" in report
     assert "## Test samples each change fixed and broke" in report

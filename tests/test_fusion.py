@@ -39,9 +39,11 @@ def test_runs_differing_only_in_member_settings_form_one_unit(tmp_path):
     assert [len(unit) for unit in fusion_units(tasks, fuse=True, max_members=5)] == [4, 4, 4, 4] * 2
 
 
-def test_units_keep_the_runs_of_one_augmented_data_together(tmp_path):
+@pytest.mark.parametrize("vary", [["train"], ["train", "split", "augment"]])
+def test_units_keep_the_runs_of_one_augmented_data_together(tmp_path, vary):
     factors = {"augment.mode": {"side": "data", "values": ["none", "offline"]}, **FUSIBLE}
-    design = AblationConfig(design="full", seeds=[0, 1, 2], factors=factors)
+    # Seeds that draw their own split and augmentation change the data, not its shapes.
+    design = AblationConfig(design="full", seeds=[0, 1, 2], factors=factors, vary=vary)
     _, tasks = plan_tasks(BASE, [], design, tmp_path / "c", tmp_path / "r")
     # 12 runs read each augmented data (scale and dropout do not change it); units of 16 would
     # cut one of them in two, and its halves would train as two arrays.

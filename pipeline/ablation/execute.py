@@ -167,6 +167,44 @@ def flips(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: st
     return counts
 
 
+FLIPPED_PER_KIND, FLIPPED_VARIANTS = 4, 8
+
+
+def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str, store: CacheStore, path: Path) -> Path | None:
+    """`plots/flipped.png`: for each of the first variants, a few test images it fixed and broke
+    against the baseline with the same seed (image data only; None for tables)."""
+    from pipeline.ablation import plots
+
+    by_run = {(r["variant"], r["seed"]): (r, vector) for r, vector in zip(results, correct)}
+    rows = []
+    for variant in list(dict.fromkeys(r["variant"] for r in results if r["variant"] != baseline))[:FLIPPED_VARIANTS]:
+        seed = next((s for (name, s) in by_run if name == variant and (baseline, s) in by_run), None)
+        if seed is None:
+            continue
+        result, ours = by_run[(variant, seed)]
+        _, theirs = by_run[(baseline, seed)]
+        record = result["record"]
+        arrays = _arrays(store, "scale", _stage_key(record, "scale"))
+        images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
+        if images.ndim != 4 or images.shape[1] not in (1, 3) or ours.shape != theirs.shape:
+            return None
+        names = record["data"]["class_names"]
+
+        def pick(mask: np.ndarray) -> list[tuple[np.ndarray, str]]:
+            chosen = []
+            for index in np.flatnonzero(mask)[:FLIPPED_PER_KIND]:
+                image = images[index].transpose(1, 2, 0).astype(float)
+                image = (image - image.min()) / max(float(np.ptp(image)), 1e-12)  # any scaling back to [0, 1] for display
+                chosen.append((image[..., 0] if image.shape[2] == 1 else image, names[int(labels[index])]))
+            return chosen
+
+        rows.append({"variant": variant, "fixed": pick((ours == 1) & (theirs == 0)), "broke": pick((ours == 0) & (theirs == 1))})
+    if not rows:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return plots.flipped_samples(rows, path)
+
+
 def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
     """Which sources of variation the intervals cover, and the smallest effect they can detect."""
     sources = ["initialization, batch order and dropout masks (train.seed)"]
@@ -310,5 +348,6 @@ def run_ablation(
         "fused": fuse,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    draw_flipped(results, correct, variants[0].name, store, out_dir / "plots" / "flipped.png")
     (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary

@@ -77,17 +77,18 @@ def fusion_key(config: Config) -> str:
 
 def fusion_units(tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS) -> list[list[Task]]:
     """The tasks in units of work: each task alone (`fuse` off), or units of up to `max_members`
-    tasks that may train as one array. Within a fusion group, the tasks that read the same
-    augmented data (and so surely the same shapes) stay in one unit where they fit: a unit
-    trains one array per shape of data, and splitting a data variant across units would train
-    more, smaller arrays."""
+    tasks that may train as one array. Within a fusion group, the tasks whose data is collected
+    and augmented alike up to the seeds (and so has the same shapes) stay in one unit where
+    they fit: a unit trains one array per shape of data, and splitting a data variant across
+    units would train more, smaller arrays."""
     if not fuse:
         return [[task] for task in tasks]
     groups: dict[str, dict[str, list[Task]]] = {}
     for task in tasks:
         config = task_config(task)
-        augment_key = plan_stages(config, default_stages()[:2])[-1].key
-        groups.setdefault(fusion_key(config), {}).setdefault(augment_key, []).append(task)
+        settings = [config.data.model_dump(mode="json", exclude={"seed"}), config.augment.model_dump(mode="json", exclude={"seed"})]
+        data_shape = json.dumps(settings, sort_keys=True)
+        groups.setdefault(fusion_key(config), {}).setdefault(data_shape, []).append(task)
     return [unit for by_data in groups.values() for unit in pack(list(by_data.values()), max_members)]
 
 

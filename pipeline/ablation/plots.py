@@ -97,7 +97,7 @@ def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
     for stage in stages:
         widths = [v["stages"][stage]["seconds"] for v in variants]
         hatches = ["//" if v["stages"][stage]["hits"] == len(v["seeds"]) else "" for v in variants]
-        bars = axis.barh(range(len(variants)), widths, left=left, label=stage)
+        bars = axis.barh(range(len(variants)), widths, left=left, label=stage, edgecolor="black", linewidth=0.4)  # edges carry the hatching
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
         left = [a + b for a, b in zip(left, widths)]
@@ -122,6 +122,27 @@ def more_data_curve(points: list[dict[str, Any]], path: Path) -> Path:
     axis.set_xlabel("training samples")
     axis.set_ylabel("test accuracy")
     axis.set_title("What more data buys")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def flipped_samples(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Per variant, a few test images it fixed and a few it broke against the baseline (same
+    seed), each titled with its true class. `rows`: {"variant", "fixed", "broke"}, where
+    fixed and broke are lists of (image as (H, W) or (H, W, 3) in [0, 1], label)."""
+    plt = _pyplot()
+    columns = max(1, max(len(row["fixed"]) + len(row["broke"]) for row in rows))
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns + 1.5, 1.5 * len(rows)), squeeze=False)
+    for row, line in zip(rows, axes):
+        cells = [("fixed", item) for item in row["fixed"]] + [("broke", item) for item in row["broke"]]
+        for axis in line:
+            axis.axis("off")
+        for axis, (kind, (image, label)) in zip(line, cells):
+            axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            axis.set_title(f"{kind}: {label}", fontsize=7, color="green" if kind == "fixed" else "red")
+        line[0].text(-0.15, 0.5, _wrap(row["variant"]), transform=line[0].transAxes, ha="right", va="center", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

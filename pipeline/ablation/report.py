@@ -224,6 +224,8 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         blocks.append(("p", "Against the baseline with the same seed, mean over seeds: a small net effect can hide many samples changing sides."))
         rows = [[name, f"{c['fixed']:.1f}", f"{c['broke']:.1f}", f"{c['fixed'] - c['broke']:+.1f}"] for name, c in summary["flips"].items()]
         blocks.append(("table", ["variant", "fixed", "broke", "net"], rows))
+        if (plot_dir / "flipped.png").exists():  # drawn at ablate time, from the cached test images
+            blocks.append(("img", plot_dir / "flipped.png", "A few test images each change fixed (green) and broke (red), with their true class"))
     per_class = _per_class_changes(summary, runs)
     if per_class:
         blocks.append(("h2", "Which classes each change moved"))
