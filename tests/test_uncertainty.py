@@ -105,3 +105,12 @@ def test_what_each_seed_varies():
     assert AblationConfig(design="list", seeds=[3], variants={"a": {}}).seed_overrides(3) == ["train.seed=3"]
     with pytest.raises(ValueError, match="vary must list 'train'"):
         AblationConfig(design="list", seeds=[3], variants={"a": {}}, vary=["split"])
+
+
+def test_an_effect_across_different_test_samples_compares_means():
+    # A data factor that moves the split gives the two arms different test samples: no pairing by sample.
+    treated = {0: np.array([1.0, 1.0, 0.0, 1.0]), 1: np.array([1.0, 1.0, 1.0, 1.0])}
+    reference = {0: np.array([1.0, 0.0, 0.0]), 1: np.array([0.0, 1.0, 1.0])}
+    effect = paired_effect("x", "data", treated, reference, shared_samples=True)
+    assert effect.summary.mean == pytest.approx(((0.75 - 1 / 3) + (1 - 2 / 3)) / 2)
+    assert effect.summary.df == 1  # the t over the two seeds' differences of means

@@ -31,6 +31,14 @@ def _per_seed(rows: Iterable[Row], metric: str) -> dict[int, np.ndarray]:
     return {seed: np.mean(vectors, axis=0) for seed, vectors in grouped.items()}
 
 
+def _signed_sum(*parts: tuple[float, np.ndarray]) -> np.ndarray:
+    """`sum(sign * scores)` sample by sample; of the means where a data factor gave the parts
+    different test samples."""
+    if len({scores.shape for _, scores in parts}) > 1:
+        return np.array([sum(sign * scores.mean() for sign, scores in parts)])
+    return sum(sign * scores for sign, scores in parts)
+
+
 def _describe(key: str, before: Any, after: Any) -> str:
     return f"setting {key} from {json.dumps(before)} to {json.dumps(after)}"
 
@@ -94,7 +102,7 @@ def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str =
         low_a, high_a, low_b, high_b = fa.values[0], fa.values[1], fb.values[0], fb.values[1]
         both, first, second, neither = cell(high_a, high_b), cell(high_a, low_b), cell(low_a, high_b), cell(low_a, low_b)
         seeds = sorted(set(both) & set(first) & set(second) & set(neither))
-        contrast = {s: both[s] - first[s] - second[s] + neither[s] for s in seeds}
+        contrast = {s: _signed_sum((1, both[s]), (-1, first[s]), (-1, second[s]), (1, neither[s])) for s in seeds}
         name = f"the interaction of {a} and {b}"
         if ablation.design == "fractional":
             keys = [key for key, _ in factors]
@@ -146,7 +154,7 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
     seeds = sorted(set(baseline) & set(data) & set(model) & set(both))
     if not seeds:
         return []
-    interaction = {s: both[s] - data[s] - model[s] + baseline[s] for s in seeds}
+    interaction = {s: _signed_sum((1, both[s]), (-1, data[s]), (-1, model[s]), (1, baseline[s])) for s in seeds}
     zero = {s: np.zeros_like(interaction[s]) for s in seeds}
     effects = [
         paired_effect("the data-side changes", "data", data, baseline, shared_samples),
@@ -173,7 +181,7 @@ def _within_side(
     seeds = sorted(set(corner) & set(baseline).intersection(*alone))
     if not seeds:
         return None
-    gap = {s: corner[s] - baseline[s] - sum(single[s] - baseline[s] for single in alone) for s in seeds}
+    gap = {s: _signed_sum((1, corner[s]), (len(alone) - 1, baseline[s]), *[(-1, single[s]) for single in alone]) for s in seeds}
     zero = {s: np.zeros_like(gap[s]) for s in seeds}
     bound = float(len(keys) + 1)
     return paired_effect(f"the interaction within the {side} side", "interaction", gap, zero, shared_samples, bounds=(-bound, bound))

@@ -137,7 +137,7 @@ def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return asdict(summarize([record["metrics"][metric] for record in records], bounds))
 
 
-def test_correctness(results: list[dict[str, Any]], store: CacheStore) -> list[np.ndarray]:
+def correct_on_test(results: list[dict[str, Any]], store: CacheStore) -> list[np.ndarray]:
     """Per run, which test samples it classified correctly (1.0) or not (0.0), from the cached
     test probabilities and labels: the per-sample scores the intervals resample."""
     labels: dict[str, np.ndarray] = {}
@@ -300,7 +300,7 @@ def run_ablation(
     started = time.perf_counter()
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
     store = CacheStore(cache_dir)
-    correct = test_correctness(results, store)
+    correct = correct_on_test(results, store)
     shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
     rows = [
         {

@@ -164,7 +164,10 @@ def paired_effect(
     seeds = sorted(set(treatment) & set(reference))
     if not seeds:
         return None
-    differences = [np.asarray(treatment[s], dtype=float) - np.asarray(reference[s], dtype=float) for s in seeds]
+    pairs = [(np.asarray(treatment[s], dtype=float), np.asarray(reference[s], dtype=float)) for s in seeds]
+    if any(ours.shape != theirs.shape for ours, theirs in pairs):  # different test samples (a data factor moved the split): compare means
+        pairs, shared_samples = [(ours.mean(keepdims=True), theirs.mean(keepdims=True)) for ours, theirs in pairs], False
+    differences = [ours - theirs for ours, theirs in pairs]
     summary = summarize_runs(differences, shared_samples, bounds)
     return Effect(name, side, summary, p_value(summary), detectable=detectable(summary))
 
