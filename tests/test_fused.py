@@ -141,16 +141,22 @@ SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("name", SETTINGS)
-def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
+def fused_and_alone(name):
+    """A (3, 4, 5) fused parameter with its FusedOptimizer, and the same three members as
+    separate parameters, each with the torch optimizer of its own settings."""
     settings = SETTINGS[name]
     start = torch.randn(3, 4, 5)
     fused = torch.nn.Parameter(start.clone())
-    optimizer = FusedOptimizer([fused], name, **settings)
     alone = [torch.nn.Parameter(start[k].clone()) for k in range(3)]
     references = [
         build_optimizer([alone[k]], {"name": name, **{key: values[k] for key, values in settings.items()}}) for k in range(3)
     ]
+    return fused, FusedOptimizer([fused], name, **settings), alone, references
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
+    fused, optimizer, alone, references = fused_and_alone(name)
     generator = torch.Generator().manual_seed(0)
     for _ in range(20):
         grad = torch.randn(3, 4, 5, generator=generator)
@@ -166,15 +172,8 @@ def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
 @pytest.mark.parametrize("name", SETTINGS)
 def test_under_a_grad_scaler_only_the_member_that_overflows_skips_its_step(name):
     """fp16's GradScaler skips a step whose gradients overflow; in an array only that member's."""
-    settings = SETTINGS[name]
-    start = torch.randn(3, 4, 5)
-    fused = torch.nn.Parameter(start.clone())
-    optimizer = FusedOptimizer([fused], name, **settings)
+    fused, optimizer, alone, references = fused_and_alone(name)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
-    alone = [torch.nn.Parameter(start[k].clone()) for k in range(3)]
-    references = [
-        build_optimizer([alone[k]], {"name": name, **{key: values[k] for key, values in settings.items()}}) for k in range(3)
-    ]
     generator = torch.Generator().manual_seed(0)
     overflow_steps = {0, 3}  # the very first step too, before any optimizer state exists
     for step in range(6):

@@ -148,7 +148,7 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
 
     def corner(*changed: str) -> dict[int, np.ndarray]:
         settings = {key: (f.values[-1] if f.side in changed else f.values[0]) for key, f in factors.items()}
-        return _per_seed((r for r in rows if _cell(r["settings"]) == _cell(settings)), metric)
+        return _per_seed(_cells(rows, settings), metric)
 
     baseline, data, model, both = corner(), corner("data"), corner("model"), corner("data", "model")
     seeds = sorted(set(baseline) & set(data) & set(model) & set(both))

@@ -82,14 +82,24 @@ def _stage_key(record: dict[str, Any], name: str) -> str:
     return next(stage["key"] for stage in record["stages"] if stage["name"] == name)
 
 
-def _arrays(store: CacheStore, stage: str, key: str) -> dict[str, np.ndarray]:
-    cached = store.load(stage, key)
-    if cached is None:
-        raise ValueError(f"The cache no longer holds the {stage} entry {key[:12]}; re-run the ablation.")
-    return cached.artifact.arrays
+class EntryArrays:
+    """The arrays of cached entries, each read (and verified) once per ablation: the intervals,
+    ensembles, baselines and figures all read the same test probabilities and labels."""
+
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+        self._read: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def __call__(self, stage: str, key: str) -> dict[str, np.ndarray]:
+        if (stage, key) not in self._read:
+            cached = self.store.load(stage, key)
+            if cached is None:
+                raise ValueError(f"The cache no longer holds the {stage} entry {key[:12]}; re-run the ablation.")
+            self._read[(stage, key)] = cached.artifact.arrays
+        return self._read[(stage, key)]
 
 
-def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], store: CacheStore) -> dict[str, Any]:
+def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], entries: EntryArrays) -> dict[str, Any]:
     """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
     the seeds of the top-k variants by validation accuracy (when they share their test split)."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
@@ -98,16 +108,16 @@ def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], sto
     labels = {}
     per_variant = {}
     for name, records in by_variant.items():
-        y = np.asarray(_arrays(store, "scale", _stage_key(records[0], "scale"))["y_test"])
+        y = np.asarray(entries("scale", _stage_key(records[0], "scale"))["y_test"])
         labels[name] = y
-        probabilities = [_arrays(store, "train", _stage_key(r, "train"))["test_probabilities"] for r in records]
+        probabilities = [entries("train", _stage_key(r, "train"))["test_probabilities"] for r in records]
         per_variant[name] = {"seeds": len(records), "test_accuracy": ensemble_accuracy(probabilities, y)}
     ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
     names = [v["name"] for v in ranked]
     top = None
     if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
         probabilities = [
-            _arrays(store, "train", _stage_key(r, "train"))["test_probabilities"] for n in names for r in by_variant[n]
+            entries("train", _stage_key(r, "train"))["test_probabilities"] for n in names for r in by_variant[n]
         ]
         top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
     return {"per_variant": per_variant, "top_k": top}
@@ -118,7 +128,7 @@ def best_variant(variants: list[dict[str, Any]]) -> dict[str, Any]:
     return max(variants, key=lambda v: v["val_accuracy"]["mean"])
 
 
-def baselines(results: list[dict[str, Any]], store: CacheStore, variant_names: list[str]) -> list[dict[str, Any]]:
+def baselines(results: list[dict[str, Any]], entries: EntryArrays, variant_names: list[str]) -> list[dict[str, Any]]:
     """scikit-learn baselines on the cached, scaled data of each named variant (the baseline's and
     the best one's), once per distinct data."""
     done: dict[str, dict[str, Any]] = {}
@@ -126,7 +136,7 @@ def baselines(results: list[dict[str, Any]], store: CacheStore, variant_names: l
         record = next(r["record"] for r in results if r["variant"] == variant)
         key = _stage_key(record, "scale")
         if key not in done:
-            arrays = _arrays(store, "scale", key)
+            arrays = entries("scale", key)
             scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
             done[key] = {"data_of_variant": variant, "models": scores}
     return list(done.values())
@@ -137,56 +147,60 @@ def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return asdict(summarize([record["metrics"][metric] for record in records], bounds))
 
 
-def correct_on_test(results: list[dict[str, Any]], store: CacheStore) -> list[np.ndarray]:
+def correct_on_test(results: list[dict[str, Any]], entries: EntryArrays) -> list[np.ndarray]:
     """Per run, which test samples it classified correctly (1.0) or not (0.0), from the cached
     test probabilities and labels: the per-sample scores the intervals resample."""
-    labels: dict[str, np.ndarray] = {}
     correct = []
     for result in results:
         record = result["record"]
-        key = _stage_key(record, "scale")
-        if key not in labels:
-            labels[key] = np.asarray(_arrays(store, "scale", key)["y_test"])
-        probabilities = _arrays(store, "train", _stage_key(record, "train"))["test_probabilities"]
-        correct.append((probabilities.argmax(axis=1) == labels[key]).astype(float))
+        labels = np.asarray(entries("scale", _stage_key(record, "scale"))["y_test"])
+        probabilities = entries("train", _stage_key(record, "train"))["test_probabilities"]
+        correct.append((probabilities.argmax(axis=1) == labels).astype(float))
     return correct
+
+
+Pair = tuple[dict[str, Any], np.ndarray, np.ndarray]  # a variant's run, its per-sample correctness, the baseline's
+
+
+def against_baseline(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str) -> dict[str, list[Pair]]:
+    """Per variant other than the baseline, each of its runs with the baseline's run of the same
+    seed on the same test samples: (its result, its per-sample correctness, the baseline's)."""
+    by_run = {(r["variant"], r["seed"]): (r, vector) for r, vector in zip(results, correct)}
+    pairs: dict[str, list[Pair]] = {}
+    for (variant, seed), (result, ours) in by_run.items():
+        theirs = by_run.get((baseline, seed), (None, None))[1]
+        if variant != baseline and theirs is not None and theirs.shape == ours.shape:
+            pairs.setdefault(variant, []).append((result, ours, theirs))
+    return pairs
 
 
 def flips(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str) -> dict[str, dict[str, float]]:
     """Per variant, how many test samples it fixed (the baseline got them wrong, it right) and
     broke (the other way round), mean over the seeds both ran: the churn a net effect hides."""
-    by_run = {(r["variant"], r["seed"]): vector for r, vector in zip(results, correct)}
-    counts: dict[str, dict[str, float]] = {}
-    for variant in dict.fromkeys(r["variant"] for r in results):
-        seeds = [seed for (name, seed) in by_run if name == variant and (baseline, seed) in by_run]
-        if variant == baseline or not seeds or any(by_run[(variant, s)].shape != by_run[(baseline, s)].shape for s in seeds):
-            continue
-        fixed = [float(((by_run[(variant, s)] == 1) & (by_run[(baseline, s)] == 0)).sum()) for s in seeds]
-        broke = [float(((by_run[(variant, s)] == 0) & (by_run[(baseline, s)] == 1)).sum()) for s in seeds]
-        counts[variant] = {"fixed": float(np.mean(fixed)), "broke": float(np.mean(broke))}
-    return counts
+    return {
+        variant: {
+            "fixed": float(np.mean([((ours == 1) & (theirs == 0)).sum() for _, ours, theirs in pairs])),
+            "broke": float(np.mean([((ours == 0) & (theirs == 1)).sum() for _, ours, theirs in pairs])),
+        }
+        for variant, pairs in against_baseline(results, correct, baseline).items()
+    }
 
 
 FLIPPED_PER_KIND, FLIPPED_VARIANTS = 4, 8
 
 
-def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str, store: CacheStore, path: Path) -> Path | None:
+def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str, entries: EntryArrays, path: Path) -> Path | None:
     """`plots/flipped.png`: for each of the first variants, a few test images it fixed and broke
     against the baseline with the same seed (image data only; None for tables)."""
     from pipeline.ablation import plots
 
-    by_run = {(r["variant"], r["seed"]): (r, vector) for r, vector in zip(results, correct)}
     rows = []
-    for variant in list(dict.fromkeys(r["variant"] for r in results if r["variant"] != baseline))[:FLIPPED_VARIANTS]:
-        seed = next((s for (name, s) in by_run if name == variant and (baseline, s) in by_run), None)
-        if seed is None:
-            continue
-        result, ours = by_run[(variant, seed)]
-        _, theirs = by_run[(baseline, seed)]
+    for variant, pairs in list(against_baseline(results, correct, baseline).items())[:FLIPPED_VARIANTS]:
+        result, ours, theirs = pairs[0]
         record = result["record"]
-        arrays = _arrays(store, "scale", _stage_key(record, "scale"))
+        arrays = entries("scale", _stage_key(record, "scale"))
         images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
-        if images.ndim != 4 or images.shape[1] not in (1, 3) or ours.shape != theirs.shape:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
             return None
         names = record["data"]["class_names"]
 
@@ -299,8 +313,8 @@ def run_ablation(
     variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir, resume)
     started = time.perf_counter()
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
-    store = CacheStore(cache_dir)
-    correct = correct_on_test(results, store)
+    entries = EntryArrays(CacheStore(cache_dir))
+    correct = correct_on_test(results, entries)
     shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
     rows = [
         {
@@ -339,8 +353,8 @@ def run_ablation(
         "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + interactions + sides),
         "best_variant": best,
         "flips": flips(results, correct, variants[0].name),
-        "baselines": baselines(results, store, [variants[0].name, best]),
-        "ensembles": ensembles(results, table, store),
+        "baselines": baselines(results, entries, [variants[0].name, best]),
+        "ensembles": ensembles(results, table, entries),
         "runs": [
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results
         ],
@@ -348,6 +362,6 @@ def run_ablation(
         "fused": fuse,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    draw_flipped(results, correct, variants[0].name, store, out_dir / "plots" / "flipped.png")
+    draw_flipped(results, correct, variants[0].name, entries, out_dir / "plots" / "flipped.png")
     (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary
