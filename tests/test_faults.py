@@ -125,6 +125,34 @@ def test_disk_full_is_a_clear_error_and_earlier_entries_stay(dirs, monkeypatch, 
     assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
 
 
+class _RunsCode:
+    """A pickle payload: unpickling it would create the file named `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_nothing_runs(dirs, tmp_path, capsys):
+    import torch
+
+    train_key = run(dirs).record["stages"][-1]["key"]
+    store = CacheStore(dirs["cache_dir"])
+    store.remove("train", train_key)
+    marker = tmp_path / "payload-ran"
+    checkpoint = store.checkpoint_path("train", train_key)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": 2, "module": _RunsCode(marker)}, checkpoint)
+    status = main(["run", *FAST, "--resume", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert f"Refusing checkpoint {checkpoint}" in error and "nothing in it was run" in error
+    assert not marker.exists()
+    assert checkpoint.exists()  # left for the user to look at or delete
+
+
 def test_a_failing_stage_keeps_everything_before_it(dirs, monkeypatch):
     def broken(self, inputs, config, context):
         raise ValueError("simulated failure")

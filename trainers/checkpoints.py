@@ -5,6 +5,7 @@ epochs of milliseconds do not spend their time serializing."""
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import time
 import uuid
@@ -18,11 +19,14 @@ CHECKPOINT_FORMAT = 2  # 2: one entry per member of the trained array
 
 
 def rng_states() -> dict[str, Any]:
+    """Every global RNG's state as tensors, numbers and strings: what `torch.load(weights_only=True)` reads."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": position, "has_gauss": has_gauss, "cached_gaussian": cached_gaussian},
+        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss_next": gauss_next},
     }
 
 
@@ -30,8 +34,11 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    keys = numpy_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((numpy_state["name"], keys, numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"].tolist()), python_state["gauss_next"]))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -46,8 +53,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state in `path`, read with `weights_only=True`: tensors, numbers, strings and containers
+    only, so a planted pickle that would run code is refused, never executed (the cache folder may
+    be shared, and whoever can write it must not run code on the next `--resume`)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ValueError(
+            f"Refusing checkpoint {path}: it holds more than tensors and numbers ({first_line}); "
+            "nothing in it was run. Delete it to start the training over."
+        ) from None
     except (OSError, RuntimeError, EOFError) as exc:
         raise ValueError(f"Cannot read checkpoint {path}: {exc}") from exc
     if state.get("format") != CHECKPOINT_FORMAT:
