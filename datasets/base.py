@@ -8,7 +8,7 @@ version), so the pipeline's `collect` key changes when the data does, not just i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,14 +21,18 @@ class DataWarning(UserWarning):
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """Source settings from the `data` section; each source reads the ones it needs."""
+    """Source settings from the `data` section; each source reads the ones it needs (and says
+    which, in `register_source(reads=...)`, so the others stay out of its cache key)."""
 
     root: str | None = None
     download: bool = False
-    target: str | None = None
+    target: str | int | None = None  # a column name, or a position (negative counts from the end)
     categorical: str = "onehot"
+    header: str | bool = "auto"  # auto: a first row that parses entirely as numbers is data
+    decimal: str = "auto"  # auto: a decimal comma when the delimiter is not a comma and numbers are written 5,1
     x_key: str = "x"
     y_key: str = "y"
+    layout: str = "auto"  # auto: (N, H, W, C) with C in 1, 3, 4 (and the second axis not) is channels-last
     image_size: tuple[int, int] | None = None
 
 
@@ -57,6 +61,7 @@ class Source:
     kind: str
     load: Loader
     fingerprint: Fingerprint
+    reads: tuple[str, ...] | None = None  # the SourceOptions it reads; None: any of them
 
 
 SOURCES: dict[str, Source] = {}
@@ -66,15 +71,22 @@ def _no_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     return {}
 
 
-def register_source(kind: str, fingerprint: Fingerprint | None = None) -> Callable[[Loader], Loader]:
+def register_source(
+    kind: str, fingerprint: Fingerprint | None = None, reads: tuple[str, ...] | None = None
+) -> Callable[[Loader], Loader]:
     """Register `load(argument, options) -> RawData` as `data.source: <kind>:<argument>`.
 
     `fingerprint(argument, options)` returns what identifies the content (see `hash_files`);
     without one, the pipeline keys the source by its parameters and the loader's code.
+    `reads` names the `SourceOptions` the loader uses (for example `("target",)`): only those
+    enter the cache key, so changing another one rebuilds nothing. Without it, all of them do.
     """
+    unknown = set(reads or ()) - {option.name for option in fields(SourceOptions)}
+    if unknown:
+        raise ValueError(f"register_source({kind!r}, reads=...) names unknown options {sorted(unknown)}.")
 
     def decorate(load: Loader) -> Loader:
-        SOURCES[kind] = Source(kind, load, fingerprint or _no_fingerprint)
+        SOURCES[kind] = Source(kind, load, fingerprint or _no_fingerprint, reads)
         return load
 
     return decorate
@@ -110,6 +122,35 @@ def hash_files(paths: Iterable[Path], relative_to: Path | None = None) -> dict[s
         except OSError as exc:
             raise ValueError(f"Cannot read data file {path}: {exc.strerror or exc}.") from exc
     return {"files": hashes}
+
+
+CONTINUOUS_DISTINCT = 20  # more distinct numeric labels than this, and more than half the rows: a regression target
+
+
+def check_discrete(labels: np.ndarray, source: str, name: str) -> None:
+    """Refuse labels that look like a regression target (non-integral numbers, or as many distinct
+    values as rows), with what they are and how to bin them: a classifier cannot learn them."""
+    values = np.asarray(labels)
+    if values.dtype.kind not in "iuf":
+        return
+    distinct = np.unique(values)
+    non_integral = values.dtype.kind == "f" and bool(np.any(distinct != np.round(distinct)))
+    if non_integral or (distinct.size > CONTINUOUS_DISTINCT and distinct.size > values.size / 2):
+        examples = ", ".join(f"{value:g}" for value in distinct[np.linspace(0, distinct.size - 1, 3).astype(int)])
+        raise ValueError(
+            f"{source}: the target {name!r} has {distinct.size} distinct values among {values.size} rows ({examples}, ...) "
+            "and looks continuous, as a regression target does; this pipeline classifies. To classify ranges of it, "
+            f"bin it into a new column first, e.g. with pandas: df['{name}_bin'] = pd.qcut(df['{name}'], q=4, labels=False)."
+        )
+
+
+def check_real(array: np.ndarray, source: str, name: str) -> None:
+    """Refuse complex numbers: casting them to real would drop the imaginary part without a word."""
+    if np.iscomplexobj(array):
+        raise ValueError(
+            f"{source}: array {name!r} holds complex numbers ({array.dtype}); the pipeline needs real ones. "
+            "Store the real and imaginary parts (or magnitude and phase) as separate features."
+        )
 
 
 def encode_labels(labels: np.ndarray | list[Any]) -> tuple[np.ndarray, list[str]]:

@@ -18,7 +18,7 @@ def _sklearn_version(argument: str, options: SourceOptions) -> dict[str, Any]:
     return {"sklearn": sklearn.__version__}
 
 
-@register_source("sklearn", fingerprint=_sklearn_version)
+@register_source("sklearn", fingerprint=_sklearn_version, reads=())
 def load_sklearn(argument: str, options: SourceOptions) -> RawData:
     """`digits` as uint8 images `(N, 1, 8, 8)` with values 0-16; `iris`, `wine`, `breast_cancer` as float32 tables."""
     from sklearn import datasets as bundled

@@ -95,7 +95,7 @@ def _idx_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     return hash_files([path for pair in idx_pairs(directory).values() for path in pair], relative_to=directory)
 
 
-@register_source("idx", fingerprint=_idx_fingerprint)
+@register_source("idx", fingerprint=_idx_fingerprint, reads=())
 def load_idx(argument: str, options: SourceOptions) -> RawData:
     """`idx:<dir>`: MNIST-format files (gzipped or not) in a folder."""
     return load_idx_directory(Path(argument), f"idx:{argument}")

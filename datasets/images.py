@@ -31,7 +31,7 @@ def _fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     return hash_files([f for files in image_files(root).values() for f in files], relative_to=root)
 
 
-@register_source("folder", fingerprint=_fingerprint)
+@register_source("folder", fingerprint=_fingerprint, reads=("image_size",))
 def load_folder(argument: str, options: SourceOptions) -> RawData:
     """Grayscale if every image is, else RGB; sizes must agree unless `data.image_size` resizes them all."""
     from PIL import Image, UnidentifiedImageError

@@ -1,15 +1,26 @@
-"""Tabular and array files: `csv:<path>`, `parquet:<path>` (with `data.target`) and `npz:<path>`."""
+"""Tabular and array files: `csv:<path>`, `parquet:<path>` (with `data.target`) and `npz:<path>`.
+
+CSV files are read as people keep them: the delimiter is sniffed, a header-less file (numbers
+from the first line, the UCI layout) is recognised, and so are decimal commas (`5,1;3,5`).
+"""
 
 from __future__ import annotations
 
 import csv
 import difflib
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from datasets.base import RawData, SourceOptions, encode_labels, hash_files, register_source
+from datasets.base import RawData, SourceOptions, check_discrete, check_real, encode_labels, hash_files, register_source
+
+SNIFF_BYTES = 65536
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+(?:[eE][+-]?\d+)?$")
+CHANNELS = (1, 3, 4)
 
 
 def _file_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
@@ -19,14 +30,57 @@ def _file_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     return hash_files([path])
 
 
-def sniff_delimiter(path: Path) -> str:
-    """`,`, `;`, tab or `|`, judged from the start of the file; `,` when there is only one column."""
+def _sample_lines(path: Path) -> list[str]:
+    """The first complete lines of the file (the last line read may be cut short)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        sample = handle.read(65536)
+        text = handle.read(SNIFF_BYTES)
+    lines = text.splitlines()
+    return lines[:-1] if len(text) == SNIFF_BYTES and len(lines) > 1 else lines
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter that splits every sampled line into the same number (> 1) of fields: tab,
+    `;` or `|` before `,` (which may be a decimal comma: `5,1;3,5`); else csv's own sniffer's
+    guess; `,` when there is only one column."""
+    lines = [line for line in _sample_lines(path) if line.strip()]
+    for delimiter in ("\t", ";", "|", ","):
+        counts = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        if len(counts) == 1 and counts.pop() > 1:
+            return delimiter
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
+
+
+def _sample_rows(path: Path, delimiter: str) -> list[list[str]]:
+    return [[field.strip() for field in row] for row in csv.reader(_sample_lines(path), delimiter=delimiter)]
+
+
+def sniff_decimal(rows: list[list[str]], delimiter: str) -> str:
+    """`,` when the delimiter is not a comma and numbers are written with a decimal comma (`5,1`)
+    and none with a decimal point; else `.`."""
+    if delimiter == ",":
+        return "."
+    fields = [field for row in rows for field in row]
+    commas = sum(bool(_DECIMAL_COMMA.match(field)) for field in fields)
+    points = sum(bool(_DECIMAL_POINT.match(field)) for field in fields)
+    return "," if commas and not points else "."
+
+
+def _is_number(text: str, decimal: str) -> bool:
+    try:
+        float(text.replace(decimal, ".") if decimal == "," else text)
+    except ValueError:
+        return False
+    return True
+
+
+def has_header(rows: list[list[str]], decimal: str, setting: str | bool) -> bool:
+    """`data.header`: true or false as given; auto: a first row that parses entirely as numbers is data."""
+    if isinstance(setting, bool):
+        return setting
+    return not (rows and rows[0] and all(_is_number(field, decimal) for field in rows[0]))
 
 
 def _mostly_numbers(column: Any) -> bool:
@@ -41,19 +95,41 @@ def _first_bad(mask: Any, column: Any) -> str:
     return f"row {row} (value {column.loc[row]!r})"
 
 
+def resolve_target(target: str | int | None, columns: list[str], source: str) -> str:
+    """The target column's name from `data.target`: a name, or a position (negative from the end)."""
+    listing = f"Columns: {', '.join(columns)}."
+    if target is None or target == "":
+        raise ValueError(f"{source} needs data.target=<column name or position, e.g. -1 for the last>. {listing}")
+    if isinstance(target, int):
+        if not -len(columns) <= target < len(columns):
+            raise ValueError(f"{source}: data.target={target} is out of range for {len(columns)} columns (0..{len(columns) - 1}, or -1..-{len(columns)}).")
+        return columns[target]
+    if target not in columns:
+        close = difflib.get_close_matches(target, columns, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{source} has no target column {target!r}.{hint} {listing}")
+    return target
+
+
+def _numbers_with_decimal_comma(column: Any) -> Any | None:
+    """The column as floats if every value is a number written with a decimal comma, else None."""
+    import pandas as pd
+
+    values = column.dropna().astype(str).str.strip()
+    if len(values) == 0 or not values.str.match(_DECIMAL_COMMA.pattern).any():
+        return None
+    parsed = pd.to_numeric(column.astype(str).str.strip().str.replace(",", ".", regex=False), errors="coerce")
+    return parsed if parsed[column.notna()].notna().all() else None
+
+
 def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
-    """Features and labels from a DataFrame: numeric columns as they are, categorical ones one-hot."""
+    """Features and labels from a DataFrame: numeric columns as they are (numbers written with a
+    decimal comma too), categorical ones one-hot."""
     import pandas as pd
 
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
-    target = options.target
-    if not target:
-        raise ValueError(f"{source} needs data.target=<column>. Columns: {', '.join(columns)}.")
-    if target not in columns:
-        close = difflib.get_close_matches(target, columns, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{source} has no target column {target!r}.{hint} Columns: {', '.join(columns)}.")
+    target = resolve_target(options.target, columns, source)
     if frame.shape[0] == 0:
         raise ValueError(f"{source} has no rows.")
     labels = frame[target]
@@ -65,6 +141,9 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
     parts, names = [], []
     for name in features.columns:
         column = features[name]
+        if not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)):
+            column = _numbers_with_decimal_comma(column) if options.decimal != "." else None
+            column = features[name] if column is None else column
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
             values = column.astype(np.float64)
             bad = ~np.isfinite(values)
@@ -83,27 +162,32 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
         dummies = pd.get_dummies(column.astype(str), prefix=name, prefix_sep="=", dtype=np.float32)
         parts.append(dummies.to_numpy())
         names.extend(str(c) for c in dummies.columns)
+    check_discrete(labels.to_numpy(), source, target)
     y, class_names = encode_labels(labels.astype(str) if labels.dtype == object else labels)
     return RawData(np.concatenate(parts, axis=1), y, class_names, {"source": source, "target": target}, feature_names=names)
 
 
-@register_source("csv", fingerprint=_file_fingerprint)
+@register_source("csv", fingerprint=_file_fingerprint, reads=("target", "categorical", "header", "decimal"))
 def load_csv(argument: str, options: SourceOptions) -> RawData:
-    """`csv:<path>`: the delimiter is sniffed, so `;`-separated files work as well as `,`."""
+    """`csv:<path>`: the delimiter is sniffed (`,`, `;`, tab, `|`), the decimal mark too
+    (`data.decimal`), and a first row of numbers is data, not a header (`data.header`)."""
     import pandas as pd
 
     path = Path(argument)
     delimiter = sniff_delimiter(path)
+    rows = _sample_rows(path, delimiter)
+    decimal = sniff_decimal(rows, delimiter) if options.decimal == "auto" else options.decimal
+    header = has_header(rows, decimal, options.header)
     try:
-        frame = pd.read_csv(path, sep=delimiter)
+        frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=0 if header else None)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"Cannot read CSV file {path}: {exc}") from exc
     raw = table_to_raw(frame, options, f"csv:{argument}")
-    raw.provenance["delimiter"] = delimiter
+    raw.provenance.update({"delimiter": delimiter, "decimal": decimal, "header": header})
     return raw
 
 
-@register_source("parquet", fingerprint=_file_fingerprint)
+@register_source("parquet", fingerprint=_file_fingerprint, reads=("target", "categorical"))
 def load_parquet(argument: str, options: SourceOptions) -> RawData:
     """`parquet:<path>` (needs pyarrow: `pip install 'gainsplit[parquet]'`)."""
     import pandas as pd
@@ -118,21 +202,70 @@ def load_parquet(argument: str, options: SourceOptions) -> RawData:
     return table_to_raw(frame, options, f"parquet:{argument}")
 
 
-@register_source("npz", fingerprint=_file_fingerprint)
+def channels_first(x: np.ndarray, layout: str, where: str) -> tuple[np.ndarray, str]:
+    """4-D images as `(N, C, H, W)`, and the layout they were read in: `data.layout`, or (auto)
+    channels-last when the last axis has 1, 3 or 4 entries and the second does not (or the last
+    has 1 and the second more); a shape that reads both ways stops with a message."""
+    if x.ndim != 4:
+        return x, "channels_first"
+    if layout == "auto":
+        second, last = x.shape[1], x.shape[3]
+        if last in CHANNELS and (second not in CHANNELS or (last == 1 and second != 1)):
+            layout = "channels_last"
+        elif second in CHANNELS and last in CHANNELS and second != 1:
+            raise ValueError(
+                f"{where} has shape {x.shape}: {second} channels of {x.shape[2]}x{last} images, or {last} channels of "
+                f"{second}x{x.shape[2]} images? Say which with data.layout=channels_first or data.layout=channels_last."
+            )
+        else:
+            layout = "channels_first"
+    if layout == "channels_last":
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), layout
+    return x, layout
+
+
+def _check_numpy_archive(path: Path) -> None:
+    """A file that is not a zip of arrays is named as such (and numpy's advice to unpickle it never shown)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(6)
+    except OSError as exc:
+        raise ValueError(f"Cannot read npz file {path}: {exc.strerror or exc}") from exc
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path} holds a single .npy array, not a NumPy archive: save features and labels with np.savez({path.stem}.npz, x=..., y=...).")
+    if not head.startswith(b"PK"):
+        raise ValueError(f"{path} is not a NumPy archive (.npz, written by np.savez); it starts with {head!r}. For a CSV file use data.source=csv:{path}.")
+
+
+def _read_array(archive: Any, name: str, path: Path) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError as exc:  # numpy's message advises allow_pickle=True: never pass that on
+        if "allow_pickle" not in str(exc):
+            raise
+        raise ValueError(f"{path}: array {name!r} holds Python objects, which only unpickling could read; gainsplit never unpickles data. Save numeric arrays.") from None
+
+
+@register_source("npz", fingerprint=_file_fingerprint, reads=("x_key", "y_key", "layout"))
 def load_npz(argument: str, options: SourceOptions) -> RawData:
     """`npz:<path>` with features under `data.x_key` and labels under `data.y_key`.
 
-    2-D features are tabular; 3-D are grayscale images `(N, H, W)`; 4-D are images `(N, C, H, W)`.
+    2-D features are tabular; 3-D are grayscale images `(N, H, W)`; 4-D are images `(N, C, H, W)`,
+    or `(N, H, W, C)` (see `channels_first`).
     """
     path = Path(argument)
+    _check_numpy_archive(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in (options.x_key, options.y_key) if key not in archive.files]
             if missing:
                 raise ValueError(f"{path} has no array {missing[0]!r}. Arrays: {', '.join(archive.files)}.")
-            x, labels = archive[options.x_key], archive[options.y_key]
-    except (OSError, EOFError) as exc:
+            x, labels = _read_array(archive, options.x_key, path), _read_array(archive, options.y_key, path)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"Cannot read npz file {path}: {exc}") from exc
+    for name, array in ((options.x_key, x), (options.y_key, labels)):
+        check_real(array, str(path), name)
+    x, layout = channels_first(x, options.layout, f"{path}: array {options.x_key!r}")
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim not in (2, 4):
@@ -141,5 +274,6 @@ def load_npz(argument: str, options: SourceOptions) -> RawData:
         raise ValueError(f"{path}: array {options.x_key!r} has dtype {x.dtype}; expected numbers.")
     if labels.ndim != 1:
         raise ValueError(f"{path}: array {options.y_key!r} has shape {labels.shape}; expected one label per sample (N,).")
+    check_discrete(labels, str(path), options.y_key)
     y, class_names = encode_labels(labels)
-    return RawData(x, y, class_names, {"source": f"npz:{argument}"})
+    return RawData(x, y, class_names, {"source": f"npz:{argument}", "layout": layout})

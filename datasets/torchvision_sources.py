@@ -102,7 +102,7 @@ def _mnist_class_names(name: str, codes: list[str]) -> list[str]:
     return [names[int(code)] for code in codes] if all(c.isdigit() and int(c) < len(names) for c in codes) else codes
 
 
-@register_source("torchvision", fingerprint=_fingerprint)
+@register_source("torchvision", fingerprint=_fingerprint, reads=("root", "download"))
 def load_torchvision(argument: str, options: SourceOptions) -> RawData:
     """`torchvision:<MNIST|FashionMNIST|KMNIST|CIFAR10|CIFAR100>` from `data.root`."""
     _ensure_files(argument, options)

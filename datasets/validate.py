@@ -6,13 +6,21 @@ import warnings
 
 import numpy as np
 
-from datasets.base import DataWarning, RawData
+from datasets.base import DataWarning, RawData, check_real
 
 IMBALANCE_RATIO = 10.0
 
 
 def validate(data: RawData, source: str) -> RawData:
     """Raise a `ValueError` naming the problem and where it is; warn about imbalance and duplicates."""
+    check_usable(data, source)
+    for message in data_warnings(data, source):
+        warnings.warn(message, DataWarning, stacklevel=2)
+    return data
+
+
+def check_usable(data: RawData, source: str) -> None:
+    """Raise a `ValueError` naming what no model can use: no samples, mismatched labels, NaN, one class."""
     x, y = data.x, data.y
     if x.shape[0] == 0:
         raise ValueError(f"{source} has no samples.")
@@ -20,6 +28,7 @@ def validate(data: RawData, source: str) -> RawData:
         raise ValueError(f"{source} gives features of shape {x.shape}; expected (N, F) or (N, C, H, W).")
     if x.ndim == 2 and x.shape[1] == 0:
         raise ValueError(f"{source} has no features.")
+    check_real(x, source, "features")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{source} has {x.shape[0]} samples but labels of shape {y.shape}.")
     if np.issubdtype(x.dtype, np.floating):
@@ -29,18 +38,20 @@ def validate(data: RawData, source: str) -> RawData:
             where = f"sample {index[0]}, feature {index[1]}" if x.ndim == 2 else f"sample {index[0]}, pixel {index[1:]}"
             raise ValueError(f"{source} has {x[index]} at {where}.")
     counts = np.bincount(y, minlength=len(data.class_names))
-    present = counts[counts > 0]
-    if present.size < 2:
+    if np.count_nonzero(counts) < 2:
         raise ValueError(f"{source} has fewer than two classes ({data.class_names[int(np.argmax(counts))]!r} only).")
+
+
+def data_warnings(data: RawData, source: str) -> list[str]:
+    """What can be used but deserves a look, one sentence each: heavy class imbalance, duplicate rows."""
+    found = []
+    counts = np.bincount(data.y, minlength=len(data.class_names))
+    present = counts[counts > 0]
     if present.max() / present.min() > IMBALANCE_RATIO:
         rare = data.class_names[int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))]
-        warnings.warn(
-            f"{source} is heavily imbalanced: class {rare!r} has {present.min()} samples, the largest has {present.max()}.",
-            DataWarning,
-            stacklevel=2,
-        )
-    if x.ndim == 2:
-        duplicates = x.shape[0] - np.unique(x, axis=0).shape[0]
+        found.append(f"{source}: heavily imbalanced: class {rare!r} has {present.min()} samples, the largest has {present.max()}")
+    if data.x.ndim == 2:
+        duplicates = data.x.shape[0] - np.unique(data.x, axis=0).shape[0]
         if duplicates:
-            warnings.warn(f"{source} has {duplicates} duplicate feature rows.", DataWarning, stacklevel=2)
-    return data
+            found.append(f"{source}: {duplicates} duplicate feature rows")
+    return found

@@ -91,6 +91,21 @@ def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> st
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Information that says where an output came from, not what it is: left out of `output_digest`.
+PROVENANCE_INFO = ("source", "provenance", "warnings")
+
+
+def output_digest(cached: "CachedArtifact") -> str:
+    """What downstream keys chain on: the arrays' checksums and the information later stages read,
+    not where the data came from, so the same arrays from another file (a `;` CSV of a `,` one)
+    give the same downstream keys and the stages after it hit (early cutoff)."""
+    return _output_digest(cached.meta["files"], cached.artifact.info)
+
+
+def _output_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
+    return content_digest(files, {name: value for name, value in info.items() if name not in PROVENANCE_INFO})
+
+
 class CacheStore:
     """Reads and writes stage artifacts under one root folder."""
 
@@ -122,6 +137,19 @@ class CacheStore:
             return None
         (folder / LAST_USED_FILE).touch()
         return cached
+
+    def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The entry's `meta.json` as written (not checked against its files), or None if unreadable."""
+        try:
+            meta = json.loads((self.entry_dir(stage, key) / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def output_digest(self, stage: str, key: str) -> str:
+        """`output_digest` of a verified entry, from its manifest (see `verify`)."""
+        meta = self.manifest(stage, key) or {}
+        return _output_digest(meta["files"], meta["info"])
 
     def verify(self, stage: str, key: str) -> str | None:
         """None when the entry matches its manifest, else what is wrong with it."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from datasets import DataWarning
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
@@ -22,11 +25,25 @@ EXIT_FAILURE = 1
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="a YAML or JSON config file")
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="a YAML or JSON config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=5")
 
 
+def _add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir", default=argparse.SUPPRESS,
+        help=f"stage cache folder (default: $PIPELINE_CACHE_DIR or {DEFAULT_CACHE_DIR})",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, result: str) -> None:
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=f"no progress bar; only {result}")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=f"print {result} as one JSON object, nothing else")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI. Common options (`--config`, `--cache-dir`, `--quiet`, `--json`) and `key=value`
+    overrides may come anywhere after the command, before or after `cache`'s action."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -36,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=f"where run records go (default: {DEFAULT_RUNS_DIR})")
     run.add_argument("--force", action="store_true", help="rebuild every stage even when it is cached")
     run.add_argument("--resume", action="store_true", help="continue an interrupted training from its last checkpoint")
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    _add_output_arguments(run, "one result line (test accuracy, record)")
 
     show = commands.add_parser("show-config", help="print the fully resolved configuration as YAML")
     _add_config_arguments(show)
@@ -53,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the runs that differ only in member-level settings as one fused network (default: on)",
     )
     ablate.add_argument("--resume", action="store_true", help="continue interrupted trainings (fused or not) from their checkpoints")
-    ablate.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    _add_output_arguments(ablate, "one result line (the verdict, the report)")
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
     report.add_argument("folder", help="an ablation folder (holding summary.json)")
@@ -65,21 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="inspect, check and prune the stage cache")
     _add_cache_argument(cache)
     actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("ls", help="entries with stage, key, size, age, last used")
-    actions.add_parser("verify", help="re-hash every entry; remove corrupt ones and orphaned temporary folders")
-    gc = actions.add_parser("gc", help="remove entries by size, age or count (never one in use)")
+    ls = actions.add_parser("ls", help="entries (stage, key, what they hold, size, age, last used) and checkpoints")
+    ls.add_argument("--stage", choices=["collect", "augment", "scale", "train"], help="only this stage's entries")
+    verify = actions.add_parser("verify", help="re-hash every entry; remove corrupt ones and orphaned temporary folders")
+    gc = actions.add_parser("gc", help="remove entries, checkpoints and locks by size, age or count (never one in use)")
     gc.add_argument("--max-size", help="keep the cache under this size, least recently used first out (e.g. 2GB)")
     gc.add_argument("--older-than", help="remove entries not used for this long (e.g. 30d, 12h)")
     gc.add_argument("--keep-last", type=int, help="keep only the N most recently used entries of each stage")
+    for action in (ls, verify, gc):
+        _add_cache_argument(action)
     return parser
 
 
-def _add_cache_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cache-dir",
-        default=os.environ.get("PIPELINE_CACHE_DIR", DEFAULT_CACHE_DIR),
-        help=f"stage cache folder (default: $PIPELINE_CACHE_DIR or {DEFAULT_CACHE_DIR})",
-    )
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line: `key=value` words anywhere after the command are overrides, and
+    the common options fall back to their defaults only when given nowhere."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = [word for word in extra if "=" in word and not word.startswith("-")]
+    unknown = [word for word in extra if word not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    defaults = {
+        "config": None,
+        "cache_dir": os.environ.get("PIPELINE_CACHE_DIR", DEFAULT_CACHE_DIR),
+        "quiet": False,
+        "json": False,
+    }
+    for name, value in defaults.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
 
 
 def format_summary(result: RunResult) -> str:
@@ -111,18 +146,32 @@ def ablate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config} has no 'ablation:' section (design, seeds, factors).")
     base = {key: value for key, value in tree.items() if key != "ablation"}
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
+    quiet = args.quiet or args.json
     summary = run_ablation(
-        base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not args.quiet,
+        base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not quiet,
         executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume,
     )
     report = render(out)
-    if not args.quiet:
+    sentences = [effect["sentence"] for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]]
+    if args.json:
+        print(json.dumps({"report": str(report), "summary": str(out / "summary.json"), "verdict": verdict_sentence(summary),
+                          "effects": sentences, "stages": summary["stages"]}, indent=1))
+    elif args.quiet:
+        print(f"{verdict_sentence(summary)}  report {report}")
+    else:
         for name, counts in summary["stages"].items():
             print(f"{name:<8} built {counts['built']:>3}  hit {counts['hit']:>3}")
-        for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]:
-            print(f"- {effect['sentence']}")
+        for sentence in sentences:
+            print(f"- {sentence}")
         print(f"report: {report} (and {report.with_suffix('.html').name}, runs.csv, summary.json)")
     return 0
+
+
+def verdict_sentence(summary: dict[str, Any]) -> str:
+    verdict = summary["verdict"]
+    if verdict["gain"] is None:
+        return f"best variant on validation: the baseline {verdict['baseline']!r}"
+    return verdict["gain"]["sentence"]
 
 
 def cache_command(args: argparse.Namespace) -> int:
@@ -159,11 +208,38 @@ def cache_command(args: argparse.Namespace) -> int:
     return 0
 
 
+RESULT_METRICS = ("test_accuracy", "test_loss", "best_epoch", "epochs_run", "kept_epoch", "stop_reason")
+
+
+def result_line(result: RunResult) -> str:
+    """What `--quiet` keeps of a run: its test numbers and where its record went."""
+    metrics = result.metrics
+    return f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  record {result.run_dir / 'run.json'}"
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    """What `--json` prints of a run: the record's summary, for scripts."""
+    record = result.record
+    return {
+        "record": str(result.run_dir / "run.json"),
+        "metrics": {name: result.metrics[name] for name in RESULT_METRICS if name in result.metrics},
+        "stages": [{"name": o.name, "key": o.key, "cache": o.cache, "seconds": o.seconds} for o in result.stages],
+        "model": record.get("model"),
+        "device": record.get("device"),
+        "warnings": record.get("warnings", []),
+    }
+
+
 def run_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not args.quiet)
-    if not args.quiet and result.run_dir is not None:  # under torchrun, rank 0 reports
-        print(format_summary(result))
+    quiet = args.quiet or args.json
+    result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not quiet)
+    if result.run_dir is None:  # under torchrun, rank 0 reports
+        return 0
+    if args.json:
+        print(json.dumps(result_json(result), indent=1, allow_nan=False))
+    else:
+        print(result_line(result) if args.quiet else format_summary(result))
     return 0
 
 
@@ -196,15 +272,38 @@ COMMANDS = {
 }
 
 
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """A warning as one line that speaks of the data, not of the line of code that raised it."""
+    text = " ".join(str(message).split())
+    if not issubclass(category, DataWarning):
+        text += f" ({category.__name__})"
+    print(f"warning: {text}", file=sys.stderr)
+
+
+class _LowercaseLevel(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    args = parse_arguments(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LowercaseLevel())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    shown = warnings.showwarning
+    warnings.showwarning = show_warning
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`explain | head -1`): stop quietly, as the Python docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}; entries cached before the failure are intact.", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        warnings.showwarning = shown

@@ -7,11 +7,12 @@ any work starts and reported with the dotted key and the closest valid one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
@@ -38,10 +39,13 @@ class DataConfig(_Section):
     source: str = "sklearn:digits"
     root: str | None = None
     download: bool = False
-    target: str | None = None
+    target: str | int | None = None  # a column name, or its position (negative counts from the end)
     categorical: Literal["onehot", "error"] = "onehot"
+    header: Literal["auto"] | bool = "auto"  # auto: a first row that parses entirely as numbers is data
+    decimal: Literal["auto", ".", ","] = "auto"
     x_key: str = "x"
     y_key: str = "y"
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto"  # of 4-D npz images
     image_size: tuple[PositiveInt, PositiveInt] | None = None
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -65,16 +69,11 @@ class DataConfig(_Section):
         parse_source(source)  # raises ValueError listing the known kinds
         return source
 
-    def source_options(self) -> SourceOptions:
-        return SourceOptions(
-            root=self.root,
-            download=self.download,
-            target=self.target,
-            categorical=self.categorical,
-            x_key=self.x_key,
-            y_key=self.y_key,
-            image_size=self.image_size,
-        )
+    def source_options(self, reads: tuple[str, ...] | None = None) -> SourceOptions:
+        """The settings a source reads; with `reads`, only those (the others at their defaults), so
+        a loader never sees a setting that its cache key leaves out."""
+        given = {option.name: getattr(self, option.name) for option in dataclasses.fields(SourceOptions)}
+        return SourceOptions(**{name: value for name, value in given.items() if reads is None or name in reads})
 
 
 class AugmentConfig(_Section):
@@ -299,6 +298,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         return Config.model_validate(tree)
     except ValidationError as exc:
         raise _config_error([_describe(error) for error in exc.errors()]) from None
+
+
+def changed_settings(config: Config, sections: Iterable[str]) -> list[str]:
+    """`section.key=value` for each setting of `sections` that differs from its default: what
+    tells one cache entry or variant from another to a person."""
+    defaults = Config()
+    changed = []
+    for section in sections:
+        before = getattr(defaults, section).model_dump(mode="json")
+        for key, value in getattr(config, section).model_dump(mode="json").items():
+            if value != before.get(key):
+                changed.append(f"{section}.{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return changed
 
 
 def config_to_yaml(config: Config) -> str:

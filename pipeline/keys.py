@@ -1,6 +1,7 @@
 """Cache keys: SHA-256 over a canonical encoding of everything that produced a stage's output.
 
-The recipe follows DVC's run cache: code identity, parameters and input keys, nothing
+The recipe follows DVC's run cache: code identity, parameters and the digests of the inputs'
+outputs (so byte-identical upstream output, from whatever file, gives the same key), nothing
 cosmetic. A golden test pins one key so an accidental change of the recipe fails loudly.
 """
 
@@ -14,7 +15,7 @@ import json
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
-KEY_RECIPE_VERSION = 2
+KEY_RECIPE_VERSION = 3  # 3: inputs are the digests of upstream outputs, not upstream keys
 _EXACT_INTEGERS = 2**53
 
 
@@ -70,15 +71,15 @@ def cache_key(
     version: str,
     code: str,
     params: Mapping[str, Any],
-    input_keys: Mapping[str, str],
+    inputs: Mapping[str, str],
 ) -> str:
-    """The content address of a stage output."""
+    """The content address of a stage output; `inputs` maps each upstream stage to its output's digest."""
     payload = {
         "recipe": KEY_RECIPE_VERSION,
         "stage": stage,
         "version": version,
         "code": code,
         "params": params,
-        "inputs": dict(input_keys),
+        "inputs": dict(inputs),
     }
     return sha256_text(canonical_json(payload))

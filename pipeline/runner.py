@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import torch
 
-from pipeline.cache import CacheStore, CachedArtifact
+from datasets import DataWarning
+from pipeline.cache import CacheStore, CachedArtifact, output_digest
 from pipeline.config import Config
 from pipeline.keys import cache_key, code_fingerprint
 from pipeline.records import write_run_record
@@ -47,28 +49,41 @@ class RunResult:
 
 @dataclass(frozen=True)
 class PlannedStage:
-    """A stage with everything that identifies its output, known before anything runs."""
+    """A stage with its parameters and code, checked before anything runs; keyed once the
+    digests of its inputs' outputs are known (`keyed`)."""
 
     stage: Stage
     params: dict[str, Any]
-    input_keys: dict[str, str]
     code: str
-    key: str
+    label: str  # what tells the entry apart to a person (`cache ls`), not part of the key
+    source: str  # the data source it was made from (`explain` looks among these first)
+    inputs: dict[str, str] | None = None  # upstream stage -> digest of its output
+    key: str | None = None
+
+    def keyed(self, inputs: Mapping[str, str]) -> "PlannedStage":
+        """This stage keyed on its inputs' output digests: byte-identical upstream output, same key."""
+        key = cache_key(self.stage.name, self.stage.version, self.code, self.params, inputs)
+        return replace(self, inputs=dict(inputs), key=key)
+
+    def keyed_on(self, results: Mapping[str, CachedArtifact]) -> "PlannedStage":
+        return self.keyed({name: output_digest(results[name]) for name in self.stage.inputs})
+
+    def meta(self) -> dict[str, Any]:
+        """What the entry's manifest records of how it was computed (`explain` compares these)."""
+        return {
+            "version": self.stage.version, "code": self.code, "params": self.params, "inputs": self.inputs,
+            "label": self.label, "source": self.source,
+        }
 
 
 def plan_stages(config: Config, stages: list[Stage] | None = None) -> list[PlannedStage]:
-    """Every stage's parameters and key, in order. Keys depend only on parameters, code and
-    upstream keys, so a bad setting (a missing file, an absent GPU) stops the run before any work."""
-    planned: list[PlannedStage] = []
-    keys: dict[str, str] = {}
-    for stage in stages or default_stages():
-        input_keys = {name: keys[name] for name in stage.inputs}
-        params = stage.params(config)
-        code = code_fingerprint(stage.code(config))
-        key = cache_key(stage.name, stage.version, code, params, input_keys)
-        keys[stage.name] = key
-        planned.append(PlannedStage(stage, params, input_keys, code, key))
-    return planned
+    """Every stage's parameters and code fingerprint, in order, so a bad setting (a missing file,
+    an absent GPU) stops the run before any work. Keys come later: each chains on the digest of
+    its inputs' output, not on their keys (early cutoff, as build systems do)."""
+    return [
+        PlannedStage(stage, stage.params(config), code_fingerprint(stage.code(config)), stage.describe(config), config.data.source)
+        for stage in stages or default_stages()
+    ]
 
 
 def _build(step: PlannedStage, store: CacheStore, results: dict[str, CachedArtifact], config: Config, context: RunContext) -> CachedArtifact:
@@ -82,8 +97,7 @@ def _build(step: PlannedStage, store: CacheStore, results: dict[str, CachedArtif
         raise StageError(f"stage {stage.name!r} failed: {exc}") from exc
     if not context.distributed.is_main:
         return CachedArtifact(artifact, "", {"key": key})
-    meta = {"version": stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
-    meta["build_seconds"] = time.perf_counter() - started
+    meta = {**step.meta(), "build_seconds": time.perf_counter() - started}
     cached = store.save(stage.name, key, artifact, meta)
     checkpoint.unlink(missing_ok=True)
     return cached
@@ -146,10 +160,11 @@ def run_stages(
     first_collective = next((i for i, step in enumerate(steps) if step.stage.collective), len(steps))
     if distributed.active and not distributed.is_main:
         distributed.barrier()
-    for index, step in enumerate(steps):
+    for index, planned in enumerate(steps):
         if distributed.active and distributed.is_main and index == first_collective:
             distributed.barrier()
         started = time.perf_counter()
+        step = planned.keyed_on(results)
         if distributed.active and step.stage.collective:
             cached, status = _collective(step, store, results, config, context, force)
         elif distributed.active and not distributed.is_main:
@@ -158,6 +173,9 @@ def run_stages(
             cached, status = _lookup_or_build(step, store, results, config, context, force)
         results[step.stage.name] = cached
         outcomes.append(StageOutcome(step.stage.name, step.key, status, time.perf_counter() - started, cached.sha256))
+        if distributed.is_main:
+            for message in cached.artifact.info.get("warnings", []):
+                warnings.warn(message, DataWarning, stacklevel=2)
     if distributed.active and distributed.is_main and first_collective == len(steps):
         distributed.barrier()
     return outcomes, results
@@ -201,6 +219,7 @@ def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, 
         "diagnosis": train_info["diagnosis"],
         "data": results["collect"].artifact.info,
         "scaling": results["scale"].artifact.info,
+        "model": train_info["model"],
         "device": train_info["device"],
         "precision": train_info["precision"],
         "train_samples": train_info["train_samples"],
@@ -208,4 +227,5 @@ def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, 
         "sync_batch_norm": train_info["sync_batch_norm"],
         "fused_members": train_info["fused_members"],
         "cache_dir": str(Path(cache_dir).resolve()),
+        "warnings": [message for cached in results.values() for message in cached.artifact.info.get("warnings", [])],
     }

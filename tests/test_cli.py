@@ -21,7 +21,52 @@ def test_run_prints_table_and_writes_record(tmp_path):
     assert json.loads(record.read_text())["metrics"]["epochs_run"] == 3
 
     again = cli("run", *FAST, "--cache-dir", "c", "--runs-dir", "r", "--quiet", cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout == ""
+    assert again.returncode == 0 and len(again.stdout.splitlines()) == 1
+    assert again.stdout.startswith("test accuracy ") and again.stdout.rstrip().endswith("run.json")
+
+
+def test_json_prints_the_record_summary_and_nothing_else(tmp_path):
+    done = cli("run", "--json", *FAST, "--cache-dir", "c", "--runs-dir", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    record = json.loads((tmp_path / summary["record"]).read_text())
+    assert summary["metrics"]["test_accuracy"] == record["metrics"]["test_accuracy"]
+    assert [stage["cache"] for stage in summary["stages"]] == ["miss"] * 4
+    assert summary["model"] == record["model"] and summary["model"]["parameters"] > 0
+
+
+def test_options_and_overrides_go_anywhere_after_the_command(tmp_path):
+    first = cli("run", "--quiet", "train.epochs=3", "--cache-dir", "c", "model.channels=[8]", "--runs-dir", "r", "model.hidden=[16]", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (record,) = (tmp_path / "r").glob("*/run.json")
+    config = json.loads(record.read_text())["config"]
+    assert config["train"]["epochs"] == 3 and config["model"]["channels"] == [8] and config["model"]["hidden"] == [16]
+    for args in (["cache", "verify", "--cache-dir", "c"], ["cache", "--cache-dir", "c", "verify"], ["cache", "ls", "--cache-dir", "c"]):
+        done = cli(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "4 entries" in done.stdout
+    wrong = cli("cache", "verify", "--cache-dri", "c", cwd=tmp_path)
+    assert wrong.returncode == 2 and "unrecognized arguments: --cache-dri" in wrong.stderr
+    stray = cli("cache", "ls", "train.epochs=3", cwd=tmp_path)
+    assert stray.returncode == 2 and "unrecognized arguments: train.epochs=3" in stray.stderr
+
+
+def test_data_warnings_are_one_line_kept_in_the_record_and_shown_again_on_a_hit(tmp_path):
+    first = cli("run", *FAST, "data.source=sklearn:iris", "--quiet", cwd=tmp_path)
+    second = cli("run", *FAST, "data.source=sklearn:iris", "--quiet", cwd=tmp_path)
+    for done in (first, second):
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines() == ["warning: sklearn:iris: 1 duplicate feature rows"]
+    records = [json.loads(path.read_text()) for path in (tmp_path / "runs").glob("*/run.json")]
+    assert all(record["warnings"] == ["sklearn:iris: 1 duplicate feature rows"] for record in records)
+    assert sorted(record["stages"][0]["cache"] for record in records) == ["hit", "miss"]
+
+
+def test_explain_into_a_closed_pipe_ends_quietly(tmp_path):
+    command = f"{sys.executable} -m pipeline explain {' '.join(FAST)} | head -1"
+    done = subprocess.run(command, shell=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("collect") and len(done.stdout.splitlines()) == 1
+    assert done.stderr == ""
 
 
 def test_cache_dir_from_environment(tmp_path):

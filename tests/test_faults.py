@@ -74,7 +74,7 @@ def test_sigkill_while_writing_an_entry_leaves_no_entry_and_the_next_run_rebuild
 
 @pytest.mark.slow
 def test_a_lock_left_by_a_killed_process_does_not_block(dirs):
-    collect_key = plan_stages(load_config(None, FAST))[0].key
+    collect_key = plan_stages(load_config(None, FAST))[0].keyed({}).key
     store = CacheStore(dirs["cache_dir"])
     holder = hold_lock(store.lock("collect", collect_key).lock_file)
     try:
@@ -226,6 +226,15 @@ BAD_INPUT = [
     ("labels of the wrong length", lambda d: [write_npz(d / "a.npz", np.ones((6, 2)), np.arange(5) % 2)], r"6 samples but labels of shape \(5,\)"),
     ("non-numeric CSV column", lambda d: write_csv(d / "n.csv", "a,label\n1,x\n2,y\n3x,x\n4,y\n"), r"column 'a' is numeric except at row 2"),
     ("inconsistent image shapes", lambda d: [write_images(d / "imgs")], r"Image .* is 5x5 but .* is 4x4"),
+    ("continuous target", lambda d: write_csv(d / "r.csv", "a,label\n" + "".join(f"{i},{i * 0.37 - 2.36:.3f}\n" for i in range(30))),
+     r"target 'label' has 30 distinct values among 30 rows .* looks continuous.*this pipeline classifies.*pd\.qcut"),
+    ("target position out of range", lambda d: [write_csv(d / "p.csv", "a,label\n1,x\n")[0], "data.target=5"],
+     r"data\.target=5 is out of range for 2 columns"),
+    ("complex features", lambda d: [write_npz(d / "c.npz", np.ones((6, 2)) * 1j, np.arange(6) % 2)], r"array 'x' holds complex numbers"),
+    ("a CSV named .npz", lambda d: ["data.source=npz:" + str(_write(d / "t.npz", "a,label\n1,x\n"))], r"is not a NumPy archive .*csv:"),
+    ("object arrays in an npz", lambda d: [write_npz(d / "o.npz", np.array([[1, "a"]] * 6, dtype=object), np.arange(6) % 2)],
+     r"array 'x' holds Python objects.*never unpickles"),
+    ("images that read both ways", lambda d: [write_npz(d / "i.npz", np.ones((6, 3, 4, 4)), np.arange(6) % 2)], r"data\.layout=channels_first"),
 ]
 
 

@@ -9,13 +9,13 @@ BASE = dict(
     version="1",
     code="0" * 64,
     params={"method": "standard", "range": [0.0, 1.0], "eps": 1e-7},
-    input_keys={"collect": "a" * 64},
+    inputs={"collect": "a" * 64},
 )
 
 
 def test_golden_key_is_pinned():
     # If this fails, every user's cache is silently invalidated: change KEY_RECIPE_VERSION on purpose instead.
-    assert cache_key(**BASE) == "ec33a31e84929b7f20f67e60f36c66f4495a1b4e2224532889bd841c4f3f2457"
+    assert cache_key(**BASE) == "2e2a6fdced2a97b8bd409ef39d86dbb9b396abedca62d3d96e291c3fc23909b4"
 
 
 def test_key_ignores_mapping_order():
@@ -31,8 +31,8 @@ def test_key_ignores_mapping_order():
         {"code": "1" * 64},
         {"params": {"method": "minmax", "range": [0.0, 1.0], "eps": 1e-7}},
         {"params": {"method": "standard", "range": [0.0, 1.0], "eps": 1e-8}},
-        {"input_keys": {"collect": "b" * 64}},
-        {"input_keys": {"collect": "a" * 64, "augment": "c" * 64}},
+        {"inputs": {"collect": "b" * 64}},
+        {"inputs": {"collect": "a" * 64, "augment": "c" * 64}},
     ],
 )
 def test_key_changes_with_every_input(change):

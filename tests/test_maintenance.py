@@ -25,9 +25,23 @@ def test_explain_names_what_changed(dirs):
     lines = explain(load_config(None, [*FAST, "scale.method=minmax", "model.dropout=0.5"]), store)
     assert [line.split()[:2] for line in lines] == [["collect", "hit"], ["augment", "hit"], ["scale", "miss"], ["train", "miss"]]
     assert 'parameter method: "standard" -> "minmax"' in lines[2]
-    assert "parameter model.dropout: 0.0 -> 0.5" in lines[3] and "upstream scale changed" in lines[3]
+    assert "parameter model.dropout: 0.0 -> 0.5" in lines[3] and "upstream scale is rebuilt first" in lines[3]
     assert all("code" not in line for line in lines)
     assert explain(load_config(None, FAST), store)[3].split()[1] == "hit"
+
+
+def test_explain_says_a_stage_after_a_miss_may_still_hit(dirs):
+    run(dirs)
+    lines = explain(load_config(None, [*FAST, "scale.method=minmax"]), CacheStore(dirs["cache_dir"]))
+    assert [line.split()[1] for line in lines] == ["hit", "hit", "miss", "maybe"]
+    assert "upstream scale is rebuilt first; a hit if its output comes out byte-identical" in lines[3]
+
+
+def test_explain_compares_with_entries_of_the_same_source_first(dirs):
+    run(dirs, "data.source=sklearn:breast_cancer", "augment.mode=none")
+    run(dirs, "data.source=sklearn:wine", "augment.mode=none", "data.seed=1")
+    lines = explain(load_config(None, [*FAST, "data.source=sklearn:wine", "augment.mode=none", "data.seed=2"]), CacheStore(dirs["cache_dir"]))
+    assert lines[0].split()[1] == "miss" and "parameter seed: 1 -> 2" in lines[0] and "source" not in lines[0]
 
 
 def test_explain_on_an_empty_cache(dirs):

@@ -51,17 +51,27 @@ def test_force_rebuilds_every_stage(dirs):
     assert set(statuses(run(dirs, force=True)).values()) == {"miss"}
 
 
-def test_code_change_invalidates_its_stage_and_downstream(dirs, monkeypatch):
+def test_code_change_rebuilds_its_stage_and_downstream_only_if_the_output_changed(dirs, monkeypatch):
     run(dirs)
-    real = pipeline.stages.scale.ScaleStage.code
-    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self, config: (*real(self, config), json))
+    real_code, real_run = pipeline.stages.scale.ScaleStage.code, pipeline.stages.scale.ScaleStage.run
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self, config: (*real_code(self, config), json))
+    # The same bytes out of changed code: training is keyed on them, so it hits (early cutoff).
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "hit"}
+
+    def shifted(self, inputs, config, context):
+        artifact = real_run(self, inputs, config, context)
+        artifact.arrays["x_train"] = artifact.arrays["x_train"] + 1.0
+        return artifact
+
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self, config: (*real_code(self, config), json, csv))
+    monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "run", shifted)
     assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
 
 
-def test_version_bump_invalidates_its_stage_and_downstream(dirs, monkeypatch):
+def test_version_bump_rebuilds_its_stage(dirs, monkeypatch):
     run(dirs)
     monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "version", "2")
-    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+    assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "hit"}
 
 
 def test_corrupt_entry_is_rebuilt_and_earlier_stages_reused(dirs, caplog):
@@ -180,3 +190,15 @@ def test_without_early_stopping_a_run_keeps_its_last_weights(dirs, overrides, re
     assert metrics["kept_epoch"] == kept
     assert metrics["val_accuracy"] == history[kept - 1]["val_accuracy"]
     assert metrics["val_loss"] == history[kept - 1]["val_loss"]
+
+
+def test_the_record_names_the_network_built_and_its_parameter_count(dirs):
+    from trainers.models import build_model
+
+    record = run(dirs, "train.device=cpu").record
+    spec = load_config(None, FAST).model.model_dump(exclude={"sync_batch_norm"})
+    built = build_model(spec, (1, 8, 8), 10)
+    assert record["model"]["type"] == "cnn" and record["model"]["channels"] == [8] and record["model"]["hidden"] == [16]
+    assert record["model"]["parameters"] == sum(p.numel() for p in built.parameters()) == 8 * 9 + 16 + 128 * 16 + 32 + 16 * 10 + 10
+    mlp = run(dirs, "train.device=cpu", "model.type=mlp", "model.hidden=[32,16]").record["model"]
+    assert mlp["type"] == "mlp" and "channels" not in mlp and mlp["hidden"] == [32, 16]

@@ -189,7 +189,7 @@ def test_csv_sniffs_the_delimiter_and_one_hot_encodes(tmp_path, delimiter):
 @pytest.mark.parametrize(
     "options, rows, pattern",
     [
-        (SourceOptions(), None, r"needs data\.target=<column>\. Columns: size, colour, label"),
+        (SourceOptions(), None, r"needs data\.target=<column name or position, e\.g\. -1 for the last>\. Columns: size, colour, label"),
         (SourceOptions(target="lable"), None, r"no target column 'lable'\. Did you mean 'label'\?"),
         (SourceOptions(target="label", categorical="error"), None, r"column 'colour' is not numeric .*data\.categorical=error"),
         (SourceOptions(target="label"), [("1", "red", "yes"), ("", "red", "no"), ("2", "blue", "yes")], r"column 'size' has NaN or inf at row 1"),
@@ -202,6 +202,51 @@ def test_csv_errors_name_the_column(tmp_path, options, rows, pattern):
     write_table(path, rows=rows)
     with pytest.raises(ValueError, match=pattern):
         load_source(f"csv:{path}", options)
+
+
+def test_a_header_less_csv_keeps_every_row_and_takes_the_target_by_position(tmp_path):
+    path = tmp_path / "uci.csv"
+    path.write_text("5.1,3.5,1.4,0\n4.9,3.0,1.4,0\n6.3,3.3,6.0,2\n5.8,2.7,5.1,2\n")
+    raw = load_source(f"csv:{path}", SourceOptions(target=-1))
+    assert raw.x.shape == (4, 3) and raw.feature_names == ["0", "1", "2"]
+    np.testing.assert_allclose(raw.x[0], [5.1, 3.5, 1.4])
+    assert raw.class_names == ["0", "2"] and raw.provenance["header"] is False
+    assert load_source(f"csv:{path}", SourceOptions(target=3)).x.shape == (4, 3)
+    forced = load_source(f"csv:{path}", SourceOptions(target="0", header=True))  # the first row as names, as asked
+    assert forced.x.shape == (3, 3) and forced.feature_names == ["5.1", "3.5", "1.4"]
+    named = tmp_path / "named.csv"
+    write_table(named)
+    assert load_source(f"csv:{named}", SourceOptions(target=-1)).class_names == ["no", "yes"]  # a header row stays a header
+
+
+def test_decimal_commas_are_numbers_not_categories(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("a;b;label\n5,1;3,5;x\n4,9;3;y\n6,3;3,3;x\n5,8;2,7;y\n")
+    raw = load_source(f"csv:{path}", SourceOptions(target="label"))
+    assert raw.feature_names == ["a", "b"] and raw.provenance["decimal"] == ","
+    np.testing.assert_allclose(raw.x[:, 0], [5.1, 4.9, 6.3, 5.8])
+    headerless = tmp_path / "eu-headerless.csv"
+    headerless.write_text("5,1;3,5;0\n4,9;3,0;1\n")
+    np.testing.assert_allclose(load_source(f"csv:{headerless}", SourceOptions(target=-1)).x, [[5.1, 3.5], [4.9, 3.0]], rtol=1e-6)
+    quoted = tmp_path / "quoted.csv"  # a comma-separated file whose numbers are quoted with decimal commas
+    quoted.write_text('a,label\n"5,1",x\n"4,9",y\n')
+    assert load_source(f"csv:{quoted}", SourceOptions(target="label")).x[:, 0].tolist() == pytest.approx([5.1, 4.9])
+    point = load_source(f"csv:{quoted}", SourceOptions(target="label", decimal="."))
+    assert point.feature_names == ["a=4,9", "a=5,1"]  # data.decimal="." as asked: text, one-hot
+
+
+def test_channels_last_images_are_recognised(tmp_path):
+    images = np.random.default_rng(0).random((8, 6, 5, 1)).astype(np.float32)
+    labels = np.arange(8) % 2
+    last = load_source(npz_source(tmp_path, images, labels))
+    first = load_source(npz_source(tmp_path, images.transpose(0, 3, 1, 2), labels))
+    assert last.x.shape == first.x.shape == (8, 1, 6, 5)
+    np.testing.assert_array_equal(last.x, first.x)
+    assert last.provenance["layout"] == "channels_last"
+    rgb = load_source(npz_source(tmp_path, np.zeros((4, 6, 5, 3)) + np.arange(4)[:, None, None, None], labels[:4]))
+    assert rgb.x.shape == (4, 3, 6, 5)
+    forced = load_source(npz_source(tmp_path, np.ones((4, 3, 4, 4)), labels[:4]), SourceOptions(layout="channels_last"))
+    assert forced.x.shape == (4, 4, 3, 4)
 
 
 def test_parquet(tmp_path):

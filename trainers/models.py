@@ -149,3 +149,18 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     else:
         raise ValueError(f"Unknown model type {kind!r}. Known types: auto, cnn, mlp.")
     return initialize(model, scheme, switches.activation, std)
+
+
+def architecture(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> dict[str, Any]:
+    """What `build_model(spec, ...)` builds, for a run record: the resolved type, layer widths,
+    switches and the number of trainable parameters (counted on the meta device: nothing allocated)."""
+    with torch.device("meta"):
+        model = build_model(spec, input_shape, n_classes)
+    kind = type(model).__name__.lower()
+    described: dict[str, Any] = {"type": kind, "input_shape": list(input_shape), "classes": n_classes}
+    if kind == "cnn":
+        described["channels"] = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    described["hidden"] = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    described.update({name: spec[name] for name in ("batch_norm", "dropout", "dropout_input", "activation", "init") if name in spec})
+    described["parameters"] = sum(parameter.numel() for parameter in model.parameters())
+    return described

@@ -345,7 +345,6 @@ def run_ablation(
         "interactions": [{**asdict(e), "sentence": e.sentence()} for e in interactions],
         "verdict": {
             "best_variant": best,
-        "flips": flips(results, correct, variants[0].name),
             "baseline": variants[0].name,
             "gain": {**asdict(verdict[0]), "sentence": verdict[0].sentence()} if verdict else None,
         },

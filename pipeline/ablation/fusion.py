@@ -39,6 +39,7 @@ from pipeline.stages import RunContext, default_stages
 from pipeline.stages.collect import SPLITS
 from pipeline.stages.train import (
     TrainStage,
+    architecture,
     build_array,
     data_on_device,
     kill_hook,
@@ -128,7 +129,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
     for task in tasks:
         config = task_config(task)
         outcomes, results = run_stages(config, store, context=QUIET, stages=default_stages()[:3])
-        members.append((config, outcomes, results, plan_stages(config)[-1]))
+        members.append((config, outcomes, results, plan_stages(config)[-1].keyed_on(results)))
     trained: dict[int, tuple[StageOutcome, CachedArtifact]] = {}
     by_shape: dict[tuple, list[int]] = {}
     for index, (_, _, results, _) in enumerate(members):
@@ -228,9 +229,9 @@ def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> 
         artifact = member_artifact(
             array.member_state_dict(k), test[k], own, result, class_names, how,
             train_accuracy=float(train[k, 1]), uses=regularizers(config, results["augment"].artifact.info),
+            model=architecture(config, own, class_names),
         )
-        meta = {"version": step.stage.version, "code": step.code, "params": step.params, "inputs": step.input_keys}
-        meta["build_seconds"] = seconds
+        meta = {**step.meta(), "build_seconds": seconds}
         entries[step.key] = store.save("train", step.key, artifact, meta)
     checkpoint.unlink(missing_ok=True)
     return entries

@@ -74,6 +74,13 @@ class AugmentStage(Stage):
     def params(self, config: Config) -> dict[str, Any]:
         return {**config.augment.model_dump(mode="json"), "libraries": adapter_versions(config.augment.recipe)}
 
+    def describe(self, config: Config) -> str:
+        settings = config.augment
+        if settings.mode == "none":
+            return "none"
+        names = ", ".join(str(spec.get("name")) for spec in settings.recipe)
+        return f"{settings.mode}: {names or 'no transforms'} (copies {settings.copies}, seed {settings.seed})"
+
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.augment
         collected = inputs["collect"].arrays

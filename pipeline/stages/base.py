@@ -47,5 +47,9 @@ class Stage(ABC):
         """The slice of the configuration (and any other identity) this stage's output depends on."""
 
     @abstractmethod
+    def describe(self, config: Config) -> str:
+        """A few words that tell this stage's entry apart to a person (`cache ls`): not part of the key."""
+
+    @abstractmethod
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         """Compute the stage's artifact from its inputs' artifacts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 from types import ModuleType
@@ -12,13 +13,14 @@ import numpy as np
 import datasets
 import datasets.base
 import datasets.splits
-import datasets.validate
+from datasets.validate import check_usable, data_warnings
 from pipeline.cache import Artifact
-from pipeline.config import Config
+from pipeline.config import Config, changed_settings
 from pipeline.keys import source_fingerprint
 from pipeline.stages.base import RunContext, Stage
 
 SPLITS = ("train", "val", "test")
+SOURCE_OPTIONS = tuple(option.name for option in dataclasses.fields(datasets.SourceOptions))
 
 
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
@@ -46,24 +48,31 @@ class CollectStage(Stage):
             sys.modules[__name__],
             datasets.base,
             datasets.splits,
-            datasets.validate,
+            sys.modules["datasets.validate"],  # the module, which `datasets.validate` (the function) hides
             sys.modules[source.load.__module__],
         )
 
     def params(self, config: Config) -> dict[str, Any]:
+        """The `data` settings the source reads (not, say, `data.target` for an npz file), the split
+        settings, and what identifies the content."""
         source, argument = datasets.parse_source(config.data.source)
+        unread = set(SOURCE_OPTIONS) - set(SOURCE_OPTIONS if source.reads is None else source.reads)
         return {
-            **config.data.model_dump(mode="json"),
+            **config.data.model_dump(mode="json", exclude=unread),
             # What the data is, not only where: file hashes or a library version,
-            "content": source.fingerprint(argument, config.data.source_options()),
+            "content": source.fingerprint(argument, config.data.source_options(source.reads)),
             # and the loader's own code, which matters most for sources registered by plugins.
             "loader": source_fingerprint(inspect.getsource(source.load)),
         }
 
+    def describe(self, config: Config) -> str:
+        return " ".join([config.data.source, *(s for s in changed_settings(config, ["data"]) if not s.startswith("data.source="))])
+
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         source, argument = datasets.parse_source(config.data.source)
-        options = config.data.source_options()
-        raw = datasets.validate(source.load(argument, options), config.data.source)
+        options = config.data.source_options(source.reads)
+        raw = source.load(argument, options)
+        check_usable(raw, config.data.source)
         indices = split_indices(raw, config)
         arrays = {}
         for split, index in indices.items():
@@ -85,5 +94,7 @@ class CollectStage(Stage):
             "class_counts": {
                 split: np.bincount(arrays[f"y_{split}"], minlength=len(raw.class_names)).tolist() for split in SPLITS
             },
+            # Kept with the entry, so a cache hit shows them again (the runner warns with them).
+            "warnings": data_warnings(raw, config.data.source),
         }
         return Artifact(arrays, info)

@@ -34,6 +34,13 @@ class ScaleStage(Stage):
     def params(self, config: Config) -> dict[str, Any]:
         return config.scale.model_dump(mode="json")
 
+    def describe(self, config: Config) -> str:
+        settings = config.scale
+        if settings.method == "none":
+            return "none"
+        span = f" to [{settings.feature_range[0]:g}, {settings.feature_range[1]:g}]" if settings.method == "minmax" else ""
+        return f"{settings.method}{span} per {settings.axis}"
+
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         collected, augmented = inputs["collect"].arrays, inputs["augment"].arrays
         raw = {split: collected[f"x_{split}"] for split in SPLITS}

@@ -29,13 +29,14 @@ import trainers.precision
 import trainers.schedules
 import transforms.compose
 from pipeline.cache import Artifact
-from pipeline.config import Config
+from pipeline.config import Config, changed_settings
 from pipeline.stages.augment import AUGMENTATION_CODE
 from pipeline.stages.base import RunContext, Stage
 from pipeline.stages.collect import SPLITS
 
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weights."
+TRAIN_SECTIONS = ("model", "optim", "schedule", "early_stop", "train")
 # Fault injection for the resume tests: SIGKILL this process right after epoch N's checkpoint.
 KILL_AFTER_EPOCH = "GAINSPLIT_TEST_KILL_AFTER_EPOCH"
 
@@ -113,8 +114,7 @@ class TrainStage(Stage):
         )
 
     def params(self, config: Config) -> dict[str, Any]:
-        sections = ("model", "optim", "schedule", "early_stop", "train")
-        params = {name: getattr(config, name).model_dump(mode="json") for name in sections}
+        params = {name: getattr(config, name).model_dump(mode="json") for name in TRAIN_SECTIONS}
         params["early_stop"]["restore_best"] = config.early_stop.restores_best  # unset and its meaning train alike
         # A CPU and a GPU run of the same config are different results; where the data sits is not.
         device = trainers.devices.resolve_device(config.train.device)
@@ -124,6 +124,9 @@ class TrainStage(Stage):
         if config.train.distributed == "ddp":
             params["world_size"] = int(os.environ.get("WORLD_SIZE", 1))
         return params
+
+    def describe(self, config: Config) -> str:
+        return " ".join(changed_settings(config, TRAIN_SECTIONS)) or "default settings"
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         settings = config.train
@@ -167,7 +170,7 @@ class TrainStage(Stage):
         train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([splits["train"]], "train"), device, precision)
         return member_artifact(
             array.member_state_dict(0), test[0], splits, result, class_names, how,
-            train_accuracy=float(train[0, 1]), uses=regularizers(config, inputs["augment"].info),
+            train_accuracy=float(train[0, 1]), uses=regularizers(config, inputs["augment"].info), model=architecture(config, splits, class_names),
         )
 
 
@@ -224,6 +227,12 @@ def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_i
     )
 
 
+def architecture(config: Config, splits: dict[str, trainers.loop.Split], class_names: list[str]) -> dict[str, Any]:
+    """The network this training built (type, widths, parameter count), for its run record."""
+    spec = config.model.model_dump(exclude={"sync_batch_norm"})
+    return trainers.models.architecture(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
+
+
 def regularizers(config: Config, augment_info: dict[str, Any]) -> list[str]:
     """The regularizers a training uses, by the names the diagnosis's advice gives them."""
     used = {
@@ -245,10 +254,12 @@ def member_artifact(
     *,
     train_accuracy: float,
     uses: list[str],
+    model: dict[str, Any],
 ) -> Artifact:
     """A trained member's cache entry: its weights, test probabilities, metrics, history and
     diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion).
-    `train_accuracy`: of the kept weights on the training split in eval mode; `uses`: its regularizers."""
+    `train_accuracy`: of the kept weights on the training split in eval mode; `uses`: its regularizers;
+    `model`: the architecture it built."""
     target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
@@ -278,6 +289,7 @@ def member_artifact(
             val_samples=int(splits["val"].x.shape[0]), uses=uses,
         ).as_dict(),
         "n_classes": len(class_names),
+        "model": model,
         "train_samples": int(splits["train"].x.shape[0]),
         **how,
     }
