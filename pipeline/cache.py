@@ -35,6 +35,7 @@ KILL_DURING_WRITE = "GAINSPLIT_TEST_KILL_DURING_WRITE"
 META_FILE = "meta.json"
 LAST_USED_FILE = ".last_used"
 TEMP_PREFIX = ".tmp-"
+CHECKPOINTS = ".checkpoints"
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -62,7 +63,8 @@ class CorruptEntry(Exception):
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """What `cache ls` shows of an entry, read without hashing its files."""
+    """What `cache ls` shows of an entry or a training checkpoint (`kind`), read without hashing
+    its files; `key` names what its lock is (a checkpoint's holder locks the same name)."""
 
     stage: str
     key: str
@@ -70,18 +72,28 @@ class EntryInfo:
     bytes: int
     created: float
     last_used: float
+    label: str = ""  # what the entry holds, in a few words (`Stage.describe`)
+    kind: str = "entry"
 
     @classmethod
     def read(cls, stage: str, folder: Path) -> "EntryInfo":
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-        created = folder.stat().st_mtime
+        created, label = folder.stat().st_mtime, ""
         try:
-            created = float(json.loads((folder / META_FILE).read_text(encoding="utf-8"))["created"])
-        except (OSError, ValueError, KeyError, TypeError):
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            created, label = float(meta["created"]), str(meta.get("label", ""))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # an unreadable manifest: verify reports it; here the folder's time stands in
         stamp = folder / LAST_USED_FILE
         last_used = max(created, stamp.stat().st_mtime) if stamp.exists() else created
-        return cls(stage, folder.name, folder, size, created, last_used)
+        return cls(stage, folder.name, folder, size, created, last_used, label)
+
+    @classmethod
+    def checkpoint(cls, stage: str, path: Path) -> "EntryInfo":
+        """A training's checkpoint (or a write of one that never finished), last touched when written."""
+        status = path.stat()
+        name = path.name.removeprefix(".").split(".")[0]  # `<name>.pt`, or `.<name>.pt.<uuid>.tmp` mid-write
+        return cls(stage, name, path, status.st_size, status.st_mtime, status.st_mtime, "interrupted training", "checkpoint")
 
 
 def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
@@ -117,7 +129,7 @@ class CacheStore:
 
     def checkpoint_path(self, stage: str, key: str) -> Path:
         """Where a stage building `key` keeps resumable state; removed once the entry is saved."""
-        return self.root / ".checkpoints" / stage / f"{key}.pt"
+        return self.root / CHECKPOINTS / stage / f"{key}.pt"
 
     def lock(self, stage: str, key: str) -> FileLock:
         """An inter-process lock for building one entry."""
@@ -167,6 +179,20 @@ class CacheStore:
                 if folder.is_dir() and KEY_PATTERN.match(folder.name):
                     found.append(EntryInfo.read(stage_dir.name, folder))
         return sorted(found, key=lambda entry: entry.last_used)
+
+    def checkpoints(self) -> list[EntryInfo]:
+        """Checkpoints of unfinished trainings, oldest first; a live training holds the lock of the same name."""
+        found = [
+            EntryInfo.checkpoint(stage_dir.name, path)
+            for stage_dir in sorted((self.root / CHECKPOINTS).glob("*"))
+            for path in stage_dir.iterdir()
+            if path.is_file()
+        ]
+        return sorted(found, key=lambda checkpoint: checkpoint.last_used)
+
+    def lock_files(self) -> list[Path]:
+        """Every lock file: one per key ever looked up or built, left in place when released (see `filelock`)."""
+        return sorted(p for p in self.root.glob("*/*.lock") if not p.parent.name.startswith("."))
 
     def temp_folders(self) -> list[Path]:
         """Temporary folders of writes in progress, or left behind by a writer that died."""

@@ -179,7 +179,7 @@ def cache_command(args: argparse.Namespace) -> int:
 
     store = CacheStore(args.cache_dir)
     if args.action == "ls":
-        print(maintenance.list_entries(store))
+        print(maintenance.list_entries(store, args.stage))
     elif args.action == "verify":
         report = maintenance.verify(store)
         for line in report.corrupt:
@@ -194,17 +194,19 @@ def cache_command(args: argparse.Namespace) -> int:
             raise ValueError("cache gc needs --max-size, --older-than or --keep-last.")
         if args.keep_last is not None and args.keep_last < 0:
             raise ValueError(f"--keep-last must be >= 0, got {args.keep_last}.")
-        removed, busy = maintenance.collect_garbage(
+        report = maintenance.collect_garbage(
             store,
             max_size=maintenance.parse_size(args.max_size) if args.max_size else None,
             older_than=maintenance.parse_age(args.older_than) if args.older_than else None,
             keep_last=args.keep_last,
         )
-        for entry in removed:
-            print(f"removed {entry.stage}/{entry.key[:12]} ({maintenance.human_size(entry.bytes)})")
-        for entry in busy:
-            print(f"kept {entry.stage}/{entry.key[:12]}: in use by another process")
-        print(f"{len(removed)} entries removed, {maintenance.human_size(sum(e.bytes for e in removed))} freed")
+        for item in report.removed:
+            print(f"removed {item.kind} {item.stage}/{item.key[:12]} ({maintenance.human_size(item.bytes)})")
+        for item in report.busy:
+            print(f"kept {item.kind} {item.stage}/{item.key[:12]}: in use by another process")
+        entries = sum(item.kind == "entry" for item in report.removed)
+        freed = maintenance.human_size(sum(item.bytes for item in report.removed))
+        print(f"{entries} entries and {len(report.removed) - entries} checkpoints removed, {freed} freed; {report.locks_removed} stale lock files removed")
     return 0
 
 

@@ -6,11 +6,13 @@ built); temporary folders are removed only when no writer holds their key's lock
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from filelock import Timeout
 
@@ -55,29 +57,50 @@ def human_age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def list_entries(store: CacheStore) -> str:
-    """A table of every entry: stage, key, size, age, last used."""
+def list_entries(store: CacheStore, stage: str | None = None) -> str:
+    """A table of every entry (stage, key, size, age, last used, what it holds), then the
+    checkpoints of unfinished trainings; `stage` keeps only that stage's."""
     now = time.time()
-    lines = [f"{'stage':<8} {'key':<12} {'size':>9} {'age':>6} {'last used':>9}"]
-    total = 0
-    for entry in store.entries():
-        total += entry.bytes
+    entries = [e for e in store.entries() if stage in (None, e.stage)]
+    checkpoints = [c for c in store.checkpoints() if stage in (None, c.stage)]
+    lines = [f"{'stage':<8} {'key':<12} {'size':>9} {'age':>6} {'last used':>9}  holds"]
+    for entry in entries:
         lines.append(
-            f"{entry.stage:<8} {entry.key[:12]:<12} {human_size(entry.bytes):>9} "
-            f"{human_age(now - entry.created):>6} {human_age(now - entry.last_used):>9}"
+            f"{entry.stage:<8} {entry.key[:12]:<12} {human_size(entry.bytes):>9} {human_age(now - entry.created):>6} "
+            f"{human_age(now - entry.last_used):>9}  {entry.label or '-'}"
         )
-    lines.append(f"{len(lines) - 1} entries, {human_size(total)} in {store.root}")
+    where = f" in {store.root}" + (f" (stage {stage})" if stage else "")
+    lines.append(f"{len(entries)} entries, {human_size(sum(e.bytes for e in entries))}{where}")
+    if checkpoints:
+        lines += ["", f"{'checkpoint':<8} {'of':<30} {'size':>9} {'age':>6}  state"]
+        for checkpoint in checkpoints:
+            state = "in use" if _held(store, checkpoint) else "left by a training that did not finish (cache gc removes it)"
+            lines.append(
+                f"{checkpoint.stage:<10} {checkpoint.key[:28]:<30} {human_size(checkpoint.bytes):>9} "
+                f"{human_age(now - checkpoint.created):>6}  {state}"
+            )
+        lines.append(f"{len(checkpoints)} checkpoints, {human_size(sum(c.bytes for c in checkpoints))}")
     return "\n".join(lines)
 
 
-def _free_to_remove(store: CacheStore, stage: str, key: str):
-    """The entry's lock if no other process holds it, else None."""
+def _held(store: CacheStore, item: EntryInfo) -> bool:
+    with _unless_held(store, item.stage, item.key) as free:
+        return not free
+
+
+@contextlib.contextmanager
+def _unless_held(store: CacheStore, stage: str, key: str) -> Iterator[bool]:
+    """Hold the key's lock for the block if no other process holds it; say whether it is held here."""
     lock = store.lock(stage, key)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        return None
-    return lock
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -92,11 +115,10 @@ def verify(store: CacheStore) -> VerifyReport:
     """Re-hash every entry; remove the corrupt ones and orphaned temporary folders."""
     report = VerifyReport()
     for entry in store.entries():
-        lock = _free_to_remove(store, entry.stage, entry.key)
-        if lock is None:
-            report.skipped_busy.append(f"{entry.stage}/{entry.key[:12]}")
-            continue
-        with lock:
+        with _unless_held(store, entry.stage, entry.key) as free:
+            if not free:
+                report.skipped_busy.append(f"{entry.stage}/{entry.key[:12]}")
+                continue
             report.checked += 1
             problem = store.verify(entry.stage, entry.key)
             if problem:
@@ -104,10 +126,9 @@ def verify(store: CacheStore) -> VerifyReport:
                 report.corrupt.append(f"{entry.stage}/{entry.key[:12]}: {problem}")
     for temp in store.temp_folders():
         key = temp.name[len(TEMP_PREFIX) :][:64]
-        lock = _free_to_remove(store, temp.parent.name, key)
-        if lock is None:
-            continue
-        with lock:
+        with _unless_held(store, temp.parent.name, key) as free:
+            if not free:
+                continue
             shutil.rmtree(temp, ignore_errors=True)
             report.temp_removed.append(str(temp.relative_to(store.root)))
     return report
@@ -116,14 +137,15 @@ def verify(store: CacheStore) -> VerifyReport:
 def select_for_gc(
     entries: list[EntryInfo], max_size: int | None, older_than: float | None, keep_last: int | None, now: float
 ) -> list[EntryInfo]:
-    """Entries the policies remove: used longer ago than `older_than`, beyond the `keep_last`
-    most recently used of each stage, then least recently used until `max_size` is met."""
+    """Entries and checkpoints the policies remove: used (or written) longer ago than
+    `older_than`, entries beyond the `keep_last` most recently used of each stage, then least
+    recently used until `max_size` is met."""
     doomed: dict[Path, EntryInfo] = {}
     if older_than is not None:
         doomed.update({e.path: e for e in entries if now - e.last_used > older_than})
     if keep_last is not None:
         for stage in {e.stage for e in entries}:
-            newest_first = sorted((e for e in entries if e.stage == stage), key=lambda e: e.last_used, reverse=True)
+            newest_first = sorted((e for e in entries if e.stage == stage and e.kind == "entry"), key=lambda e: e.last_used, reverse=True)
             doomed.update({e.path: e for e in newest_first[keep_last:]})
     if max_size is not None:
         remaining = sum(e.bytes for e in entries if e.path not in doomed)
@@ -136,17 +158,39 @@ def select_for_gc(
     return sorted(doomed.values(), key=lambda e: e.last_used)
 
 
+@dataclass
+class GcReport:
+    removed: list[EntryInfo] = field(default_factory=list)  # entries and checkpoints
+    busy: list[EntryInfo] = field(default_factory=list)  # selected, but another process holds them
+    locks_removed: int = 0
+
+
 def collect_garbage(
     store: CacheStore, max_size: int | None = None, older_than: float | None = None, keep_last: int | None = None
-) -> tuple[list[EntryInfo], list[EntryInfo]]:
-    """Remove what the policies select; return (removed, skipped because another process holds them)."""
-    removed, busy = [], []
-    for entry in select_for_gc(store.entries(), max_size, older_than, keep_last, time.time()):
-        lock = _free_to_remove(store, entry.stage, entry.key)
-        if lock is None:
-            busy.append(entry)
+) -> GcReport:
+    """Remove the entries and checkpoints the policies select, then the lock files that no
+    longer guard anything (no entry, no checkpoint, no holder; with `older_than`, only older
+    ones). A process that was waiting on a removed lock file notices and takes a new one
+    (filelock >= 4), so removing them never lets two processes build one key."""
+    report = GcReport()
+    now = time.time()
+    for item in select_for_gc(store.entries() + store.checkpoints(), max_size, older_than, keep_last, now):
+        with _unless_held(store, item.stage, item.key) as free:
+            if not free:
+                report.busy.append(item)
+                continue
+            if item.kind == "entry":
+                store.remove(item.stage, item.key)
+            else:
+                item.path.unlink(missing_ok=True)
+            report.removed.append(item)
+    guarded = {(e.stage, e.key) for e in store.entries() + store.checkpoints()}
+    for path in store.lock_files():
+        stage, key = path.parent.name, path.name.removesuffix(".lock")
+        if (stage, key) in guarded or (older_than is not None and now - path.stat().st_mtime <= older_than):
             continue
-        with lock:
-            store.remove(entry.stage, entry.key)
-        removed.append(entry)
-    return removed, busy
+        with _unless_held(store, stage, key) as free:
+            if free:
+                path.unlink(missing_ok=True)
+                report.locks_removed += 1
+    return report

@@ -96,7 +96,8 @@ def test_gc_and_verify_skip_an_entry_another_process_holds(dirs):
     train_key = next(o.key for o in result.stages if o.name == "train")
     holder = hold_lock(store.lock("train", train_key).lock_file)
     try:
-        removed, busy = collect_garbage(store, keep_last=0)
+        report = collect_garbage(store, keep_last=0)
+        removed, busy = report.removed, report.busy
         assert [e.stage for e in busy] == ["train"]
         assert sorted(e.stage for e in removed) == ["augment", "collect", "scale"]
         assert entries(dirs["cache_dir"], "train") == [train_key]

@@ -56,11 +56,43 @@ def test_cache_ls_and_gc_through_the_cli(dirs, capsys):
     assert main(["cache", "--cache-dir", cache, "ls"]) == 0
     listing = capsys.readouterr().out
     assert listing.count("train ") == 2 and "5 entries" in listing
+    rows = {line.split()[0] + " " + line.split(None, 6)[6] for line in listing.splitlines()[1:6]}
+    assert "collect sklearn:digits" in rows and "scale standard per channel" in rows
+    assert any(row.startswith("train ") and "model.dropout=0.2" in row for row in rows)
+    assert main(["cache", "ls", "--stage", "train", "--cache-dir", cache]) == 0
+    only_train = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in only_train[1:3]] == ["train", "train"] and only_train[3].startswith("2 entries")
     assert main(["cache", "--cache-dir", cache, "gc", "--keep-last", "1"]) == 0
-    assert "1 entries removed" in capsys.readouterr().out
+    assert "1 entries and 0 checkpoints removed" in capsys.readouterr().out
     assert len(CacheStore(cache).entries()) == 4
     assert main(["cache", "--cache-dir", cache, "gc"]) == 2
     assert "needs --max-size, --older-than or --keep-last" in capsys.readouterr().err
+
+
+def test_gc_removes_left_over_checkpoints_and_locks_but_not_what_a_process_holds(dirs, capsys):
+    run(dirs)
+    store = CacheStore(dirs["cache_dir"])
+    left = store.checkpoint_path("train", "a" * 64)
+    held = store.checkpoint_path("train", "b" * 64)
+    for path in (left, held):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+    store.lock("scale", "c" * 64).acquire()  # a lock file of a key that has no entry: left behind
+    store.lock("scale", "c" * 64).release()
+    assert main(["cache", "ls", "--cache-dir", str(dirs["cache_dir"])]) == 0
+    listing = capsys.readouterr().out
+    assert "2 checkpoints" in listing and "left by a training that did not finish" in listing
+    holder = store.lock("train", "b" * 64)
+    holder.acquire()
+    try:
+        report = collect_garbage(store, older_than=0)
+    finally:
+        holder.release()
+    assert [(item.kind, item.key) for item in report.busy] == [("checkpoint", "b" * 64)]
+    assert sorted(item.kind for item in report.removed) == ["checkpoint", "entry", "entry", "entry", "entry"]
+    assert not left.exists() and held.exists()
+    assert report.locks_removed == 6  # the four removed entries', the removed checkpoint's, the stray one; not the held one
+    assert [p.name for p in store.lock_files()] == ["b" * 64 + ".lock"]
 
 
 def test_gc_by_age_and_size_removes_least_recently_used_first(dirs):
@@ -78,8 +110,8 @@ def test_gc_by_age_and_size_removes_least_recently_used_first(dirs):
     total = sum(e.bytes for e in entries)
     by_size = select_for_gc(entries, total - 1, None, None, time.time())
     assert [e.stage for e in by_size] == ["collect"]
-    removed, busy = collect_garbage(store, max_size=0)
-    assert len(removed) == 4 and busy == [] and store.entries() == []
+    report = collect_garbage(store, max_size=0)
+    assert len(report.removed) == 4 and report.busy == [] and store.entries() == []
 
 
 @pytest.mark.parametrize("text, expected", [("500MB", 500 * 1024**2), ("2GB", 2 * 1024**3), ("1.5G", int(1.5 * 1024**3)), ("1024", 1024)])

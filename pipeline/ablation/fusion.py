@@ -170,7 +170,10 @@ def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -
         first_of_key = {step.key: index for index, step in reversed(list(enumerate(steps)))}
         to_build = [index for key, index in sorted(first_of_key.items(), key=lambda item: item[1]) if cached[key] is None]
         if to_build:
-            cached.update(_train_fused([members[i] for i in to_build], store, resume))
+            building = [members[i] for i in to_build]
+            checkpoint = array_checkpoint(store, [step.key for _, _, _, step in building])
+            locks.enter_context(store.lock("train", checkpoint.stem))  # so `cache gc` leaves a live array's checkpoint alone
+            cached.update(_train_fused(building, store, checkpoint, resume))
     seconds = (time.perf_counter() - started) / max(1, len(to_build))
     built = {steps[i].key for i in to_build}
     results = []
@@ -186,7 +189,7 @@ def array_checkpoint(store: CacheStore, keys: list[str]) -> Path:
     return store.checkpoint_path("train", "array-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16])
 
 
-def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> dict[str, CachedArtifact]:
+def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path, resume: bool) -> dict[str, CachedArtifact]:
     """Train `members` as one fused array and commit each member's entry under its own train key;
     the array's checkpoint goes once every entry is in."""
     configs = [config for config, _, _, _ in members]
@@ -205,7 +208,6 @@ def _train_fused(members: list[UnitMember], store: CacheStore, resume: bool) -> 
     loop_members = [
         member_for(config, own, results["augment"].artifact.info) for config, own, (_, _, results, _) in zip(configs, splits, members)
     ]
-    checkpoint = array_checkpoint(store, [step.key for _, _, _, step in members])
     if checkpoint.exists() and not resume:
         log.warning("Starting over: %s holds an interrupted fused training; pass --resume to continue it.", checkpoint)
     fitted = trainers.loop.fit_array(
