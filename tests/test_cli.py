@@ -2,7 +2,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import FAST, ROOT, cli
@@ -164,3 +166,16 @@ def test_cuda_device_without_cuda_is_a_clear_error(tmp_path, monkeypatch, capsys
     assert main(["run", "train.device=cuda"]) == 2
     assert "train.device is 'cuda' but CUDA is not available" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_header_less_uci_table_runs_with_the_target_by_position(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [[*(rng.normal(size=3) + label).round(3), label] for label in (3, 5, 6) for _ in range(40)]
+    (tmp_path / "quality.csv").write_text("\n".join(";".join(str(v).replace(".", ",") for v in row) for row in rows) + "\n")
+    args = ["run", "data.source=csv:" + str(tmp_path / "quality.csv"), "data.target=-1", "train.epochs=2", "train.device=cpu", "--json"]
+    assert main([*args, "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    record = json.loads(Path(summary["record"]).read_text())
+    assert sum(sum(counts) for counts in record["data"]["class_counts"].values()) == 120  # no row taken for a header
+    assert record["data"]["class_names"] == ["3", "5", "6"] and record["data"]["feature_names"] == ["0", "1", "2"]
+    assert record["data"]["provenance"]["decimal"] == "," and summary["model"]["type"] == "mlp"

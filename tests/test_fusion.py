@@ -117,3 +117,23 @@ def test_a_killed_fused_ablation_resumes_to_the_same_results(tmp_path):
         assert weights == expected[key][0] and history == expected[key][1]
         assert metrics["resumed_from_epoch"] == 2
         assert metrics["test_accuracy"] == expected[key][2]["test_accuracy"]
+
+
+@pytest.mark.parametrize(
+    "factor, message",
+    [
+        ("augment.mode: {side: data, values: [none, offline]}", r"variant 'augment.mode=offline' \(seed 0\) cannot run.*augment.mode=offline needs images"),
+        ("model.type: {side: model, values: [mlp, cnn]}", r"variant 'model.type=cnn' \(seed 0\) cannot run.*CNN needs images"),
+    ],
+)
+def test_a_variant_that_cannot_run_stops_the_ablation_before_anything_trains(tmp_path, factor, message):
+    import re
+
+    (tmp_path / "table.yaml").write_text(
+        "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {type: mlp, hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
+        f"ablation:\n  seeds: [0, 1]\n  factors:\n    {factor}\n"
+    )
+    done = cli("ablate", "--config", "table.yaml", "--out", "out", "--cache-dir", "c", "--quiet", cwd=tmp_path)
+    assert done.returncode == 2 and re.search(message, done.stderr), done.stderr
+    assert not (tmp_path / "c" / "train").exists() or not list((tmp_path / "c" / "train").glob("*/meta.json"))
+    assert not (tmp_path / "out").exists()

@@ -19,6 +19,7 @@ from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
+from pipeline.ablation.prepare import ablation_stages, prepare
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
@@ -71,9 +72,10 @@ def execute(
 
 
 def stage_counts(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """How many entries of each stage this ablation built and how many it found cached."""
     counts: dict[str, Counter] = {}
     for result in results:
-        for stage in result["record"]["stages"]:
+        for stage in result["stages"]:
             counts.setdefault(stage["name"], Counter())["built" if stage["cache"] == "miss" else "hit"] += 1
     return {name: {"built": c["built"], "hit": c["hit"]} for name, c in counts.items()}
 
@@ -270,8 +272,9 @@ def variant_table(
         records = [r["record"] for r in results if r["variant"] == variant.name]
         scores = [vector for r, vector in zip(results, correct) if r["variant"] == variant.name]
         stages = {}
-        for stage in records[0]["stages"]:
-            runs = [next(s for s in rec["stages"] if s["name"] == stage["name"]) for rec in records]
+        runs_stages = [r["stages"] for r in results if r["variant"] == variant.name]
+        for stage in runs_stages[0]:
+            runs = [next(s for s in stages_of_run if s["name"] == stage["name"]) for stages_of_run in runs_stages]
             stages[stage["name"]] = {
                 "seconds": float(np.mean([s["seconds"] for s in runs])),
                 "hits": sum(s["cache"] == "hit" for s in runs),
@@ -312,7 +315,10 @@ def run_ablation(
     runs_dir = out_dir.resolve() / "runs"
     variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir, resume)
     started = time.perf_counter()
+    prepared = prepare(tasks, progress)
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
+    for result in results:
+        result["stages"] = ablation_stages(result, prepared)
     entries = EntryArrays(CacheStore(cache_dir))
     correct = correct_on_test(results, entries)
     shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
