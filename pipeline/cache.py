@@ -159,8 +159,10 @@ class CacheStore:
         return meta if isinstance(meta, dict) else None
 
     def output_digest(self, stage: str, key: str) -> str:
-        """`output_digest` of a verified entry, from its manifest (see `verify`)."""
-        meta = self.manifest(stage, key) or {}
+        """`output_digest` of an entry, from its manifest; for an entry that `verify` passed."""
+        meta = self.manifest(stage, key)
+        if meta is None:
+            raise CorruptEntry(f"{stage}/{key[:12]}: {META_FILE} is unreadable")
         return _output_digest(meta["files"], meta["info"])
 
     def verify(self, stage: str, key: str) -> str | None:

@@ -226,9 +226,9 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "record": str(result.run_dir / "run.json"),
         "metrics": {name: result.metrics[name] for name in RESULT_METRICS if name in result.metrics},
         "stages": [{"name": o.name, "key": o.key, "cache": o.cache, "seconds": o.seconds} for o in result.stages],
-        "model": record.get("model"),
-        "device": record.get("device"),
-        "warnings": record.get("warnings", []),
+        "model": record["model"],
+        "device": record["device"],
+        "warnings": record["warnings"],
     }
 
 

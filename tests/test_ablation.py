@@ -364,9 +364,12 @@ def test_tiny_ablation_end_to_end(tmp_path):
     assert "The baseline: data.train_fraction=0.5, model.batch_norm=false." in report
     assert len((out / "runs.csv").read_text().splitlines()) == 9
 
-    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "summary.json").read_text())["stages"]["train"] == {"built": 0, "hit": 8}
+    printed = json.loads(again.stdout)  # --json: one object, nothing else on stdout
+    assert printed["stages"]["train"] == {"built": 0, "hit": 8} and printed["report"].endswith("report.md")
+    assert printed["effects"] == [e["sentence"] for e in summary["side_effects"] + summary["effects"] + summary["interactions"]]
 
     before = (out / "report.md").read_text()
     (out / "report.md").unlink()
