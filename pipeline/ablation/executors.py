@@ -10,10 +10,12 @@ across the nodes of a Ray cluster when the cache folder is on a file system they
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, Callable
 
+from datasets import DataWarning
 from pipeline.ablation.fusion import run_unit
 from pipeline.ablation.tasks import Task, task_config
 
@@ -44,12 +46,19 @@ def run_local(tasks: list[Task], units: list[Unit], jobs: int, done: Callable[[]
         return _in_task_order(units, unit_results, tasks)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=claim_gpu, initargs=(context.Value("i", 0),)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker, initargs=(context.Value("i", 0),)) as pool:
         for unit, results in zip(units, pool.map(run_unit, units, [threads] * len(units))):
             unit_results.append(results)
             for _ in unit:
                 done()
     return _in_task_order(units, unit_results, tasks)
+
+
+def start_worker(counter: Any) -> None:
+    """A local worker: quiet about the data (preparing the ablation already warned about it, once)
+    and on its GPU."""
+    warnings.simplefilter("ignore", DataWarning)
+    claim_gpu(counter)
 
 
 def claim_gpu(counter: Any) -> None:
