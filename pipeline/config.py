@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+import trainers.registry
 from datasets import SourceOptions, parse_source
 from pipeline.ablation.design import AblationConfig
 from transforms import build_recipe
@@ -24,6 +25,16 @@ from transforms import build_recipe
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the CLI exits with status 2 on it."""
+
+
+def _import_plugins(plugins: list[str]) -> list[str]:
+    """Import each module named in a `plugins` list: importing registers its sources or models."""
+    for module in plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
+    return plugins
 
 
 class _Section(BaseModel):
@@ -53,15 +64,7 @@ class DataConfig(_Section):
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
 
-    @field_validator("plugins")
-    @classmethod
-    def _plugins_import(cls, plugins: list[str]) -> list[str]:
-        for module in plugins:
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
-        return plugins
+    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: _import_plugins(plugins)))
 
     @field_validator("source")
     @classmethod
@@ -107,13 +110,16 @@ class ScaleConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The network (read by the `train` stage). auto: a CNN for images, an MLP for tabular data.
+    """The network (read by the `train` stage). auto: a CNN for images, an MLP for tabular data;
+    `torchvision:<name>` a torchvision classifier; any other name a model a plugin registered.
 
     `channels` are the CNN's conv blocks; `hidden` the fully connected layers (of the MLP,
     or of the CNN's head). BatchNorm sits after each Linear/Conv, before its activation.
+    `options` holds a plugin's own settings (its factory receives the whole section).
     """
 
-    type: Literal["auto", "cnn", "mlp"] = "auto"
+    plugins: list[str] = Field(default_factory=list, description="modules to import first: they register their own models")
+    type: str = "auto"
     channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     batch_norm: bool = True
@@ -123,6 +129,22 @@ class ModelConfig(_Section):
     init: Literal["default", "kaiming", "xavier", "normal"] = "default"
     init_std: float = Field(0.01, gt=0.0)
     sync_batch_norm: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: _import_plugins(plugins)))
+
+    @model_validator(mode="after")
+    def _type_is_known_and_applies_what_is_set(self) -> "ModelConfig":
+        trainers.registry.check_type(self.type)
+        explicit = set(self.model_fields_set) | ({"init"} if "init_std" in self.model_fields_set else set())
+        ignored = trainers.registry.ignored_switches(self.type, explicit)
+        if ignored:
+            applies = ", ".join(trainers.registry.honoured(self.type)) or "none of them"
+            raise ValueError(
+                f"model type {self.type!r} ignores {', '.join(f'model.{name}' for name in ignored)} (it applies: {applies}); "
+                "remove the setting (or the ablation factor), or have the model apply it (register_model(..., honours=...))"
+            )
+        return self
 
 
 class OptimConfig(_Section):
@@ -235,7 +257,10 @@ def _unknown_key_message(dotted: str) -> str:
 
 def _describe(error: dict[str, Any]) -> str:
     dotted = ".".join(str(part) for part in error["loc"])
-    return f"Invalid value for '{dotted}': {error['msg']}. Got {error['input']!r}."
+    message = error["msg"].removeprefix("Value error, ").rstrip(".")
+    if isinstance(error["input"], dict):  # a check across a section's settings: the message names them
+        return f"'{dotted}': {message}."
+    return f"Invalid value for '{dotted}': {message}. Got {error['input']!r}."
 
 
 def _config_error(problems: list[str]) -> ConfigError:

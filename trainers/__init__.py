@@ -21,6 +21,7 @@ from trainers.loop import (
 from trainers.metrics import confusion_matrix, per_class_accuracy
 from trainers.models import CNN, MLP, build_model, initialize
 from trainers.optim import build_optimizer
+from trainers.registry import register_model
 from trainers.schedules import Plateau, learning_rate
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "per_class_accuracy",
     "place",
     "predict",
+    "register_model",
     "resolve_device",
     "same_device",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
-from trainers.fused import FusedNet, fuse
+from trainers.fused import FusedNet, fusible, fuse
 from trainers.fused_optim import FusedOptimizer
 from trainers.models import build_model
 
@@ -100,6 +100,13 @@ class FusedArray:
 
     def load_member_state_dict(self, member: int, state: dict[str, torch.Tensor]) -> None:
         self.module.load_member_state_dict(member, state)
+
+
+def model_fuses(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> bool:
+    """Whether networks of `spec` train as a fused array (see `trainers.fused.fusible`); asked of
+    a network built on the meta device, so nothing is allocated."""
+    with torch.device("meta"):
+        return fusible(build_model(spec, input_shape, n_classes))
 
 
 def fused_array(

@@ -369,6 +369,19 @@ def fuse(models: Sequence[nn.Module], seeds: Sequence[int]) -> FusedNet:
     return FusedNet(layers, names, seed_tensor)
 
 
+def fusible(model: nn.Module) -> bool:
+    """Whether `fuse` takes networks like `model`: layers in a `net` nn.Sequential, each a Conv2d
+    (zero padding), Linear, BatchNorm, ReLU-family activation, pooling, Flatten or Dropout, as the
+    built-in CNN and MLP are. Build it on the meta device to ask without allocating."""
+    if not isinstance(getattr(model, "net", None), nn.Sequential):
+        return False
+    try:
+        fuse([model], [0])
+    except ValueError:
+        return False
+    return True
+
+
 def fused_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: torch.Tensor | None = None) -> torch.Tensor:
     """Each member's mean cross-entropy, `(K,)`, with its own label smoothing `(K,)` (PyTorch's
     formula: `(1 - e) * nll + e * mean over classes of -log p`; None when no member smooths)."""

@@ -9,6 +9,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from trainers.registry import MODELS, TORCHVISION, check_type, honoured
+from trainers.torchvision_models import build_torchvision
+
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 INITS = ("default", "kaiming", "xavier", "normal")
@@ -129,10 +132,20 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     """A model from a specification (the `model` config section), for example
     `{"type": "cnn", "channels": [32, 64], "hidden": [128], "dropout": 0.3, "init": "kaiming"}`.
 
-    `type: auto` (the default) is a CNN for images `(C, H, W)` and an MLP otherwise.
+    `type: auto` (the default) is a CNN for images `(C, H, W)` and an MLP otherwise;
+    `torchvision:<name>` a torchvision classifier; any other name a factory registered with
+    `register_model`, which receives the whole specification.
     """
     options = dict(spec)
     kind = options.pop("type", "auto")
+    check_type(kind)
+    if kind.startswith(TORCHVISION):
+        return build_torchvision(kind.removeprefix(TORCHVISION), input_shape, n_classes)
+    if kind in MODELS:
+        model = MODELS[kind].build(dict(spec), tuple(input_shape), n_classes)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"The factory of model type {kind!r} returned {type(model).__name__}, not a torch.nn.Module.")
+        return model
     if kind == "auto":
         kind = "cnn" if len(input_shape) == 3 else "mlp"
     switches = Switches(
@@ -142,25 +155,30 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     )
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
     channels = options.pop("channels", (32, 64))
+    for plugin_only in ("plugins", "options"):
+        options.pop(plugin_only, None)
     if kind == "mlp":
-        model: nn.Module = MLP(input_shape, n_classes, switches=switches, **options)
-    elif kind == "cnn":
-        model = CNN(input_shape, n_classes, channels=channels, switches=switches, **options)
+        model = MLP(input_shape, n_classes, switches=switches, **options)
     else:
-        raise ValueError(f"Unknown model type {kind!r}. Known types: auto, cnn, mlp.")
+        model = CNN(input_shape, n_classes, channels=channels, switches=switches, **options)
     return initialize(model, scheme, switches.activation, std)
 
 
 def architecture(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> dict[str, Any]:
-    """What `build_model(spec, ...)` builds, for a run record: the resolved type, layer widths,
-    switches and the number of trainable parameters (counted on the meta device: nothing allocated)."""
+    """What `build_model(spec, ...)` builds, for a run record: the type, the module's class, layer
+    widths (of the built-in networks), switches and the number of trainable parameters (counted
+    on the meta device: nothing allocated)."""
     with torch.device("meta"):
         model = build_model(spec, input_shape, n_classes)
-    kind = type(model).__name__.lower()
-    described: dict[str, Any] = {"type": kind, "input_shape": list(input_shape), "classes": n_classes}
-    if kind == "cnn":
+    kind = spec.get("type", "auto")
+    if kind == "auto":
+        kind = type(model).__name__.lower()
+    described: dict[str, Any] = {"type": kind, "class": type(model).__name__, "input_shape": list(input_shape), "classes": n_classes}
+    if isinstance(model, CNN):
         described["channels"] = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
-    described["hidden"] = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
-    described.update({name: spec[name] for name in ("batch_norm", "dropout", "dropout_input", "activation", "init") if name in spec})
+    if isinstance(model, (CNN, MLP)):
+        described["hidden"] = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+        described["dropout_input"] = spec.get("dropout_input", 0.0)
+    described.update({name: spec[name] for name in honoured(spec.get("type", "auto")) if name in spec})
     described["parameters"] = sum(parameter.numel() for parameter in model.parameters())
     return described

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -55,13 +55,13 @@ def plan_tasks(
 
 def execute(
     tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
-    ray_options: dict[str, Any] | None = None, fuse: bool = True,
+    ray_options: dict[str, Any] | None = None, fuse: bool = True, solo: Collection[tuple[str, int]] = (),
 ) -> list[dict[str, Any]]:
     """Run the trainings with the chosen executor, those that can train as one fused array
-    together (`fuse`); results come back in task order."""
+    together (`fuse`), those in `solo` (variant, seed) one at a time; results come back in task order."""
     if executor not in EXECUTORS:
         raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
-    units = fusion_units(tasks, fuse)
+    units = fusion_units(tasks, fuse, solo=solo)
     bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
     try:
         if executor == "ray":
@@ -316,7 +316,7 @@ def run_ablation(
     variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir, resume)
     started = time.perf_counter()
     prepared = prepare(tasks, progress)
-    results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse)
+    results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
     for result in results:
         result["stages"] = ablation_stages(result, prepared)
     entries = EntryArrays(CacheStore(cache_dir))

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 
@@ -76,21 +76,24 @@ def fusion_key(config: Config) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
-def fusion_units(tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS) -> list[list[Task]]:
-    """The tasks in units of work: each task alone (`fuse` off), or units of up to `max_members`
-    tasks that may train as one array. Within a fusion group, the tasks whose data is collected
+def fusion_units(
+    tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS, solo: Collection[tuple[str, int]] = ()
+) -> list[list[Task]]:
+    """The tasks in units of work: each task alone (`fuse` off, or its (variant, seed) in `solo`:
+    a network that does not fuse), or units of up to `max_members` tasks that may train as one array. Within a fusion group, the tasks whose data is collected
     and augmented alike up to the seeds (and so has the same shapes) stay in one unit where
     they fit: a unit trains one array per shape of data, and splitting a data variant across
     units would train more, smaller arrays."""
     if not fuse:
         return [[task] for task in tasks]
     groups: dict[str, dict[str, list[Task]]] = {}
-    for task in tasks:
+    alone = [[task] for task in tasks if (task.variant, task.seed) in solo]
+    for task in (task for task in tasks if (task.variant, task.seed) not in solo):
         config = task_config(task)
         settings = [config.data.model_dump(mode="json", exclude={"seed"}), config.augment.model_dump(mode="json", exclude={"seed"})]
         data_shape = json.dumps(settings, sort_keys=True)
         groups.setdefault(fusion_key(config), {}).setdefault(data_shape, []).append(task)
-    return [unit for by_data in groups.values() for unit in pack(list(by_data.values()), max_members)]
+    return alone + [unit for by_data in groups.values() for unit in pack(list(by_data.values()), max_members)]
 
 
 def pack(parts: list[list[Task]], capacity: int) -> list[list[Task]]:

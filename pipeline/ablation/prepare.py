@@ -4,11 +4,12 @@ with its name before the first training, not after an hour of others."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
+import trainers.arrays
 import trainers.models
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
@@ -18,14 +19,19 @@ from pipeline.stages import RunContext, default_stages
 
 QUIET = RunContext(progress=False)
 
-Prepared = dict[tuple[str, int], list[dict[str, Any]]]
+@dataclass
+class Prepared:
+    """Each run's (variant, seed) data-stage outcomes as the ablation met them, and the runs whose
+    network does not fuse (a plugin's or torchvision's): those train one at a time."""
+
+    stages: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    solo: set[tuple[str, int]] = field(default_factory=set)
 
 
 def prepare(tasks: list[Task], progress: bool = False) -> Prepared:
     """Plan every task's stages and build its data stages (a data preparation several tasks share
-    is built by the first and found by the others); return each task's data-stage outcomes as
-    this ablation met them. Any problem is a `ConfigError` naming the variant."""
-    prepared: Prepared = {}
+    is built by the first and found by the others). Any problem is a `ConfigError` naming the variant."""
+    prepared = Prepared()
     for task in tqdm(tasks, desc="preparing data", unit="run", disable=not progress):
         try:
             config = task_config(task)
@@ -33,16 +39,19 @@ def prepare(tasks: list[Task], progress: bool = False) -> Prepared:
             outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[:3])
             shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
             classes = len(results["collect"].artifact.info["class_names"])
-            trainers.models.architecture(config.model.model_dump(exclude={"sync_batch_norm"}), shape, classes)  # no CNN on a table
+            spec = config.model.model_dump(exclude={"sync_batch_norm"})
+            trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
         except ValueError as exc:
             raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
-        prepared[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
+        prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
+        if not trainers.arrays.model_fuses(spec, shape, classes):
+            prepared.solo.add((task.variant, task.seed))
     return prepared
 
 
 def ablation_stages(result: dict[str, Any], prepared: Prepared) -> list[dict[str, Any]]:
     """A run's stages as the ablation met them: data stages as `prepare` built or found them,
     the rest (training) as the run's record says."""
-    data = prepared[(result["variant"], result["seed"])]
+    data = prepared.stages[(result["variant"], result["seed"])]
     names = {stage["name"] for stage in data}
     return data + [stage for stage in result["record"]["stages"] if stage["name"] not in names]

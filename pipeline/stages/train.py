@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import random
@@ -26,7 +27,9 @@ import trainers.metrics
 import trainers.models
 import trainers.optim
 import trainers.precision
+import trainers.registry
 import trainers.schedules
+import trainers.torchvision_models
 import transforms.compose
 from pipeline.cache import Artifact
 from pipeline.config import Config, changed_settings
@@ -39,6 +42,16 @@ WEIGHT_PREFIX = "weights."
 TRAIN_SECTIONS = ("model", "optim", "schedule", "early_stop", "train")
 # Fault injection for the resume tests: SIGKILL this process right after epoch N's checkpoint.
 KILL_AFTER_EPOCH = "GAINSPLIT_TEST_KILL_AFTER_EPOCH"
+
+
+def model_code(config: Config) -> tuple[ModuleType, ...]:
+    """The user's model code: the modules named in `model.plugins` and the one defining the
+    factory of `model.type` (editing the model re-trains; editing a comment does not)."""
+    modules = [sys.modules[name] for name in config.model.plugins]
+    factory = trainers.registry.MODELS.get(config.model.type)
+    if factory is not None:
+        modules.append(sys.modules[factory.build.__module__])
+    return tuple(dict.fromkeys(modules))
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -110,12 +123,17 @@ class TrainStage(Stage):
             trainers.metrics,
             trainers.early_stopping,
             trainers.diagnosis,
+            trainers.registry,
+            trainers.torchvision_models,
             *AUGMENTATION_CODE,
+            *model_code(config),
         )
 
     def params(self, config: Config) -> dict[str, Any]:
         params = {name: getattr(config, name).model_dump(mode="json") for name in TRAIN_SECTIONS}
         params["early_stop"]["restore_best"] = config.early_stop.restores_best  # unset and its meaning train alike
+        if config.model.type.startswith(trainers.registry.TORCHVISION):
+            params["torchvision"] = importlib.metadata.version("torchvision")  # its architectures are part of the result
         # A CPU and a GPU run of the same config are different results; where the data sits is not.
         device = trainers.devices.resolve_device(config.train.device)
         params["device_type"] = device.type
@@ -191,16 +209,20 @@ def build_array(
     configs: list[Config], input_shape: tuple[int, ...], n_classes: int, device: torch.device, sync_batch_norm: bool = False
 ) -> trainers.arrays.TrainingArray:
     """The networks of `configs` as one fused array (a solo run is an array of one, trained as
-    every member of a fused ablation is), or with SyncBatchNorm one plain network and its torch
-    optimizer."""
+    every member of a fused ablation is); a network that does not fuse (a plugin's or
+    torchvision's, or one with SyncBatchNorm) trains alone, with its torch optimizer."""
     specs = [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs]
     optims = [config.optim.model_dump() for config in configs]
-    if not sync_batch_norm:
+    if not sync_batch_norm and trainers.arrays.model_fuses(specs[0], input_shape, n_classes):
         seeds = [config.train.seed for config in configs]
         return trainers.arrays.fused_array(specs, optims, seeds, input_shape, n_classes, device)
+    if len(configs) > 1:
+        raise ValueError(f"model type {specs[0]['type']!r} does not fuse: its runs train one at a time.")
     (spec,), (optim,) = specs, optims
     model = trainers.models.build_model(spec, input_shape, n_classes)
-    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
+    if sync_batch_norm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
     return trainers.arrays.SoloArray(model, trainers.optim.build_optimizer(model.parameters(), optim))
 
 
