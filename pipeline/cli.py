@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
     report.add_argument("folder", help="an ablation folder (holding summary.json)")
+    report.add_argument(
+        "--metric", choices=["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"],
+        help="re-render in this metric (default: the ablation's own, ablation.metric)",
+    )
 
     explain = commands.add_parser("explain", help="for each stage, say whether it would hit and, if not, what changed")
     _add_config_arguments(explain)
@@ -260,7 +264,7 @@ def explain_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from pipeline.ablation.report import render
 
-    print(render(args.folder))
+    print(render(args.folder, args.metric))
     return 0
 
 

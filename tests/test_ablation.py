@@ -13,7 +13,8 @@ from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects
-from pipeline.ablation.execute import best_variant, collapsed_seeds, variant_diagnosis
+from pipeline.ablation.execute import best_by_validation, collapsed_seeds, variant_diagnosis
+from pipeline.ablation.scores import METRICS
 from pipeline.ablation.stats import ACCURACY_RANGE, holm, json_safe, paired_p_value, summarize
 from trainers.diagnosis import diagnose
 
@@ -217,12 +218,10 @@ def test_every_effect_of_the_report_is_adjusted_as_one_family():
     assert len(everything) == 6 and not any(math.isnan(e.p_holm) for e in adjusted_sides)
 
 
-def test_the_best_variant_is_chosen_on_validation_not_test():
-    table = [
-        {"name": "a", "val_accuracy": {"mean": 0.95}, "test_accuracy": {"mean": 0.99}},
-        {"name": "b", "val_accuracy": {"mean": 0.97}, "test_accuracy": {"mean": 0.96}},
-    ]
-    assert best_variant(table)["name"] == "b"
+def test_the_best_variant_is_chosen_on_validation_not_test_in_the_ablations_metric():
+    scores = {"a": {"validation": {"mean": 0.95}, "test": {"mean": 0.99}}, "b": {"validation": {"mean": 0.97}, "test": {"mean": 0.96}}}
+    assert best_by_validation(scores, METRICS["accuracy"]) == "b"
+    assert best_by_validation(scores, METRICS["log_loss"]) == "a"  # a loss: lower is better
 
 
 def test_summaries_are_valid_json():

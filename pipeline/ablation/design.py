@@ -43,6 +43,9 @@ class AblationConfig(BaseModel):
     vary: list[Literal["train", "split", "augment"]] = Field(default_factory=lambda: ["train"])
     factors: dict[str, Factor] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # What effects are computed on and the best variant is chosen by (on validation); the report
+    # can be re-rendered in any other (`python -m pipeline report DIR --metric NAME`).
+    metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = "accuracy"
 
     @model_validator(mode="after")
     def _design_has_what_it_needs(self) -> "AblationConfig":

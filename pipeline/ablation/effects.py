@@ -1,5 +1,8 @@
 """Which change bought the gain: per-factor effects, the data-side and model-side effects, and
-their interaction, each as a paired difference over seeds."""
+their interaction, each as a paired difference over seeds.
+
+`span` is the width of the metric's range (1 for accuracy-like scores, infinite for log loss):
+a difference lies within +-span, an interaction of four cells within +-2 span."""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def _cells(rows: list[Row], settings: dict[str, Any]) -> list[Row]:
     return [r for r in rows if _cell(r["settings"]) == _cell(settings)]
 
 
-def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
+def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
     """Each factor's effect for each non-baseline value (`shared_samples`: every seed scored the
     same test samples, so they are a crossed source of variation); each name says what the
     effect is conditional on.
@@ -63,7 +66,7 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
         reference = _per_seed((r for r in rows if r["variant"] == names[0]), metric)
         for name in names[1:]:
             treated = _per_seed((r for r in rows if r["variant"] == name), metric)
-            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference, shared_samples))
+            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference, shared_samples, (-span, span)))
         return [effect for effect in effects if effect is not None]
     factors = ablation.factors
     baseline = {key: factor.values[0] for key, factor in factors.items()}
@@ -74,19 +77,19 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
             if ablation.design in ("full", "fractional"):
                 treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
                 reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
-                effects.append(paired_effect(f"{name} (averaged over the other factors)", factor.side, treated, reference, shared_samples))
+                effects.append(paired_effect(f"{name} (averaged over the other factors)", factor.side, treated, reference, shared_samples, (-span, span)))
                 continue
             added = _per_seed(_cells(rows, {**baseline, key: value}), metric)
-            effects.append(paired_effect(f"{name} (all else at baseline)", factor.side, added, _per_seed(_cells(rows, baseline), metric), shared_samples))
+            effects.append(paired_effect(f"{name} (all else at baseline)", factor.side, added, _per_seed(_cells(rows, baseline), metric), shared_samples, (-span, span)))
         if ablation.design == "one_at_a_time" and ablation.remove_one and len(factors) > 2:
             without = _per_seed(_cells(rows, {**everything, key: baseline[key]}), metric)
             full = _per_seed(_cells(rows, everything), metric)
             name = f"{_describe(key, baseline[key], everything[key])} (all else changed)"
-            effects.append(paired_effect(name, factor.side, full, without, shared_samples))
+            effects.append(paired_effect(name, factor.side, full, without, shared_samples, (-span, span)))
     return [effect for effect in effects if effect is not None]
 
 
-def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
+def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
     """Two-factor interactions of full and fractional designs (two-valued factors): how much the
     second factor's effect changes when the first is switched, averaged over the others. In a
     fraction, each is read together with its aliases, which the name lists."""
@@ -110,11 +113,11 @@ def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str =
             if aliases:
                 name += f" (aliased with {', '.join(aliases)})"
         zero = {s: np.zeros_like(contrast[s]) for s in seeds}
-        effects.append(paired_effect(name, "interaction", contrast, zero, shared_samples, bounds=(-2.0, 2.0)))
+        effects.append(paired_effect(name, "interaction", contrast, zero, shared_samples, bounds=(-2 * span, 2 * span)))
     return [effect for effect in effects if effect is not None]
 
 
-def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool = False) -> Effect | None:
+def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> Effect | None:
     """One variant against another, paired by seed (and test sample): the verdict's net gain."""
     return paired_effect(
         f"switching from {reference} to {treated}",
@@ -122,6 +125,7 @@ def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = 
         _per_seed((r for r in rows if r["variant"] == treated), metric),
         _per_seed((r for r in rows if r["variant"] == reference), metric),
         shared_samples,
+        (-span, span),
     )
 
 
@@ -133,7 +137,7 @@ def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
     return [[replace(effect, p_holm=next(adjusted)) for effect in family] for family in families]
 
 
-def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False) -> list[Effect]:
+def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
     """The data-side effect (every data factor changed), the model-side effect (every model
     factor changed), both together, and the interaction (both - data - model + baseline).
 
@@ -157,19 +161,19 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
     interaction = {s: _signed_sum((1, both[s]), (-1, data[s]), (-1, model[s]), (1, baseline[s])) for s in seeds}
     zero = {s: np.zeros_like(interaction[s]) for s in seeds}
     effects = [
-        paired_effect("the data-side changes", "data", data, baseline, shared_samples),
-        paired_effect("the model-side changes", "model", model, baseline, shared_samples),
-        paired_effect("both sides together", "both", both, baseline, shared_samples),
-        paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2.0, 2.0)),
+        paired_effect("the data-side changes", "data", data, baseline, shared_samples, (-span, span)),
+        paired_effect("the model-side changes", "model", model, baseline, shared_samples, (-span, span)),
+        paired_effect("both sides together", "both", both, baseline, shared_samples, (-span, span)),
+        paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2 * span, 2 * span)),
     ]
     if ablation.design == "one_at_a_time":
-        effects += [_within_side(rows, ablation, side, corner(side), baseline, metric, shared_samples) for side in ("data", "model")]
+        effects += [_within_side(rows, ablation, side, corner(side), baseline, metric, shared_samples, span) for side in ("data", "model")]
     return [effect for effect in effects if effect is not None]
 
 
 def _within_side(
     rows: list[Row], ablation: AblationConfig, side: str, corner: dict[int, np.ndarray], baseline: dict[int, np.ndarray],
-    metric: str, shared_samples: bool,
+    metric: str, shared_samples: bool, span: float = 1.0,
 ) -> Effect | None:
     """How far a side's changes made together differ from the sum of each made alone: the
     interaction within the side that one-at-a-time effects cannot show (None with one factor)."""
@@ -183,5 +187,5 @@ def _within_side(
         return None
     gap = {s: _signed_sum((1, corner[s]), (len(alone) - 1, baseline[s]), *[(-1, single[s]) for single in alone]) for s in seeds}
     zero = {s: np.zeros_like(gap[s]) for s in seeds}
-    bound = float(len(keys) + 1)
+    bound = (len(keys) + 1) * span
     return paired_effect(f"the interaction within the {side} side", "interaction", gap, zero, shared_samples, bounds=(-bound, bound))

@@ -20,6 +20,7 @@ from pipeline.ablation.effects import adjust_together, factor_effects, interacti
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.prepare import ablation_stages, prepare
+from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
@@ -123,11 +124,6 @@ def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], ent
         ]
         top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
     return {"per_variant": per_variant, "top_k": top}
-
-
-def best_variant(variants: list[dict[str, Any]]) -> dict[str, Any]:
-    """The variant with the highest mean validation accuracy: chosen on validation, reported on test."""
-    return max(variants, key=lambda v: v["val_accuracy"]["mean"])
 
 
 def baselines(results: list[dict[str, Any]], entries: EntryArrays, variant_names: list[str]) -> list[dict[str, Any]]:
@@ -297,6 +293,66 @@ def variant_table(
     return table
 
 
+def _predictions(result: dict[str, Any], entries: EntryArrays, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's predicted probabilities on `split` (val or test) and the split's labels, from the cache."""
+    record = result["record"]
+    labels = np.asarray(entries("scale", _stage_key(record, "scale"))[f"y_{split}"])
+    return entries("train", _stage_key(record, "train"))[f"{split}_probabilities"], labels
+
+
+def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str:
+    """The variant with the best mean validation score: chosen on validation, reported on test."""
+    chooser = max if metric.higher_is_better else min
+    return chooser(scores, key=lambda name: scores[name]["validation"]["mean"])
+
+
+def read_in(
+    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[dict[str, Any]], entries: EntryArrays, shared: bool
+) -> dict[str, Any]:
+    """The ablation read in one metric: each variant's test score (interval over seeds and test
+    samples) and validation score, the best variant by validation, and every effect on test,
+    Holm-adjusted as one family."""
+    parts = [per_sample(metric.name, *_predictions(r, entries, "test")) for r in results]
+    validation = [score(metric.name, *_predictions(r, entries, "val")) for r in results]
+    scores = {}
+    for variant in variants:
+        mine = [i for i, r in enumerate(results) if r["variant"] == variant.name]
+        scores[variant.name] = {
+            "test": asdict(summarize_runs([parts[i] for i in mine], shared, metric.bounds)),
+            "validation": asdict(summarize([validation[i] for i in mine], metric.bounds)),
+        }
+    best = best_by_validation(scores, metric)
+    rows = [
+        {"variant": r["variant"], "settings": next(v.settings for v in variants if v.name == r["variant"]), "seed": r["seed"],
+         "score": float(vector.mean()), "per_sample": {"score": vector}}
+        for r, vector in zip(results, parts)
+    ]
+    baseline = variants[0].name
+    gain = variant_effect(rows, best, baseline, "score", shared, metric.span) if best != baseline else None
+    effects, interactions, sides, verdict = adjust_together(
+        factor_effects(rows, ablation, "score", shared, metric.span),
+        interaction_effects(rows, ablation, "score", shared, metric.span),
+        side_effects(rows, ablation, "score", shared, metric.span),
+        [gain] if gain is not None else [],
+    )
+
+    def described(found: list[Effect]) -> list[dict[str, Any]]:
+        return [{**asdict(e), "sentence": metric.sentence(e)} for e in found]
+
+    tests = len(effects) + len(interactions) + len(sides) + len(verdict)
+    return {
+        "metric": metric.name,
+        "scores": scores,
+        "effects": described(effects),
+        "side_effects": described(sides),
+        "interactions": described(interactions),
+        "verdict": {"best_variant": best, "baseline": baseline, "gain": described(verdict)[0] if verdict else None},
+        "multiple_testing": f"Holm over all {tests} effects of this report",
+        "uncertainty": uncertainty(ablation, shared, len(parts[0]), effects + interactions + sides),
+        "best_variant": best,
+    }
+
+
 def run_ablation(
     base: dict[str, Any],
     overrides: list[str],
@@ -315,50 +371,25 @@ def run_ablation(
     runs_dir = out_dir.resolve() / "runs"
     variants, tasks = plan_tasks(base, overrides, ablation, cache_dir.resolve(), runs_dir, resume)
     started = time.perf_counter()
-    prepared = prepare(tasks, progress)
+    prepared = prepare(tasks, progress, ablation.metric)
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
     for result in results:
         result["stages"] = ablation_stages(result, prepared)
     entries = EntryArrays(CacheStore(cache_dir))
     correct = correct_on_test(results, entries)
     shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
-    rows = [
-        {
-            "variant": r["variant"],
-            "settings": next(v.settings for v in variants if v.name == r["variant"]),
-            "seed": r["seed"],
-            **r["record"]["metrics"],
-            "per_sample": {"test_accuracy": vector},
-        }
-        for r, vector in zip(results, correct)
-    ]
     table = variant_table(variants, results, correct, shared)
-    best = best_variant(table)["name"]
-    gain = variant_effect(rows, best, variants[0].name, shared_samples=shared) if best != variants[0].name else None
-    effects, interactions, sides, verdict = adjust_together(
-        factor_effects(rows, ablation, shared_samples=shared),
-        interaction_effects(rows, ablation, shared_samples=shared),
-        side_effects(rows, ablation, shared_samples=shared),
-        [gain] if gain is not None else [],
-    )
-    tests = len(effects) + len(interactions) + len(sides) + len(verdict)
+    classes = len(results[0]["record"]["data"]["class_names"])
+    readings = {name: read_in(metric, ablation, variants, results, entries, shared) for name, metric in METRICS.items() if applicable(name, classes)}
+    chosen = readings[ablation.metric]
     summary = {
         "ablation": ablation.model_dump(mode="json"),
         "stages": stage_counts(results),
         "variants": table,
-        "effects": [{**asdict(e), "sentence": e.sentence()} for e in effects],
-        "side_effects": [{**asdict(e), "sentence": e.sentence()} for e in sides],
-        "interactions": [{**asdict(e), "sentence": e.sentence()} for e in interactions],
-        "verdict": {
-            "best_variant": best,
-            "baseline": variants[0].name,
-            "gain": {**asdict(verdict[0]), "sentence": verdict[0].sentence()} if verdict else None,
-        },
-        "multiple_testing": f"Holm over all {tests} effects of this report",
-        "uncertainty": uncertainty(ablation, shared, len(correct[0]), effects + interactions + sides),
-        "best_variant": best,
+        **chosen,  # metric, scores, effects, side_effects, interactions, verdict, multiple_testing, uncertainty, best_variant
+        "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
         "flips": flips(results, correct, variants[0].name),
-        "baselines": baselines(results, entries, [variants[0].name, best]),
+        "baselines": baselines(results, entries, [variants[0].name, chosen["best_variant"]]),
         "ensembles": ensembles(results, table, entries),
         "runs": [
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results

@@ -219,6 +219,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path,
     )
     test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
     test = trainers.loop.predict_array(array.module, test_data, device, precision)
+    val = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([own["val"] for own in splits], "val"), device, precision)
     train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([own["train"] for own in splits], "train"), device, precision)
     seconds = (time.perf_counter() - started) / len(members)
     how = {
@@ -232,7 +233,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path,
     entries = {}
     for k, ((config, _, results, step), own, result) in enumerate(zip(members, splits, fitted)):
         artifact = member_artifact(
-            array.member_state_dict(k), test[k], own, result, class_names, how,
+            array.member_state_dict(k), test[k], own, result, class_names, how, val_logits=val[k],
             train_accuracy=float(train[k, 1]), uses=regularizers(config, results["augment"].artifact.info),
             model=architecture(config, own, class_names),
         )

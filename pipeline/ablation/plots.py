@@ -62,8 +62,8 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     return path
 
 
-def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.0) -> Path:
-    """Horizontal bars of effects in accuracy points with their 95% intervals."""
+def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.0, measure: str = "test accuracy (points)") -> Path:
+    """Horizontal bars of effects (in `measure`, each value times `scale`) with their 95% intervals."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(9, 0.45 * len(effects) + 1.2))
     names = [effect["name"] for effect in effects]
@@ -77,7 +77,7 @@ def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.
     axis.set_yticks(range(len(effects)), [_wrap(name) for name in names], fontsize=8)
     axis.axvline(0, color="black", linewidth=0.8)
     axis.invert_yaxis()
-    axis.set_xlabel("change in test accuracy (points), 95% CI; blue: data side, orange: model side")
+    axis.set_xlabel(f"change in {measure}, 95% CI; blue: data side, orange: model side")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)

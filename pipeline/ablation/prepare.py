@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 import trainers.arrays
 import trainers.models
+from pipeline.ablation.scores import applicable
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError
@@ -28,7 +29,7 @@ class Prepared:
     solo: set[tuple[str, int]] = field(default_factory=set)
 
 
-def prepare(tasks: list[Task], progress: bool = False) -> Prepared:
+def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy") -> Prepared:
     """Plan every task's stages and build its data stages (a data preparation several tasks share
     is built by the first and found by the others). Any problem is a `ConfigError` naming the variant."""
     prepared = Prepared()
@@ -41,6 +42,8 @@ def prepare(tasks: list[Task], progress: bool = False) -> Prepared:
             classes = len(results["collect"].artifact.info["class_names"])
             spec = config.model.model_dump(exclude={"sync_batch_norm"})
             trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
+            if not applicable(metric, classes):
+                raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
         except ValueError as exc:
             raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
         prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]

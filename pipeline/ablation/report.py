@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ablation import plots
+from pipeline.ablation.scores import METRICS, Metric
 from pipeline.ablation.stats import missing
 
 Block = tuple  # ("h2", text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
@@ -22,22 +23,36 @@ def _pct(value: float | None) -> str:
     return "n/a" if missing(value) else f"{value * 100:.2f}"
 
 
-def _interval(summary: dict[str, float | None]) -> str:
-    return "n/a" if missing(summary["low"]) else f"[{_pct(summary['low'])}, {_pct(summary['high'])}]"
-
-
 def _p(value: float | None) -> str:
     return "n/a" if missing(value) else f"{value:.3g}"
+
+
+def metric_of(summary: dict[str, Any]) -> Metric:
+    """The metric the summary's effects are in (accuracy for summaries written before there was a choice)."""
+    return METRICS[summary.get("metric", "accuracy")]
+
+
+def _test_score(summary: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+    return summary["scores"][variant["name"]]["test"] if "scores" in summary else variant["test_accuracy"]
+
+
+def _ci(metric: Metric, score: dict[str, Any]) -> str:
+    return "n/a" if missing(score["low"]) else f"[{metric.format(score['low'])}, {metric.format(score['high'])}]"
+
+
+def _in(metric: Metric, score: dict[str, Any]) -> str:
+    """A score with its interval, in the metric's units."""
+    return f"{metric.format(score['mean'])}{'%' if metric.unit == 'points' else ''} {_ci(metric, score)}"
 
 
 def _verdict(summary: dict[str, Any]) -> list[Block]:
     """The first lines: the best configuration (chosen on validation), its net gain on test, and
     how much of the gain each side bought."""
-    verdict = summary["verdict"]
+    verdict, metric = summary["verdict"], metric_of(summary)
     best = next(v for v in summary["variants"] if v["name"] == verdict["best_variant"])
-    accuracy = best["test_accuracy"]
-    lines = [f"**Best configuration** (highest mean validation accuracy): {best['name']}, test accuracy "
-             f"{_pct(accuracy['mean'])}% {_interval(accuracy)}."]
+    direction = "highest" if metric.higher_is_better else "lowest"
+    lines = [f"**Best configuration** ({direction} mean validation {metric.label}): {best['name']}, test {metric.label} "
+             f"{_in(metric, _test_score(summary, best))}."]
     baseline = next(v for v in summary["variants"] if v["name"] == verdict["baseline"])
     if baseline["settings"]:
         lines.append("The baseline: " + ", ".join(f"{key}={json.dumps(value)}" for key, value in baseline["settings"].items()) + ".")
@@ -60,9 +75,11 @@ def _uncertainty_text(summary: dict[str, Any]) -> str:
     text = f"95% intervals cover {', '.join(known['sources'])}"
     text += f"; fixed for every seed, so not covered: {' and '.join(known['fixed'])}. " if known["fixed"] else ". "
     if not missing(known["detectable_effect"]):
+        metric = metric_of(summary)
+        size = f"{known['detectable_effect'] * metric.scale:.{metric.digits}f}" + (f" {metric.unit}" if metric.unit else f" in {metric.label}")
         text += (
             f"With {known['seeds']} seeds and {known['test_samples']} test samples, an effect must be about "
-            f"{known['detectable_effect'] * 100:.1f} points to be found with 80% power (median over the effects); "
+            f"{size} to be found with 80% power (median over the effects); "
             "an effect whose interval includes zero is indistinguishable from noise. "
         )
     return text + testing
@@ -150,9 +167,12 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     plot_dir.mkdir(exist_ok=True)
     variants = summary["variants"]
     blocks: list[Block] = [("h1", "Ablation report")]
-    seeds = summary["ablation"]["seeds"]
+    seeds, metric = summary["ablation"]["seeds"], metric_of(summary)
+    others = ", ".join(name for name in summary.get("by_metric", {}) if name != metric.name)
     blocks.append(("p", f"{len(variants)} variants x {len(seeds)} seeds ({summary['ablation']['design']} design). "
-                        "Accuracy in percent; effects are paired by seed and test sample. " + _uncertainty_text(summary)))
+                        f"Effects in test {metric.label}" + (" (percentage points)" if metric.unit == "points" else "")
+                        + (f"; `python -m pipeline report <folder> --metric NAME` shows them in {others}" if others else "")
+                        + ". Effects are paired by seed and test sample. " + _uncertainty_text(summary)))
 
     sides = summary["side_effects"]
     if "verdict" in summary:
@@ -168,24 +188,31 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
             blocks.append(("h2", "Two-factor interactions"))
             blocks += [("p", effect["sentence"].capitalize() + ".") for effect in interactions]
         every = sides + summary["effects"] + interactions
-        rows = [[e["name"], e["side"], _pct(e["summary"]["mean"]), _interval(e["summary"]), _p(e["p_value"]), _p(e["p_holm"])] for e in every]
-        blocks.append(("table", ["effect", "side", "change (points)", "95% CI", "p", "p (Holm)"], rows))
-        chart = plots.effects_chart(every, plot_dir / "effects.png")
-        blocks.append(("img", chart, "Effects on test accuracy with 95% intervals"))
+        rows = [
+            [e["name"], e["side"], metric.format(e["summary"]["mean"]), _ci(metric, e["summary"]), _p(e["p_value"]), _p(e["p_holm"])]
+            for e in every
+        ]
+        blocks.append(("table", ["effect", "side", f"change ({metric.unit or metric.label})", "95% CI", "p", "p (Holm)"], rows))
+        measure = f"test {metric.label}" + (f" ({metric.unit})" if metric.unit else "")
+        chart = plots.effects_chart(every, plot_dir / "effects.png", metric.scale, measure)
+        blocks.append(("img", chart, f"Effects on test {metric.label} with 95% intervals"))
 
     blocks.append(("h2", "Variants"))
     stage_names = list(variants[0]["stages"])
     rows = []
     for v in variants:
-        acc = v["test_accuracy"]
+        own = _test_score(summary, v)
         timing = [f"{v['stages'][s]['seconds']:.2f} ({v['stages'][s]['hits']} hit)" for s in stage_names]
-        rows.append([v["name"], _pct(acc["mean"]), _pct(acc["std"]), _interval(acc), f"{v['test_loss']['mean']:.4f}", f"{v['epochs_run']:.1f}", *timing, v["diagnosis"]])
-    headers = ["variant", "test acc", "std", "95% CI", "test loss", "epochs", *[f"{s} s" for s in stage_names], "diagnosis"]
+        accuracy = [] if metric.name == "accuracy" else [_pct(v["test_accuracy"]["mean"])]
+        rows.append([v["name"], metric.format(own["mean"]), metric.format(own["std"]), _ci(metric, own),
+                     *accuracy, f"{v['test_loss']['mean']:.4f}", f"{v['epochs_run']:.1f}", *timing, v["diagnosis"]])
+    headers = ["variant", f"test {metric.label}", "std", "95% CI", *([] if metric.name == "accuracy" else ["test acc"]), "test loss", "epochs",
+               *[f"{s} s" for s in stage_names], "diagnosis"]
     blocks.append(("table", headers, rows))
 
     blocks.append(("h2", "Algorithm selection and ensembles"))
-    blocks.append(("p", "The best variant and the top variants of the ensemble are chosen by mean validation accuracy; "
-                        "every figure below is test accuracy."))
+    blocks.append(("p", f"The best variant is chosen by mean validation {metric.label}, the top variants of the ensemble by "
+                        "mean validation accuracy; every figure below is test accuracy."))
     best = next(v for v in variants if v["name"] == summary["best_variant"])
     rows = [[f"network: {best['name']} (best variant by validation, mean of seeds)", _pct(best["test_accuracy"]["mean"])]]
     for baseline in summary["baselines"]:
@@ -308,13 +335,21 @@ def to_html(blocks: list[Block]) -> str:
     )
 
 
-def render(out_dir: str | Path) -> Path:
-    """Write the report files from `<out>/summary.json` and the run records; return `report.md`'s path."""
+def render(out_dir: str | Path, metric: str | None = None) -> Path:
+    """Write the report files from `<out>/summary.json` and the run records, in the ablation's
+    metric or in `metric` (read at ablate time for every metric, so nothing trains); return
+    `report.md`'s path."""
     out_dir = Path(out_dir)
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise ValueError(f"{out_dir} holds no summary.json: is it an ablation folder?")
     summary = json.loads(summary_path.read_text())
+    if metric is not None:
+        readings = summary.get("by_metric", {})
+        if metric not in readings:
+            known = ", ".join(readings) or "accuracy only (written before other metrics were read)"
+            raise ValueError(f"{summary_path} has no reading in metric {metric!r}; it has: {known}.")
+        summary = {**summary, **readings[metric]}
     runs = load_runs(out_dir, summary)
     write_runs_csv(runs, out_dir / "runs.csv")
     blocks = build_blocks(out_dir, summary, runs)

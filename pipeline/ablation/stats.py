@@ -133,16 +133,17 @@ class Effect:
     def within_noise(self) -> bool:
         return not missing(self.summary.low) and self.summary.low <= 0 <= self.summary.high
 
-    def sentence(self, metric: str = "test accuracy", scale: float = 100.0, unit: str = "points") -> str:
+    def sentence(self, metric: str = "test accuracy", scale: float = 100.0, unit: str = "points", digits: int = 1) -> str:
         """The effect in plain words, e.g. "adding X raised test accuracy by 1.2 points [0.6, 1.8]"."""
         s = self.summary
         verb = "raised" if s.mean > 0 else "lowered" if s.mean < 0 else "did not change"
-        amount = f" by {abs(s.mean) * scale:.1f} {unit}" if s.mean else ""
+        units = f" {unit}" if unit else ""
+        amount = f" by {abs(s.mean) * scale:.{digits}f}{units}" if s.mean else ""
         if missing(s.low):
             return f"{self.name} {verb} {metric}{amount} (one seed: no interval)"
-        interval = f" [{s.low * scale:.1f}, {s.high * scale:.1f}]"
+        interval = f" [{s.low * scale:.{digits}f}, {s.high * scale:.{digits}f}]"
         if self.within_noise:
-            return f"{self.name} moved {metric} by {s.mean * scale:+.1f} {unit}{interval}: indistinguishable from noise"
+            return f"{self.name} moved {metric} by {s.mean * scale:+.{digits}f}{units}{interval}: indistinguishable from noise"
         return f"{self.name} {verb} {metric}{amount}{interval}"
 
 

@@ -177,6 +177,7 @@ class TrainStage(Stage):
             progress=context.progress,
         )
         test = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["test"]], "test"), device, precision)
+        val = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["val"]], "val"), device, precision)
         how = {
             "device": str(device),
             "precision": precision,
@@ -187,7 +188,7 @@ class TrainStage(Stage):
         }
         train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([splits["train"]], "train"), device, precision)
         return member_artifact(
-            array.member_state_dict(0), test[0], splits, result, class_names, how,
+            array.member_state_dict(0), test[0], splits, result, class_names, how, val_logits=val[0],
             train_accuracy=float(train[0, 1]), uses=regularizers(config, inputs["augment"].info), model=architecture(config, splits, class_names),
         )
 
@@ -274,6 +275,7 @@ def member_artifact(
     class_names: list[str],
     how: dict[str, Any],
     *,
+    val_logits: torch.Tensor,
     train_accuracy: float,
     uses: list[str],
     model: dict[str, Any],
@@ -281,7 +283,7 @@ def member_artifact(
     """A trained member's cache entry: its weights, test probabilities, metrics, history and
     diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion).
     `train_accuracy`: of the kept weights on the training split in eval mode; `uses`: its regularizers;
-    `model`: the architecture it built."""
+    `model`: the architecture it built; `val_logits`: on the validation split, kept as probabilities."""
     target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
@@ -317,4 +319,5 @@ def member_artifact(
     }
     arrays = weights_to_arrays(weights)
     arrays["test_probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
+    arrays["val_probabilities"] = torch.softmax(val_logits, dim=1).cpu().numpy()  # what an ablation selects on, in any metric
     return Artifact(arrays, info)
