@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from datasets import DataWarning
 from pipeline.cache import CacheStore
-from pipeline.config import ConfigError, config_to_yaml, load_config, read_config_file
+from pipeline.config import Config, ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
 
 DEFAULT_CACHE_DIR = ".pipeline-cache"
@@ -41,6 +41,21 @@ def _add_output_arguments(parser: argparse.ArgumentParser, result: str) -> None:
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=f"print {result} as one JSON object, nothing else")
 
 
+def _add_track_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--track", choices=["mlflow"], help="also log the run(s) to MLflow, at tracking.uri (default sqlite:///mlflow.db)",
+    )
+
+
+def tracker(args: argparse.Namespace, config: Config) -> Any:
+    """The tracker `--track` asks for, made before any work so a missing MLflow stops nothing midway."""
+    if args.track != "mlflow":
+        return None
+    from pipeline.tracking import MlflowTracker
+
+    return MlflowTracker(config.tracking.uri, config.tracking.experiment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI. Common options (`--config`, `--cache-dir`, `--quiet`, `--json`) and `key=value`
     overrides may come anywhere after the command, before or after `cache`'s action."""
@@ -54,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rebuild every stage even when it is cached")
     run.add_argument("--resume", action="store_true", help="continue an interrupted training from its last checkpoint")
     _add_output_arguments(run, "one result line (test accuracy, record)")
+    _add_track_argument(run)
 
     show = commands.add_parser("show-config", help="print the fully resolved configuration as YAML")
     _add_config_arguments(show)
@@ -71,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablate.add_argument("--resume", action="store_true", help="continue interrupted trainings (fused or not) from their checkpoints")
     _add_output_arguments(ablate, "one result line (the verdict, the report)")
+    _add_track_argument(ablate)
 
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
     report.add_argument("folder", help="an ablation folder (holding summary.json)")
@@ -151,11 +168,16 @@ def ablate(args: argparse.Namespace) -> int:
     base = {key: value for key, value in tree.items() if key != "ablation"}
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     quiet = args.quiet or args.json
+    tracking = tracker(args, config)
     summary = run_ablation(
         base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not quiet,
         executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume,
     )
     report = render(out)
+    if tracking is not None:
+        run_id = tracking.log_ablation(out, summary)
+        if not quiet:
+            print(f"mlflow: ablation run {run_id} (a child per variant and seed) at {config.tracking.uri}", file=sys.stderr)
     sentences = [effect["sentence"] for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]]
     if args.json:
         print(json.dumps({"report": str(report), "summary": str(out / "summary.json"), "verdict": verdict_sentence(summary),
@@ -239,9 +261,14 @@ def result_json(result: RunResult) -> dict[str, Any]:
 def run_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     quiet = args.quiet or args.json
+    tracking = tracker(args, config)
     result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not quiet)
     if result.run_dir is None:  # under torchrun, rank 0 reports
         return 0
+    if tracking is not None:
+        run_id = tracking.log_run(result.run_dir)
+        if not quiet:
+            print(f"mlflow: run {run_id} in experiment {config.tracking.experiment!r} at {config.tracking.uri}", file=sys.stderr)
     if args.json:
         print(json.dumps(result_json(result), indent=1, allow_nan=False))
     else:

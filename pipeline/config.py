@@ -199,6 +199,13 @@ class TrainConfig(_Section):
     distributed: Literal["none", "ddp"] = "none"
 
 
+class TrackingConfig(_Section):
+    """Where `--track mlflow` logs runs; no stage reads it, so it changes no cache key."""
+
+    uri: str = "sqlite:///mlflow.db"  # a SQLite file here; a server (http://...) or another store works the same
+    experiment: str = "gainsplit"
+
+
 class Config(_Section):
     """The whole resolved configuration of one run."""
 
@@ -210,6 +217,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ablation: AblationConfig | None = None
 
 
