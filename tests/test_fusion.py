@@ -140,11 +140,12 @@ def test_a_variant_that_cannot_run_stops_the_ablation_before_anything_trains(tmp
 
 
 @pytest.mark.slow
-def test_an_ablation_warns_about_its_data_once_on_one_line(tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_ablation_warns_about_its_data_once_on_one_line(tmp_path, jobs):
     (tmp_path / "iris.yaml").write_text(
         "data: {source: 'sklearn:iris'}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
         "ablation:\n  seeds: [0, 1]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.3]}\n"
     )
-    done = cli("ablate", "--config", "iris.yaml", "--out", "out", "--cache-dir", "c", "--jobs", "2", "--quiet", cwd=tmp_path)
+    done = cli("ablate", "--config", "iris.yaml", "--out", "out", "--cache-dir", "c", "--jobs", jobs, "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["warning: sklearn:iris: 1 duplicate feature rows"]

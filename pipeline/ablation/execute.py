@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Collection
 import numpy as np
 from tqdm.auto import tqdm
 
+from datasets import DataWarning
 from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
@@ -64,12 +66,14 @@ def execute(
         raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
     units = fusion_units(tasks, fuse, solo=solo)
     bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
-    try:
-        if executor == "ray":
-            return run_on_ray(tasks, units, ray_address, lambda: bar.update(1), ray_options)
-        return run_local(tasks, units, jobs, lambda: bar.update(1))
-    finally:
-        bar.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # `prepare` said it about the data, once
+        try:
+            if executor == "ray":
+                return run_on_ray(tasks, units, ray_address, lambda: bar.update(1), ray_options)
+            return run_local(tasks, units, jobs, lambda: bar.update(1))
+        finally:
+            bar.close()
 
 
 def stage_counts(results: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -4,6 +4,7 @@ with its name before the first training, not after an hour of others."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from tqdm.auto import tqdm
 
 import trainers.arrays
 import trainers.models
+from datasets import DataWarning
 from pipeline.ablation.scores import applicable
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
@@ -19,6 +21,7 @@ from pipeline.runner import plan_stages, run_stages
 from pipeline.stages import RunContext, default_stages
 
 QUIET = RunContext(progress=False)
+
 
 @dataclass
 class Prepared:
@@ -33,23 +36,33 @@ def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy")
     """Plan every task's stages and build its data stages (a data preparation several tasks share
     is built by the first and found by the others). Any problem is a `ConfigError` naming the variant."""
     prepared = Prepared()
-    for task in tqdm(tasks, desc="preparing data", unit="run", disable=not progress):
-        try:
-            config = task_config(task)
-            plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
-            outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[:3])
-            shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
-            classes = len(results["collect"].artifact.info["class_names"])
-            spec = config.model.model_dump(exclude={"sync_batch_norm"})
-            trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
-            if not applicable(metric, classes):
-                raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
-        except ValueError as exc:
-            raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
-        prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
-        if not trainers.arrays.model_fuses(spec, shape, classes):
-            prepared.solo.add((task.variant, task.seed))
+    with warnings.catch_warnings(record=True) as caught:  # many runs share their data: say each thing about it once
+        warnings.simplefilter("always", DataWarning)
+        for task in tqdm(tasks, desc="preparing data", unit="run", disable=not progress):
+            _prepare_one(task, metric, prepared)
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DataWarning)):
+        warnings.warn(message, DataWarning, stacklevel=2)
+    for other in (w for w in caught if not issubclass(w.category, DataWarning)):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     return prepared
+
+
+def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
+    try:
+        config = task_config(task)
+        plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
+        outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[:3])
+        shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
+        classes = len(results["collect"].artifact.info["class_names"])
+        spec = config.model.model_dump(exclude={"sync_batch_norm"})
+        trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
+        if not applicable(metric, classes):
+            raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
+    except ValueError as exc:
+        raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
+    prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
+    if not trainers.arrays.model_fuses(spec, shape, classes):
+        prepared.solo.add((task.variant, task.seed))
 
 
 def ablation_stages(result: dict[str, Any], prepared: Prepared) -> list[dict[str, Any]]:
