@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from datasets import DataWarning
+from pipeline.ablation.scores import METRICS
 from pipeline.cache import CacheStore
 from pipeline.config import Config, ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render an ablation's report from its records, without training")
     report.add_argument("folder", help="an ablation folder (holding summary.json)")
     report.add_argument(
-        "--metric", choices=["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"],
+        "--metric", choices=list(METRICS),
         help="re-render in this metric (default: the ablation's own, ablation.metric)",
     )
 

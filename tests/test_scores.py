@@ -92,3 +92,11 @@ def test_roc_auc_on_more_than_two_classes_stops_before_anything_trains(tmp_path,
     status = main(["ablate", "--config", str(tmp_path / "digits.yaml"), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"), "--quiet"])
     assert status == 2 and "ablation.metric=roc_auc is for two classes; this data has 10" in capsys.readouterr().err
     assert not (tmp_path / "c" / "train").exists() and not (tmp_path / "out").exists()
+
+
+def test_the_config_accepts_exactly_the_metrics_there_are():
+    from typing import get_args
+
+    from pipeline.ablation.design import AblationConfig
+
+    assert set(get_args(AblationConfig.model_fields["metric"].annotation)) == set(METRICS)
