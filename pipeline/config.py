@@ -11,11 +11,12 @@ import dataclasses
 import difflib
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 import trainers.registry
 from datasets import SourceOptions, parse_source
@@ -37,8 +38,36 @@ def _import_plugins(plugins: list[str]) -> list[str]:
     return plugins
 
 
+def _no_booleans(value: Any, annotation: Any) -> Any:
+    """Refuse a boolean where a number goes: pydantic's lax mode would read `train.epochs=true` as 1."""
+    if "bool" in str(annotation) or not ("int" in str(annotation) or "float" in str(annotation)):
+        return value
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, bool):
+            raise ValueError(f"{item} is a boolean, not a number")
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """Refuse NaN and infinity (`optim.lr=inf`), here or inside a list: no setting means them."""
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a finite number")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        return _no_booleans(value, cls.model_fields[info.field_name].annotation)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_are_finite(cls, value: Any) -> Any:
+        return _finite(value)
 
 
 class DataConfig(_Section):
@@ -282,7 +311,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"Override {text!r} is not of the form key=value (for example train.epochs=5).")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"Override {text!r}: the value is not valid YAML ({exc.problem}).") from exc
     return key, value
@@ -300,16 +329,38 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that holds a key twice (the last would win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"duplicate key {repeated[0]!r}")
+    return dict(pairs)
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a plain mapping, naming the file on any error."""
+    """Read a YAML or JSON config file into a plain mapping, naming the file on any error; a key
+    given twice in one mapping is an error, not a silent last-one-wins."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from exc
     try:
-        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        tree = json.loads(text, object_pairs_hook=_unique_json_object) if path.suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
+    except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from exc
     if tree is None:
         return {}

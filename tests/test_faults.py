@@ -235,6 +235,14 @@ BAD_INPUT = [
     ("a CSV named .npz", lambda d: ["data.source=npz:" + str(_write(d / "t.npz", "a,label\n1,x\n"))], r"is not a NumPy archive .*csv:"),
     ("object arrays in an npz", lambda d: [write_npz(d / "o.npz", np.array([[1, "a"]] * 6, dtype=object), np.arange(6) % 2)],
      r"array 'x' holds Python objects.*never unpickles"),
+    ("a boolean as a number", lambda d: ["train.epochs=true"], r"'train\.epochs': True is a boolean, not a number"),
+    ("an infinite learning rate", lambda d: ["optim.lr=inf"], r"'optim\.lr': inf is not a finite number"),
+    ("NaN in a range", lambda d: ["scale.feature_range=[nan, 1]"], r"'scale\.feature_range': nan is not a finite number"),
+    ("a section twice in YAML", lambda d: ["--config", str(_write(d / "twice.yaml", "train: {epochs: 2}\nmodel: {}\ntrain: {epochs: 3}\n"))],
+     r"twice\.yaml is not valid YAML.*duplicate key 'train'"),
+    ("a key twice in JSON", lambda d: ["--config", str(_write(d / "twice.json", '{"train": {"epochs": 2, "epochs": 3}}'))],
+     r"twice\.json is not valid JSON: duplicate key 'epochs'"),
+    ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("images that read both ways", lambda d: [write_npz(d / "i.npz", np.ones((6, 3, 4, 4)), np.arange(6) % 2)], r"data\.layout=channels_first"),
 ]
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.keys import canonical_json
 
 Side = Literal["data", "model"]
 
@@ -28,6 +30,18 @@ class Factor(BaseModel):
 
     side: Side
     values: list[Any] = Field(min_length=2)
+
+    @field_validator("values")
+    @classmethod
+    def _each_value_once(cls, values: list[Any]) -> list[Any]:
+        """A repeated value would train the same variant twice and count it twice, narrowing the intervals."""
+        seen: list[str] = []
+        for value in values:
+            text = canonical_json(value)  # 1 and 1.0 are one setting
+            if text in seen:
+                raise ValueError(f"{value!r} is listed twice; each value of a factor once")
+            seen.append(text)
+        return values
 
 
 class AblationConfig(BaseModel):
@@ -51,6 +65,12 @@ class AblationConfig(BaseModel):
     def _design_has_what_it_needs(self) -> "AblationConfig":
         if self.design == "list" and not self.variants:
             raise ValueError("design 'list' needs 'variants': a mapping of variant name to overrides")
+        named: dict[str, str] = {}
+        for name, overrides in self.variants.items():
+            text = canonical_json(overrides)
+            if text in named:
+                raise ValueError(f"variants {named[text]!r} and {name!r} have the same settings; each configuration once")
+            named[text] = name
         if self.design != "list" and not self.factors:
             raise ValueError(f"design {self.design!r} needs 'factors'")
         if self.design == "fractional":
