@@ -50,6 +50,7 @@ class RawData:
     provenance: dict[str, Any] = field(default_factory=dict)
     test: tuple[np.ndarray, np.ndarray] | None = None
     feature_names: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)  # what the loader changed or noticed, for the record
 
 
 Loader = Callable[[str, SourceOptions], RawData]
@@ -133,6 +134,8 @@ def check_discrete(labels: np.ndarray, source: str, name: str) -> None:
     values = np.asarray(labels)
     if values.dtype.kind not in "iuf":
         return
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"{source}: the target {name!r} is missing (NaN) at sample {int(np.flatnonzero(np.isnan(values))[0])}; every sample needs a label.")
     distinct = np.unique(values)
     non_integral = values.dtype.kind == "f" and bool(np.any(distinct != np.round(distinct)))
     if non_integral or (distinct.size > CONTINUOUS_DISTINCT and distinct.size > values.size / 2):

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import RawData, SourceOptions, hash_files, register_source
+from datasets.base import RawData, SourceOptions, check_discrete, hash_files, register_source
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -85,6 +85,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
         raise ValueError(f"{images_path} should hold (N, H, W) images and {labels_path} (N,) labels; got {images.shape} and {labels.shape}.")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds {labels.shape[0]} labels.")
+    check_discrete(labels, str(labels_path), "labels")  # 0.2 and 0.8 must not both become class 0
     return images, labels.astype(np.int64)
 
 

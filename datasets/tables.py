@@ -132,7 +132,13 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
     target = resolve_target(options.target, columns, source)
     if frame.shape[0] == 0:
         raise ValueError(f"{source} has no rows.")
-    labels = frame[target]
+    labels, notes = frame[target], []
+    if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
+        stripped = labels.astype(str).str.strip().where(labels.notna())
+        changed = int((stripped != labels)[labels.notna()].sum())
+        if changed:  # " setosa" and "setosa" are one class
+            notes.append(f"{source}: stripped spaces around {changed} labels of {target!r}")
+            labels = stripped
     if labels.isna().any():
         raise ValueError(f"{source}: target column {target!r} is empty at {_first_bad(labels.isna(), labels)}.")
     features = frame.drop(columns=[target])
@@ -164,7 +170,7 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
         names.extend(str(c) for c in dummies.columns)
     check_discrete(labels.to_numpy(), source, target)
     y, class_names = encode_labels(labels.astype(str) if labels.dtype == object else labels)
-    return RawData(np.concatenate(parts, axis=1), y, class_names, {"source": source, "target": target}, feature_names=names)
+    return RawData(np.concatenate(parts, axis=1), y, class_names, {"source": source, "target": target}, feature_names=names, warnings=notes)
 
 
 @register_source("csv", fingerprint=_file_fingerprint, reads=("target", "categorical", "header", "decimal"))
@@ -178,6 +184,10 @@ def load_csv(argument: str, options: SourceOptions) -> RawData:
     rows = _sample_rows(path, delimiter)
     decimal = sniff_decimal(rows, delimiter) if options.decimal == "auto" else options.decimal
     header = has_header(rows, decimal, options.header)
+    names = rows[0] if header and rows else []
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # pandas would rename the second `target` to `target.1`: a feature leaking the label
+        raise ValueError(f"{path}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the header; give each column its own name.")
     try:
         frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=0 if header else None)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

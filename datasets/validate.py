@@ -43,8 +43,9 @@ def check_usable(data: RawData, source: str) -> None:
 
 
 def data_warnings(data: RawData, source: str) -> list[str]:
-    """What can be used but deserves a look, one sentence each: heavy class imbalance, duplicate rows."""
-    found = []
+    """What can be used but deserves a look, one sentence each: what the loader noted, heavy class
+    imbalance, duplicate rows."""
+    found = list(data.warnings)
     counts = np.bincount(data.y, minlength=len(data.class_names))
     present = counts[counts > 0]
     if present.max() / present.min() > IMBALANCE_RATIO:

@@ -243,6 +243,8 @@ BAD_INPUT = [
     ("a key twice in JSON", lambda d: ["--config", str(_write(d / "twice.json", '{"train": {"epochs": 2, "epochs": 3}}'))],
      r"twice\.json is not valid JSON: duplicate key 'epochs'"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
+    ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),
+    ("NaN labels", lambda d: [write_npz(d / "nan.npz", np.ones((6, 2)), np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0]))], r"target 'y' is missing \(NaN\) at sample 2"),
     ("images that read both ways", lambda d: [write_npz(d / "i.npz", np.ones((6, 3, 4, 4)), np.arange(6) % 2)], r"data\.layout=channels_first"),
 ]
 

@@ -1,9 +1,7 @@
 """Bring your own network: models registered by plugins and torchvision's, keyed on their code,
 refusing switches they ignore, fused when their layers fuse and trained alone when not."""
 
-import json
 import sys
-import textwrap
 
 import pytest
 import torch

@@ -219,6 +219,25 @@ def test_a_header_less_csv_keeps_every_row_and_takes_the_target_by_position(tmp_
     assert load_source(f"csv:{named}", SourceOptions(target=-1)).class_names == ["no", "yes"]  # a header row stays a header
 
 
+def test_spaces_around_labels_are_stripped_and_said(tmp_path):
+    path = tmp_path / "spaced.csv"
+    path.write_text("a,label\n1, setosa\n2,setosa\n3,virginica \n4,virginica\n")
+    with pytest.warns(DataWarning, match="stripped spaces around 2 labels of 'label'"):
+        raw = load_source(f"csv:{path}", SourceOptions(target="label"))
+    assert raw.class_names == ["setosa", "virginica"] and raw.y.tolist() == [0, 0, 1, 1]
+
+
+def test_float_idx_labels_that_are_not_whole_numbers_are_refused(tmp_path):
+    import struct
+
+    images = np.zeros((4, 2, 2), dtype=np.uint8)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", 4, 2, 2) + images.tobytes())
+    labels = np.array([0.2, 0.8, 1.0, 0.0], dtype=">f4")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">BBBB", 0, 0, 0x0D, 1) + struct.pack(">I", 4) + labels.tobytes())
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte: the target 'labels' has 4 distinct values .* looks continuous"):
+        load_source(f"idx:{tmp_path}")
+
+
 def test_decimal_commas_are_numbers_not_categories(tmp_path):
     path = tmp_path / "eu.csv"
     path.write_text("a;b;label\n5,1;3,5;x\n4,9;3;y\n6,3;3,3;x\n5,8;2,7;y\n")
