@@ -118,6 +118,37 @@ def _output_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> st
     return content_digest(files, {name: value for name, value in info.items() if name not in PROVENANCE_INFO})
 
 
+MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum: its info (metrics, history) is as guarded as its arrays
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+\.npy$")
+
+
+def manifest_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's canonical JSON, its own checksum field left out."""
+    body = {name: value for name, value in meta.items() if name != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A `meta.json` that is whole and unedited, or `CorruptEntry` saying what is wrong: any other
+    shape (a list for `files`, an entry without `bytes`, edited metrics) is a corrupt entry, which
+    the cache rebuilds and `cache verify` removes, never a traceback."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptEntry(f"{META_FILE} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptEntry(f"{META_FILE} is unreadable ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("info"), dict) or not isinstance(meta.get("files"), dict):
+        raise CorruptEntry(f"{META_FILE} is not a manifest (an object with 'files' and 'info' mappings)")
+    for name, entry in meta["files"].items():
+        well_formed = isinstance(entry, dict) and type(entry.get("bytes")) is int and isinstance(entry.get("sha256"), str)
+        if not (_FILE_NAME.match(name) and well_formed):
+            raise CorruptEntry(f"{META_FILE} lists {name!r} as {entry!r}, not a .npy file with 'bytes' and 'sha256'")
+    if meta.get(MANIFEST_DIGEST) != manifest_digest(meta):
+        raise CorruptEntry(f"{META_FILE} does not match its own checksum: edited, or written by an older gainsplit")
+    return meta
+
+
 class CacheStore:
     """Reads and writes stage artifacts under one root folder."""
 
@@ -159,10 +190,8 @@ class CacheStore:
         return meta if isinstance(meta, dict) else None
 
     def output_digest(self, stage: str, key: str) -> str:
-        """`output_digest` of an entry, from its manifest; for an entry that `verify` passed."""
-        meta = self.manifest(stage, key)
-        if meta is None:
-            raise CorruptEntry(f"{stage}/{key[:12]}: {META_FILE} is unreadable")
+        """`output_digest` of an entry, from its manifest (checked, not its files: see `verify`)."""
+        meta = read_manifest(self.entry_dir(stage, key) / META_FILE)
         return _output_digest(meta["files"], meta["info"])
 
     def verify(self, stage: str, key: str) -> str | None:
@@ -209,15 +238,8 @@ class CacheStore:
             shutil.rmtree(doomed, ignore_errors=True)
 
     def _read_verified(self, folder: Path) -> CachedArtifact:
-        meta_path = folder / META_FILE
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            files = meta["files"]
-            info = meta["info"]
-        except FileNotFoundError:
-            raise CorruptEntry(f"{META_FILE} is missing") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorruptEntry(f"{META_FILE} is unreadable ({exc.__class__.__name__}: {exc})") from None
+        meta = read_manifest(folder / META_FILE)
+        files, info = meta["files"], meta["info"]
         arrays = {}
         for filename, expected in files.items():
             path = folder / filename
@@ -255,6 +277,7 @@ class CacheStore:
                 if os.environ.get(KILL_DURING_WRITE) == stage:
                     os.kill(os.getpid(), signal.SIGKILL)
             full_meta = {**meta, "stage": stage, "key": key, "created": time.time(), "files": files, "info": artifact.info}
+            full_meta[MANIFEST_DIGEST] = manifest_digest(full_meta)
             (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")
             self._replace(temp, target)
         except BaseException:

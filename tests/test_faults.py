@@ -278,3 +278,18 @@ def test_zero_variance_feature_is_scaled_by_one_with_no_nan_downstream(dirs, tmp
     assert all(np.isfinite(scaled[f"x_{split}"]).all() for split in ("train", "val", "test"))
     assert np.isfinite(result.metrics["test_loss"])
     assert json.dumps(result.metrics, allow_nan=False)
+
+
+def test_an_edited_manifest_is_a_corrupt_entry_not_a_reported_result(dirs, capsys):
+    first = run(dirs)
+    key = first.record["stages"][-1]["key"]
+    meta_path = dirs["cache_dir"] / "train" / key / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["info"]["metrics"]["test_accuracy"] = 0.123
+    meta_path.write_text(json.dumps(meta))
+    assert verify(CacheStore(dirs["cache_dir"])).corrupt == [f"train/{key[:12]}: meta.json does not match its own checksum: edited, or written by an older gainsplit"]
+    again = run(dirs)
+    assert statuses(again)["train"] == "miss" and again.metrics["test_accuracy"] == first.metrics["test_accuracy"] != 0.123
+    (dirs["cache_dir"] / "train" / key / "meta.json").write_text(json.dumps({**meta, "files": ["weights.npy"]}))
+    assert main(["cache", "verify", "--cache-dir", str(dirs["cache_dir"])]) == 0
+    assert "1 corrupt" in capsys.readouterr().out

@@ -101,3 +101,32 @@ def test_cache_key_ignores_key_order_and_int_versus_float_text(tree, rng):
 def test_cache_key_separates_different_parameters(first, second):
     if key_of(first) == key_of(second):
         assert as_floats(first) == as_floats(second) or first == second
+
+
+# Manifests of any JSON shape, with and without the keys a real one has.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["files", "info", "bytes", "sha256", "x.npy", "a"]), children, max_size=3),
+    max_leaves=12,
+)
+manifests = st.dictionaries(st.sampled_from(["files", "info", "manifest_sha256", "created", "a"]), json_values, max_size=4) | json_values
+
+
+@settings(max_examples=200, deadline=None)
+@given(manifests)
+def test_a_malformed_manifest_is_a_corrupt_entry_never_a_traceback(manifest):
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.cache import CacheStore
+
+    with tempfile.TemporaryDirectory() as root:
+        store = CacheStore(root)
+        folder = store.entry_dir("scale", "a" * 64)
+        folder.mkdir(parents=True)
+        (folder / "x.npy").write_bytes(b"\x93NUMPY")
+        (folder / "meta.json").write_text(json.dumps(manifest))
+        assert isinstance(store.verify("scale", "a" * 64), str)  # what is wrong, in words
+        assert [entry.key for entry in store.entries()] == ["a" * 64]
+        assert Path(root, "scale", "a" * 64).exists()
