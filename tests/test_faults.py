@@ -149,9 +149,52 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_nothing_runs(dirs
     status = main(["run", *FAST, "--resume", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
     assert status == 2
     error = capsys.readouterr().err
-    assert f"Refusing checkpoint {checkpoint}" in error and "nothing in it was run" in error
+    assert f"Checkpoint {checkpoint} is unusable (refused: not a plain checkpoint of tensors and numbers (Unsupported global" in error
+    assert "nothing in it was run" in error and "weights_only" not in error  # never torch's advice to unpickle
     assert not marker.exists()
-    assert checkpoint.exists()  # left for the user to look at or delete
+    assert not checkpoint.exists() and len(list(checkpoint.parent.glob(f"{train_key}.unusable-*.pt"))) == 1  # kept aside for a look
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"garbage, not a checkpoint", "refused: not a plain checkpoint of tensors and numbers (Unsupported operand"),
+        ([1, 2, 3], "format 'list', expected 2"),
+        ({"format": 2, "module": {"no.such.layer": 1}}, "it does not fit this training"),
+    ],
+)
+def test_an_unusable_checkpoint_is_set_aside_and_the_next_run_starts_over(dirs, capsys, content, reason):
+    import torch
+
+    train_key = run(dirs).record["stages"][-1]["key"]
+    store = CacheStore(dirs["cache_dir"])
+    store.remove("train", train_key)
+    checkpoint = store.checkpoint_path("train", train_key)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        checkpoint.write_bytes(content)
+    else:
+        torch.save(content, checkpoint)
+    args = ["run", *FAST, "--resume", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"Checkpoint {checkpoint} is unusable ({reason}" in error and "nothing was trained" in error
+    assert not checkpoint.exists() and list(checkpoint.parent.glob(f"{train_key}.unusable-*.pt"))
+    assert main(args) == 0  # asked again: it starts over
+
+
+def test_a_full_disk_while_writing_a_checkpoint_names_the_file_and_exits_1(dirs, monkeypatch, capsys):
+    import torch
+
+    def full(state, path, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    status = main(["run", *FAST, "train.checkpoint_every=0", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "cannot write the checkpoint" in error and ".checkpoints" in error and "entries cached before the failure are intact" in error
+    assert entries(dirs["cache_dir"], "scale") and not entries(dirs["cache_dir"], "train")
 
 
 def test_a_failing_stage_keeps_everything_before_it(dirs, monkeypatch):

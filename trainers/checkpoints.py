@@ -41,13 +41,33 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["state"].tolist()), python_state["gauss_next"]))
 
 
+class UnusableCheckpoint(ValueError):
+    """A checkpoint `--resume` cannot continue from; it has been moved aside and nothing trained."""
+
+
+def set_aside(path: Path, reason: str) -> UnusableCheckpoint:
+    """Move an unusable checkpoint out of the way (kept for a look, never read again) and say so."""
+    aside = path.with_name(f"{path.stem}.unusable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # another rank of the same job moved it first
+        pass
+    return UnusableCheckpoint(
+        f"Checkpoint {path} is unusable ({reason}); it was moved aside to {aside.name} and nothing was trained. "
+        "Run again to start the training over."
+    )
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` with torch.save to a temporary file beside `path`, then rename it into place."""
+    """Write `state` with torch.save to a temporary file beside `path`, then rename it into place;
+    a failed write (a full disk) is an `OSError` naming the file, and the last checkpoint stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, temp)
         os.replace(temp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+        raise OSError(getattr(exc, "errno", None), f"cannot write the checkpoint ({exc})", str(path)) from exc
     finally:
         temp.unlink(missing_ok=True)
 
@@ -55,19 +75,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The state in `path`, read with `weights_only=True`: tensors, numbers, strings and containers
     only, so a planted pickle that would run code is refused, never executed (the cache folder may
-    be shared, and whoever can write it must not run code on the next `--resume`)."""
+    be shared, and whoever can write it must not run code on the next `--resume`). Anything else
+    that is not a checkpoint of this format is set aside as unusable."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ValueError(
-            f"Refusing checkpoint {path}: it holds more than tensors and numbers ({first_line}); "
-            "nothing in it was run. Delete it to start the training over."
-        ) from None
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"Cannot read checkpoint {path}: {exc}") from exc
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"Checkpoint {path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}.")
+    except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False: never pass that on
+        _, _, detail = str(exc).partition("WeightsUnpickler error:")
+        reason = detail.strip().split(". ")[0].splitlines()[0] if detail.strip() else exc.__class__.__name__
+        raise set_aside(path, f"refused: not a plain checkpoint of tensors and numbers ({reason}); nothing in it was run") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise set_aside(path, f"cannot be read: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise set_aside(path, f"format {found!r}, expected {CHECKPOINT_FORMAT}")
     return state
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainers.arrays import OneMember, SoloArray, TrainingArray
-from trainers.checkpoints import CheckpointWriter, load_checkpoint, rng_states, set_rng_states
+from trainers.checkpoints import CheckpointWriter, load_checkpoint, rng_states, set_aside, set_rng_states
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
@@ -425,11 +425,14 @@ def fit_array(
         net = nn.parallel.DistributedDataParallel(array.module, device_ids=[device.index] if device.type == "cuda" else None)
     if resume and checkpoint is not None and checkpoint.exists():
         saved = load_checkpoint(checkpoint)
-        array.module.load_state_dict(saved["module"])
-        array.optimizer.load_state_dict(saved["optimizer"])
-        amp.scaler.load_state_dict(saved["scaler"])
-        state.load_state_dict(saved)
-        set_rng_states(saved["rng"])
+        try:
+            array.module.load_state_dict(saved["module"])
+            array.optimizer.load_state_dict(saved["optimizer"])
+            amp.scaler.load_state_dict(saved["scaler"])
+            state.load_state_dict(saved)
+            set_rng_states(saved["rng"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            raise set_aside(checkpoint, f"it does not fit this training: {exc.__class__.__name__}: {exc}") from None
 
     first_epoch = max(result.epochs_run for result in state.results) + 1
     last_epoch = max(member.epochs for member in members)
