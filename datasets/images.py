@@ -13,17 +13,39 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def image_files(root: Path) -> dict[str, list[Path]]:
-    """The image files of each class folder, sorted; hidden files and other suffixes are skipped."""
+    """The image files of each class folder, sorted; hidden files and other suffixes are skipped
+    (see `empty_classes` for folders left with none)."""
     if not root.is_dir():
         raise ValueError(f"folder:{root}: not a folder.")
     classes = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in _class_folders(root):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if files:
             classes[folder.name] = files
     if not classes:
         raise ValueError(f"folder:{root}: no class subfolders with images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     return classes
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def empty_classes(root: Path, classes: dict[str, list[Path]]) -> list[str]:
+    """Class folders with no image in them: dropped, and said so (a class may have gone missing)."""
+    return [folder.name for folder in _class_folders(root) if folder.name not in classes]
+
+
+def to_8_bits(image: Any) -> Any:
+    """A 16- or 32-bit grayscale image as 8 bits, scaled by its bit depth (Pillow's own conversion
+    to "L" clips every value above 255 to white)."""
+    from PIL import Image
+
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        return image
+    values = np.asarray(image).astype(np.float64)
+    depth = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**32 - 1
+    return Image.fromarray(np.round(values * (255.0 / depth)).astype(np.uint8), mode="L")
 
 
 def _fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
@@ -38,6 +60,7 @@ def load_folder(argument: str, options: SourceOptions) -> RawData:
 
     root = Path(argument)
     classes = image_files(root)
+    notes = [f"folder:{argument}: class folder {name!r} holds no image and is left out" for name in empty_classes(root, classes)]
     opened = []
     for files in classes.values():
         for path in files:
@@ -45,13 +68,15 @@ def load_folder(argument: str, options: SourceOptions) -> RawData:
                 with Image.open(path) as image:
                     image.load()
                     opened.append((path, image.copy()))
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"Image {path} is too large to read safely ({exc})") from None
             except (OSError, UnidentifiedImageError) as exc:
                 raise ValueError(f"Cannot read image {path}: {exc}") from exc
     mode = "L" if all(image.mode in ("L", "1", "I;16", "I") for _, image in opened) else "RGB"
     arrays = []
     first_path, first_size = opened[0][0], opened[0][1].size
     for path, image in opened:
-        image = image.convert(mode)
+        image = to_8_bits(image).convert(mode)
         if options.image_size:
             height, width = options.image_size
             image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -63,4 +88,4 @@ def load_folder(argument: str, options: SourceOptions) -> RawData:
         array = np.asarray(image, dtype=np.uint8)
         arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     labels = np.concatenate([np.full(len(files), index, dtype=np.int64) for index, files in enumerate(classes.values())])
-    return RawData(np.stack(arrays), labels, list(classes), {"source": f"folder:{argument}", "mode": mode})
+    return RawData(np.stack(arrays), labels, list(classes), {"source": f"folder:{argument}", "mode": mode}, warnings=notes)

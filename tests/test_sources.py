@@ -151,6 +151,28 @@ def test_image_folder(tmp_path):
     assert raw.class_names == ["cat", "dog"] and raw.y.tolist() == [0, 0, 1]
 
 
+def test_sixteen_bit_images_are_scaled_by_their_depth_and_empty_classes_are_said(tmp_path):
+    from PIL import Image
+
+    levels = np.array([[0, 1000], [32768, 65535]], dtype=np.uint16)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(levels).save(tmp_path / name / "0.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(DataWarning, match="class folder 'empty' holds no image and is left out"):
+        raw = load_source(f"folder:{tmp_path}")
+    assert raw.x[0, 0].tolist() == [[0, 4], [128, 255]]  # not clipped to {0, 255}
+
+
+def test_a_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    write_images(tmp_path, [("a", (5, 4)), ("b", (5, 4))])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4)  # as a 14000x14000 image would meet the real limit
+    with pytest.raises(ValueError, match=r"Image .*0\.png is too large to read safely"):
+        load_source(f"folder:{tmp_path}")
+
+
 def test_image_folder_mixed_sizes_rejected_or_resized(tmp_path):
     write_images(tmp_path, [("a", (5, 4)), ("b", (7, 7))])
     with pytest.raises(ValueError, match=r"Image .*1\.png is 7x7 but .*0\.png is 5x4; set data\.image_size"):
