@@ -35,6 +35,8 @@ def _import_plugins(plugins: list[str]) -> list[str]:
             importlib.import_module(module)
         except ImportError as exc:
             raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
+        except Exception as exc:  # the plugin's own code failed (a syntax error, a bad decorator): say where
+            raise ValueError(f"plugin module {module!r} failed while importing: {exc.__class__.__name__}: {exc}") from None
     return plugins
 
 
@@ -219,7 +221,7 @@ class TrainConfig(_Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,4})?)$")
     data_on_device: Literal["auto", "always", "never"] = "auto"
     checkpoint_every: float = Field(30.0, ge=0.0)  # seconds between checkpoint writes; 0: after every epoch
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

@@ -336,3 +336,29 @@ def test_an_edited_manifest_is_a_corrupt_entry_not_a_reported_result(dirs, capsy
     (dirs["cache_dir"] / "train" / key / "meta.json").write_text(json.dumps({**meta, "files": ["weights.npy"]}))
     assert main(["cache", "verify", "--cache-dir", str(dirs["cache_dir"])]) == 0
     assert "1 corrupt" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args_of, pattern",
+    [
+        (lambda d: ["run", "augment.recipe=[{name: Compose}]"], r"Compose cannot be built from \{\}.*missing 1 required positional argument"),
+        (lambda d: ["run", "augment.recipe=[{name: RandomCrop, padding: abc}]"], r"RandomCrop cannot be built from \{'padding': 'abc'\}"),
+        (lambda d: ["run", "train.device=cuda:99999999999999999999"], r"'train\.device': String should match pattern"),
+        (lambda d: ["run", "model.plugins=[broken_plugin]"], r"plugin module 'broken_plugin' failed while importing: SyntaxError"),
+        (lambda d: ["report", str(_folder(d / "empty-summary", "summary.json", "{}"))], r"summary\.json is not what an ablation writes: it lacks ablation"),
+    ],
+)
+def test_assorted_inputs_that_used_to_raise_are_messages(tmp_path, monkeypatch, capsys, args_of, pattern):
+    (tmp_path / "broken_plugin.py").write_text("def oops(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = args_of(tmp_path)
+    status = main([*args, *(["--cache-dir", str(tmp_path / "c")] if args[0] == "run" else [])])
+    assert status == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    assert not (tmp_path / "c").exists()
+
+
+def _folder(path, name, text):
+    path.mkdir()
+    (path / name).write_text(text)
+    return path

@@ -128,5 +128,10 @@ def from_dict(spec: dict[str, Any]) -> Transform:
     if unknown:
         raise ValueError(f"{name} got unknown parameter(s) {unknown}. Allowed: {allowed}.")
     if "transforms" in kwargs:
+        if not isinstance(kwargs["transforms"], list):
+            raise ValueError(f"{name}'s 'transforms' must be a list of transform specs. Got {kwargs['transforms']!r} instead.")
         kwargs["transforms"] = [from_dict(child) for child in kwargs["transforms"]]
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing parameter, or one of the wrong type (padding: abc)
+        raise ValueError(f"{name} cannot be built from {kwargs!r}: {exc}. Parameters: {allowed}.") from None

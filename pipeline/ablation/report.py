@@ -85,14 +85,33 @@ def _uncertainty_text(summary: dict[str, Any]) -> str:
     return text + testing
 
 
+SUMMARY_KEYS = ("ablation", "stages", "variants", "effects", "side_effects", "verdict", "best_variant", "baselines", "ensembles", "runs")
+RECORD_KEYS = ("config", "stages", "metrics", "diagnosis", "data")
+
+
+def _json_object(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON file that is an object with `keys`, or a `ValueError` naming the file and what is missing."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"Cannot read {path}: {exc}") from None
+    missing_keys = [key for key in keys if not isinstance(value, dict) or key not in value]
+    if missing_keys:
+        raise ValueError(f"{path} is not what an ablation writes: it lacks {', '.join(missing_keys)}.")
+    return value
+
+
 def load_runs(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every training's run record and history, read from `<out>/runs/`."""
     runs = []
     for entry in summary["runs"]:
         run_dir = out_dir / entry["run_dir"]
-        record = json.loads((run_dir / "run.json").read_text())
-        with open(run_dir / "history.csv", newline="") as handle:
-            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        record = _json_object(run_dir / "run.json", RECORD_KEYS)
+        try:
+            with open(run_dir / "history.csv", newline="") as handle:
+                history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"Cannot read {run_dir / 'history.csv'}: {exc}") from None
         runs.append({**entry, "record": record, "history": history})
     return runs
 
@@ -343,7 +362,7 @@ def render(out_dir: str | Path, metric: str | None = None) -> Path:
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise ValueError(f"{out_dir} holds no summary.json: is it an ablation folder?")
-    summary = json.loads(summary_path.read_text())
+    summary = _json_object(summary_path, SUMMARY_KEYS)
     if metric is not None:
         readings = summary.get("by_metric", {})
         if metric not in readings:
