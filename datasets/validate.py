@@ -11,6 +11,13 @@ from datasets.base import DataWarning, RawData, check_real
 IMBALANCE_RATIO = 10.0
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _where(x: np.ndarray, index: tuple[int, ...]) -> str:
+    return f"sample {index[0]}, feature {index[1]}" if x.ndim == 2 else f"sample {index[0]}, pixel {index[1:]}"
+
+
 def validate(data: RawData, source: str) -> RawData:
     """Raise a `ValueError` naming the problem and where it is; warn about imbalance and duplicates."""
     check_usable(data, source)
@@ -35,8 +42,11 @@ def check_usable(data: RawData, source: str) -> None:
         bad = ~np.isfinite(x)
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            where = f"sample {index[0]}, feature {index[1]}" if x.ndim == 2 else f"sample {index[0]}, pixel {index[1:]}"
-            raise ValueError(f"{source} has {x[index]} at {where}.")
+            raise ValueError(f"{source} has {x[index]} at {_where(x, index)}.")
+        huge = np.abs(x) > FLOAT32_MAX
+        if huge.any():  # finite here, infinite once training's float32 arithmetic sees it
+            index = tuple(int(i) for i in np.argwhere(huge)[0])
+            raise ValueError(f"{source} has {x[index]:g} at {_where(x, index)}, beyond float32's range (about 3.4e38); rescale it at the source.")
     counts = np.bincount(y, minlength=len(data.class_names))
     if np.count_nonzero(counts) < 2:
         raise ValueError(f"{source} has fewer than two classes ({data.class_names[int(np.argmax(counts))]!r} only).")

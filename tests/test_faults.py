@@ -288,6 +288,8 @@ BAD_INPUT = [
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),
     ("NaN labels", lambda d: [write_npz(d / "nan.npz", np.ones((6, 2)), np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0]))], r"target 'y' is missing \(NaN\) at sample 2"),
+    ("a value that overflows once scaled", lambda d: [write_npz(d / "big.npz", np.column_stack([np.arange(12.0), [1e300] + [1.0] * 11]), np.arange(12) % 2)],
+     r"has 1e\+300 at sample 0, feature 1, beyond float32's range"),
     ("images that read both ways", lambda d: [write_npz(d / "i.npz", np.ones((6, 3, 4, 4)), np.arange(6) % 2)], r"data\.layout=channels_first"),
 ]
 

@@ -202,3 +202,11 @@ def test_the_record_names_the_network_built_and_its_parameter_count(dirs):
     assert record["model"]["parameters"] == sum(p.numel() for p in built.parameters()) == 8 * 9 + 16 + 128 * 16 + 32 + 16 * 10 + 10
     mlp = run(dirs, "train.device=cpu", "model.type=mlp", "model.hidden=[32,16]").record["model"]
     assert mlp["type"] == "mlp" and "channels" not in mlp and mlp["hidden"] == [32, 16]
+
+
+def test_scaled_data_that_is_not_finite_is_refused_naming_where():
+    from pipeline.stages.scale import finite
+
+    with pytest.raises(ValueError, match=r"the scaled train split holds inf at sample 1, feature 0"):
+        finite(np.array([[1.0, 2.0], [np.inf, 3.0]], dtype=np.float32), "scaled train split")
+    assert finite(np.ones((2, 2), dtype=np.float32), "scaled val split").shape == (2, 2)

@@ -23,6 +23,17 @@ def make_scaler(settings: ScaleConfig) -> transforms.scalers.StandardScaler | tr
     return None
 
 
+def finite(x: np.ndarray, what: str) -> np.ndarray:
+    """`x`, if every value is finite; else a `ValueError` naming the first sample and feature that
+    is not (1e300 is a valid float64 that overflows float32 once scaled), so no NaN reaches training."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"feature {index[1]}" if x.ndim == 2 else f"pixel {index[1:]}"
+        raise ValueError(f"the {what} holds {x[index]} at sample {index[0]}, {where}: the input's values are too large for float32 arithmetic; rescale them at the source.")
+    return x
+
+
 class ScaleStage(Stage):
     name = "scale"
     version = "1"
@@ -55,6 +66,6 @@ class ScaleStage(Stage):
             info["scaler"] = scaler.state_dict()
         for split in SPLITS:
             data = scaler.transform(raw[split]) if scaler else np.asarray(raw[split], dtype=np.float32)
-            arrays[f"x_{split}"] = data.astype(np.float32, copy=False)
+            arrays[f"x_{split}"] = finite(data.astype(np.float32, copy=False), f"scaled {split} split")
             arrays[f"y_{split}"] = labels[split]
         return Artifact(arrays, info)
