@@ -154,6 +154,8 @@ class CacheStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"The cache folder {self.root} is a file, not a folder (from --cache-dir or PIPELINE_CACHE_DIR).")
 
     def entry_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key

@@ -285,6 +285,7 @@ BAD_INPUT = [
      r"twice\.yaml is not valid YAML.*duplicate key 'train'"),
     ("a key twice in JSON", lambda d: ["--config", str(_write(d / "twice.json", '{"train": {"epochs": 2, "epochs": 3}}'))],
      r"twice\.json is not valid JSON: duplicate key 'epochs'"),
+    ("a boolean seed", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [0.0, 0.1]}}, seeds: [0, true]}"], r"seeds are integers, not booleans"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),
     ("NaN labels", lambda d: [write_npz(d / "nan.npz", np.ones((6, 2)), np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0]))], r"target 'y' is missing \(NaN\) at sample 2"),

@@ -128,3 +128,10 @@ def test_parse_age(text, expected):
 def test_bad_sizes_are_named(bad):
     with pytest.raises(ValueError, match="--max-size"):
         parse_size(bad)
+
+
+def test_a_cache_dir_that_is_a_file_is_an_error_not_an_empty_cache(tmp_path, capsys):
+    (tmp_path / "not-a-folder").write_text("x")
+    for action in ("ls", "verify"):
+        assert main(["cache", action, "--cache-dir", str(tmp_path / "not-a-folder")]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err

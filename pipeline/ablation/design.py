@@ -61,6 +61,13 @@ class AblationConfig(BaseModel):
     # can be re-rendered in any other (`python -m pipeline report DIR --metric NAME`).
     metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = "accuracy"
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_numbers(cls, seeds: Any) -> Any:
+        if isinstance(seeds, list) and any(isinstance(seed, bool) for seed in seeds):
+            raise ValueError(f"seeds are integers, not booleans: {seeds}")
+        return seeds
+
     @model_validator(mode="after")
     def _design_has_what_it_needs(self) -> "AblationConfig":
         if self.design == "list" and not self.variants:
