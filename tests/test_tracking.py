@@ -18,7 +18,8 @@ def runs_of(uri):
     return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
-def test_a_run_is_logged_with_its_config_curves_metrics_and_records_and_a_cached_rerun_says_so(tmp_path, capsys):
+def test_a_run_is_logged_with_its_config_curves_metrics_and_records_and_a_cached_rerun_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow keeps a SQLite store's artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["run", *FAST, "train.device=cpu", f"tracking.uri={uri}", "--track", "mlflow", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")]
     assert main([*args, "--json"]) == 0
@@ -35,7 +36,8 @@ def test_a_run_is_logged_with_its_config_curves_metrics_and_records_and_a_cached
     assert sorted(a.path for a in client.list_artifacts(first.info.run_id)) == ["history.csv", "run.json"]
 
 
-def test_an_ablation_is_a_parent_run_with_a_child_per_variant_and_seed(tmp_path):
+def test_an_ablation_is_a_parent_run_with_a_child_per_variant_and_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "a.yaml").write_text(
         "data: {source: 'sklearn:wine'}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
@@ -56,6 +58,7 @@ def test_an_ablation_is_a_parent_run_with_a_child_per_variant_and_seed(tmp_path)
     assert parent.data.tags["gainsplit.best_variant"] == summary["best_variant"] and parent.data.params["metric"] == "accuracy"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "report.html", "summary.json", "runs.csv", "plots"} <= artifacts
+    assert (tmp_path / "mlruns").is_dir()
 
 
 def test_tracking_without_mlflow_installed_is_a_clear_error_before_any_work(tmp_path, monkeypatch, capsys):
