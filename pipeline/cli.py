@@ -11,13 +11,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from datasets import DataWarning
 from pipeline.ablation.scores import METRICS
 from pipeline.cache import CacheStore
 from pipeline.config import Config, ConfigError, config_to_yaml, load_config, read_config_file
 from pipeline.runner import RunResult, run_pipeline
+
+if TYPE_CHECKING:
+    from pipeline.tracking import MlflowTracker
 
 DEFAULT_CACHE_DIR = ".pipeline-cache"
 DEFAULT_RUNS_DIR = "runs"
@@ -48,7 +51,7 @@ def _add_track_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def tracker(args: argparse.Namespace, config: Config) -> Any:
+def tracker(args: argparse.Namespace, config: Config) -> MlflowTracker | None:
     """The tracker `--track` asks for, made before any work so a missing MLflow stops nothing midway."""
     if args.track != "mlflow":
         return None
