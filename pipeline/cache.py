@@ -79,11 +79,11 @@ class EntryInfo:
     def read(cls, stage: str, folder: Path) -> "EntryInfo":
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         created, label = folder.stat().st_mtime, ""
+        meta = _lenient_manifest(folder) or {}  # an unreadable one: verify reports it; here the folder's time stands in
         try:
-            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
             created, label = float(meta["created"]), str(meta.get("label", ""))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # an unreadable manifest: verify reports it; here the folder's time stands in
+        except (KeyError, TypeError, ValueError):
+            pass
         stamp = folder / LAST_USED_FILE
         last_used = max(created, stamp.stat().st_mtime) if stamp.exists() else created
         return cls(stage, folder.name, folder, size, created, last_used, label)
@@ -94,6 +94,15 @@ class EntryInfo:
         status = path.stat()
         name = path.name.removeprefix(".").split(".")[0]  # `<name>.pt`, or `.<name>.pt.<uuid>.tmp` mid-write
         return cls(stage, name, path, status.st_size, status.st_mtime, status.st_mtime, "interrupted training", "checkpoint")
+
+
+def _lenient_manifest(folder: Path) -> dict[str, Any] | None:
+    """`folder`'s `meta.json` as an object, unchecked (for listing and comparing), or None."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
@@ -111,11 +120,8 @@ def output_digest(cached: "CachedArtifact") -> str:
     """What downstream keys chain on: the arrays' checksums and the information later stages read,
     not where the data came from, so the same arrays from another file (a `;` CSV of a `,` one)
     give the same downstream keys and the stages after it hit (early cutoff)."""
-    return _output_digest(cached.meta["files"], cached.artifact.info)
-
-
-def _output_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
-    return content_digest(files, {name: value for name, value in info.items() if name not in PROVENANCE_INFO})
+    info = {name: value for name, value in cached.artifact.info.items() if name not in PROVENANCE_INFO}
+    return content_digest(cached.meta["files"], info)
 
 
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum: its info (metrics, history) is as guarded as its arrays
@@ -185,21 +191,16 @@ class CacheStore:
 
     def manifest(self, stage: str, key: str) -> dict[str, Any] | None:
         """The entry's `meta.json` as written (not checked against its files), or None if unreadable."""
-        try:
-            meta = json.loads((self.entry_dir(stage, key) / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return meta if isinstance(meta, dict) else None
+        return _lenient_manifest(self.entry_dir(stage, key))
 
-    def output_digest(self, stage: str, key: str) -> str:
-        """`output_digest` of an entry, from its manifest (checked, not its files: see `verify`)."""
-        meta = read_manifest(self.entry_dir(stage, key) / META_FILE)
-        return _output_digest(meta["files"], meta["info"])
+    def read(self, stage: str, key: str) -> CachedArtifact:
+        """The entry, verified against its manifest, without marking it used; `CorruptEntry` says what is wrong."""
+        return self._read_verified(self.entry_dir(stage, key))
 
     def verify(self, stage: str, key: str) -> str | None:
         """None when the entry matches its manifest, else what is wrong with it."""
         try:
-            self._read_verified(self.entry_dir(stage, key))
+            self.read(stage, key)
         except CorruptEntry as exc:
             return str(exc)
         return None

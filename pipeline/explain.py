@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.cache import CacheStore, EntryInfo
+from pipeline.cache import CacheStore, CorruptEntry, EntryInfo, output_digest
 from pipeline.config import Config
 from pipeline.runner import PlannedStage, plan_stages
 
@@ -84,14 +84,16 @@ def explain(config: Config, store: CacheStore) -> list[str]:
                 )
             continue
         step = planned.keyed({upstream: digests[upstream] for upstream in planned.stage.inputs})
-        exists = store.entry_dir(name, step.key).exists()
-        problem = store.verify(name, step.key) if exists else None
-        if exists and problem is None:
-            digests[name] = store.output_digest(name, step.key)
-            lines.append(f"{name:<8} hit    {step.key[:12]}")
-            continue
+        problem = None
+        if store.entry_dir(name, step.key).exists():
+            try:
+                digests[name] = output_digest(store.read(name, step.key))  # read once: verified, and its digest
+                lines.append(f"{name:<8} hit    {step.key[:12]}")
+                continue
+            except CorruptEntry as exc:
+                problem = str(exc)
         closest = _closest(step, entries, store, config.data.source)
-        if exists:
+        if problem:
             reason = f"the cached entry is corrupt ({problem}) and will be rebuilt"
         elif closest is None:
             reason = "nothing cached for this stage yet"
