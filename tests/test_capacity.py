@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline.config import load_config
-from trainers.capacity import ACTIVATION_COPIES, PARAMETER_COPIES, member_bytes, members_that_fit, split_evenly
+from trainers.capacity import ACTIVATION_COPIES, PARAMETER_COPIES, check_fits, member_bytes, members_that_fit, split_evenly
 from trainers.models import build_model
 
 SPEC = load_config(None, []).model.model_dump(exclude={"sync_batch_norm"})
@@ -27,6 +27,16 @@ def test_free_cuda_memory_caps_the_members(fake_cuda, monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (one // 10, 80 * 2**30))
     assert members_that_fit(SPEC, (1, 8, 8), 10, 64, torch.device("cuda", 0), most=32) == 1
     assert members_that_fit(SPEC, (1, 8, 8), 10, 64, torch.device("cpu"), most=32) == 32
+
+
+def test_a_network_is_checked_against_all_of_the_devices_memory(fake_cuda, monkeypatch):
+    one = member_bytes(SPEC, (1, 8, 8), 10, 64)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (0, one))  # nothing free now: still fits in all
+    check_fits(SPEC, (1, 8, 8), 10, 64, torch.device("cuda", 0))
+    with pytest.raises(ValueError, match=r"smaller layers \(model\.hidden or model\.channels\) or a smaller train\.batch_size"):
+        check_fits(SPEC, (1, 8, 8), 10, 128, torch.device("cuda", 0))
+    with pytest.raises(ValueError, match=r"the network \(\d{3},\d{3},\d{3},\d{3},\d{3} parameters\) .* the cpu has"):
+        check_fits({**SPEC, "hidden": [10**12]}, (1, 8, 8), 10, 64, torch.device("cpu"))
 
 
 @pytest.mark.parametrize(("count", "capacity", "sizes"), [(8, 3, [3, 3, 2]), (16, 5, [4, 4, 4, 4]), (5, 5, [5]), (1, 5, [1])])

@@ -361,6 +361,13 @@ def test_assorted_inputs_that_used_to_raise_are_messages(tmp_path, monkeypatch, 
     assert not (tmp_path / "c").exists()
 
 
+def test_a_network_too_large_for_the_device_is_refused_before_anything_is_allocated(dirs, capsys):
+    status = main(["run", *FAST, "model.hidden=[1000000000000]", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 2
+    assert re.search(r"the network \([\d,]+ parameters\) needs about [\d,.]+ GiB .* in all; .*model\.hidden", capsys.readouterr().err)
+    assert not list(dirs["cache_dir"].glob("train/*/meta.json")) and not dirs["runs_dir"].exists()
+
+
 def _folder(path, name, text):
     path.mkdir()
     (path / name).write_text(text)

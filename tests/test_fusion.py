@@ -124,6 +124,8 @@ def test_a_killed_fused_ablation_resumes_to_the_same_results(tmp_path):
     [
         ("augment.mode: {side: data, values: [none, offline]}", r"variant 'augment.mode=offline' \(seed 0\) cannot run.*augment.mode=offline needs images"),
         ("model.type: {side: model, values: [mlp, cnn]}", r"variant 'model.type=cnn' \(seed 0\) cannot run.*CNN needs images"),
+        ("model.hidden: {side: model, values: [[8], [1000000000000]]}",
+         r"variant 'model.hidden=\[1000000000000\]' \(seed 0\) cannot run.*parameters\) needs about [\d,.]+ GiB to train"),
     ],
 )
 def test_a_variant_that_cannot_run_stops_the_ablation_before_anything_trains(tmp_path, factor, message):

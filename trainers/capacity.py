@@ -4,6 +4,7 @@ nothing is allocated to find out."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,35 @@ def member_bytes(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes:
         hook.remove()
     parameters = sum(parameter.numel() for parameter in model.parameters())
     return 4 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * sum(outputs))
+
+
+def device_memory(device: torch.device) -> int | None:
+    """All the memory of `device` in bytes (a CUDA device's, or the host's physical memory), or
+    None where the platform does not say."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int, batch_size: int, device: torch.device) -> None:
+    """Refuse a network whose training could not fit in all of `device`'s memory, before anything
+    is allocated: a typo such as `model.hidden=[1000000000000]` is a message, not a failed
+    allocation of a petabyte."""
+    total = device_memory(device)
+    needed = member_bytes(spec, input_shape, n_classes, batch_size)
+    if total is None or needed <= total:
+        return
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_model(spec, input_shape, n_classes).parameters())
+    where = "model.hidden or model.channels" if spec.get("type", "auto") in ("auto", "mlp", "cnn") else "model.options"
+    raise ValueError(
+        f"the network ({parameters:,} parameters) needs about {needed / 2**30:,.1f} GiB to train at train.batch_size={batch_size} "
+        f"(weights, gradients, optimizer state, activations) and the {device.type} has {total / 2**30:,.1f} GiB in all; "
+        f"choose smaller layers ({where}) or a smaller train.batch_size"
+    )
 
 
 def members_that_fit(

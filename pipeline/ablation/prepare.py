@@ -11,6 +11,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 import trainers.arrays
+import trainers.capacity
+import trainers.devices
 import trainers.models
 from datasets import DataWarning
 from pipeline.ablation.scores import applicable
@@ -56,6 +58,7 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
         classes = len(results["collect"].artifact.info["class_names"])
         spec = config.model.model_dump(exclude={"sync_batch_norm"})
         trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
+        trainers.capacity.check_fits(spec, shape, classes, config.train.batch_size, trainers.devices.resolve_device(config.train.device))
         if not applicable(metric, classes):
             raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
     except ValueError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import trainers.arrays
+import trainers.capacity
 import trainers.checkpoints
 import trainers.devices
 import trainers.diagnosis
@@ -214,6 +215,7 @@ def build_array(
     torchvision's, or one with SyncBatchNorm) trains alone, with its torch optimizer."""
     specs = [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs]
     optims = [config.optim.model_dump() for config in configs]
+    trainers.capacity.check_fits(specs[0], input_shape, n_classes, configs[0].train.batch_size, device)
     if not sync_batch_norm and trainers.arrays.model_fuses(specs[0], input_shape, n_classes):
         seeds = [config.train.seed for config in configs]
         return trainers.arrays.fused_array(specs, optims, seeds, input_shape, n_classes, device)
