@@ -40,15 +40,21 @@ IDX_NAMES = {
 }
 
 
-def _existing(directory: Path, stem: str) -> Path | None:
-    return next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
+def _existing(directory: Path, stem: str, notes: list[str]) -> Path | None:
+    """The file `stem` or else `stem.gz`; where both exist the plain one is read, and `notes` says so."""
+    plain, packed = directory / stem, directory / f"{stem}.gz"
+    if plain.is_file() and packed.is_file():
+        notes.append(f"{directory} holds both {stem} and {stem}.gz; reading {stem} (remove the one you do not mean)")
+    return next((p for p in (plain, packed) if p.is_file()), None)
 
 
-def idx_pairs(directory: Path) -> dict[str, tuple[Path, Path]]:
-    """The complete (images, labels) file pairs in `directory`, by split; half a pair is an error."""
+def idx_pairs(directory: Path, notes: list[str] | None = None) -> dict[str, tuple[Path, Path]]:
+    """The complete (images, labels) file pairs in `directory`, by split; half a pair is an error.
+    What a reader should know about the choice of files (plain beside gzipped) goes to `notes`."""
+    notes = [] if notes is None else notes
     pairs = {}
     for split, (images_stem, labels_stem) in IDX_NAMES.items():
-        images, labels = _existing(directory, images_stem), _existing(directory, labels_stem)
+        images, labels = _existing(directory, images_stem, notes), _existing(directory, labels_stem, notes)
         if images and labels:
             pairs[split] = (images, labels)
         elif images or labels:
@@ -65,7 +71,8 @@ def expected_idx_files(directory: Path) -> str:
 def load_idx_directory(directory: Path, source: str) -> RawData:
     """MNIST-style files in one folder: the training pair if present (the test pair becomes the
     official test split), else the test pair alone (as in a folder holding only t10k files)."""
-    pairs = idx_pairs(directory) if directory.is_dir() else {}
+    notes: list[str] = []
+    pairs = idx_pairs(directory, notes) if directory.is_dir() else {}
     if not pairs:
         raise ValueError(f"{source}: no IDX files found; expected {expected_idx_files(directory)}.")
     main_split = "train" if "train" in pairs else "test"
@@ -74,7 +81,7 @@ def load_idx_directory(directory: Path, source: str) -> RawData:
     classes = np.unique(np.concatenate([y, test[1]]) if test else y)
     if test:
         test = (test[0], np.searchsorted(classes, test[1]))
-    return RawData(x, np.searchsorted(classes, y), [str(c) for c in classes], {"source": source}, test=test)
+    return RawData(x, np.searchsorted(classes, y), [str(c) for c in classes], {"source": source}, test=test, warnings=notes)
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,17 @@ def test_idx_folder_with_only_test_files(tmp_path):
     assert raw.x.shape == (12, 1, 6, 6) and raw.test is None
 
 
+def test_idx_plain_and_gzipped_files_side_by_side_say_which_was_read(tmp_path):
+    images, _ = mnist_like(tmp_path, "t10k", 12)
+    mnist_like(tmp_path, "t10k", 9, seed=5, compress=True)
+    with pytest.warns(DataWarning) as caught:
+        raw = load_source(f"idx:{tmp_path}")
+    messages = [str(w.message) for w in caught]
+    assert any(f"{tmp_path} holds both t10k-images-idx3-ubyte and t10k-images-idx3-ubyte.gz; reading t10k-images-idx3-ubyte" in m for m in messages)
+    assert any("both t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz" in m for m in messages)
+    np.testing.assert_array_equal(raw.x[:, 0], images)
+
+
 @pytest.mark.parametrize(
     "setup, pattern",
     [
