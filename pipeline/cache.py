@@ -9,6 +9,8 @@ the operating system drops it when its holder dies, so a killed run never blocks
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -18,6 +20,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ TEMP_PREFIX = ".tmp-"
 CHECKPOINTS = ".checkpoints"
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# What writing to a read-only mount, or to a folder of another user, fails with.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+_SAID_UNWRITABLE: set[Path] = set()
 
 
 @dataclass
@@ -162,6 +168,7 @@ class CacheStore:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"The cache folder {self.root} is a file, not a folder (from --cache-dir or PIPELINE_CACHE_DIR).")
+        self.unwritable: OSError | None = None  # why this process could not write here, once it has tried
 
     def entry_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -176,6 +183,43 @@ class CacheStore:
         folder.mkdir(parents=True, exist_ok=True)
         return FileLock(str(folder / f"{key}.lock"))
 
+    @contextlib.contextmanager
+    def guard(self, stage: str, key: str) -> Iterator[bool]:
+        """Hold the lock for looking up and building one entry, and yield True. In a cache this
+        process cannot write (a read-only mount, another user's folder) no lock can be taken: it
+        yields False, and the entry may be read but not built."""
+        lock: FileLock | None = None
+        try:
+            lock = self.lock(stage, key)
+            lock.acquire()
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            self._note_unwritable(exc)
+            lock = None
+        if lock is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    def cannot_build(self, stage: str, key: str) -> OSError:
+        """The error for an entry a read-only cache lacks: nothing can build it here."""
+        reason = self.unwritable.strerror if self.unwritable else "not writable"
+        return OSError(errno.EROFS, f"the cache cannot be written ({reason}) and holds no {stage} entry {key[:12]} to read", str(self.root))
+
+    def _note_unwritable(self, exc: OSError) -> None:
+        if self.root.resolve() not in _SAID_UNWRITABLE:  # once per folder and process, however many stores read it
+            _SAID_UNWRITABLE.add(self.root.resolve())
+            log.warning(
+                "the cache %s cannot be written (%s): its entries are read without a lock and without updating their "
+                "last-used stamps, which `cache gc --keep-last` and `--older-than` go by",
+                self.root, exc.strerror or exc,
+            )
+        self.unwritable = exc
+
     def load(self, stage: str, key: str) -> CachedArtifact | None:
         """The verified entry, or None when it is absent or fails verification (logged)."""
         folder = self.entry_dir(stage, key)
@@ -186,7 +230,12 @@ class CacheStore:
         except CorruptEntry as exc:
             log.warning("cache entry %s/%s is unusable and will be rebuilt: %s", stage, key[:12], exc)
             return None
-        (folder / LAST_USED_FILE).touch()
+        try:
+            (folder / LAST_USED_FILE).touch()
+        except OSError as exc:
+            if exc.errno not in READ_ONLY_ERRNOS:
+                raise
+            self._note_unwritable(exc)
         return cached
 
     def manifest(self, stage: str, key: str) -> dict[str, Any] | None:

@@ -111,10 +111,12 @@ def _lookup_or_build(
 ) -> Outcome:
     """The entry's lock is held while looking it up, so a process that finds another building the
     same key waits for it and then reads its result instead of building it twice."""
-    with store.lock(step.stage.name, step.key):
+    with store.guard(step.stage.name, step.key) as writable:
         cached = None if force else store.load(step.stage.name, step.key)
         if cached is not None:
             return cached, "hit"
+        if not writable:
+            raise store.cannot_build(step.stage.name, step.key)
         return _build(step, store, results, config, context), "miss"
 
 

@@ -126,6 +126,66 @@ def test_disk_full_is_a_clear_error_and_earlier_entries_stay(dirs, monkeypatch, 
     assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
 
 
+@pytest.fixture
+def read_only_mount(monkeypatch):
+    """Make writes under a folder fail as on a read-only mount (EROFS), which a chmod cannot do
+    for root: opening for writing, creating, renaming, removing, stamping a time."""
+    roots = []
+
+    def under(path):
+        path = os.path.abspath(os.fsdecode(path))
+        return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+    def refusing(function, writes=lambda *args, **kwargs: True):
+        def guarded(path, *args, **kwargs):
+            if under(path) and writes(*args, **kwargs):
+                if function is os.mkdir and os.path.exists(path):
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fsdecode(path))  # as the kernel answers
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+            return function(path, *args, **kwargs)
+        return guarded
+
+    import builtins
+
+    monkeypatch.setattr(os, "open", refusing(os.open, lambda flags, *a, **k: flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)))
+    monkeypatch.setattr(builtins, "open", refusing(builtins.open, lambda mode="r", *a, **k: any(c in mode for c in "wax+")))
+    for name in ("mkdir", "utime", "replace", "rename", "remove", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, refusing(getattr(os, name)))
+    return lambda folder: roots.append(os.path.abspath(folder))
+
+
+def test_a_fully_cached_run_works_from_a_read_only_cache_and_says_it_kept_no_stamps(dirs, read_only_mount, capsys, caplog):
+    args = ["run", *FAST, "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    before = sorted((p, p.stat().st_mtime_ns) for p in dirs["cache_dir"].rglob("*"))
+    read_only_mount(dirs["cache_dir"])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.split("record")[0] == first.split("record")[0]  # the same accuracy and loss, read from the cache
+    assert caplog.text.count("cannot be written") == 1 and "without updating their last-used stamps" in caplog.text
+    assert sorted((p, p.stat().st_mtime_ns) for p in dirs["cache_dir"].rglob("*")) == before
+    assert main([*args, "train.epochs=1"]) == 1  # a miss cannot be built there
+    err = capsys.readouterr().err
+    assert "the cache cannot be written (Read-only file system) and holds no train entry" in err and str(dirs["cache_dir"]) in err
+
+
+def test_a_fully_cached_ablation_works_from_a_read_only_cache(tmp_path, read_only_mount, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(
+        "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
+        "ablation:\n  seeds: [0, 1]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.2]}\n"
+    )
+    args = ["ablate", "--config", "small.yaml", "--cache-dir", "c", "--quiet"]
+    assert main([*args, "--out", "first"]) == 0
+    read_only_mount(tmp_path / "c")
+    assert main([*args, "--out", "again"]) == 0
+    first, again = (json.loads((tmp_path / out / "summary.json").read_text()) for out in ("first", "again"))
+    assert again["effects"] == first["effects"]
+    assert again["stages"]["train"] == {"hit": 4, "built": 0}
+    assert caplog.text.count("cannot be written") == 1
+
+
 class _RunsCode:
     """A pickle payload: unpickling it would create the file named `marker`."""
 

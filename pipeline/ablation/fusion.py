@@ -167,11 +167,12 @@ def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -
     keys = sorted({step.key for step in steps})
     started = time.perf_counter()
     with contextlib.ExitStack() as locks:
-        for key in keys:
-            locks.enter_context(store.lock("train", key))
+        writable = all([locks.enter_context(store.guard("train", key)) for key in keys])
         cached = {key: store.load("train", key) for key in keys}
         first_of_key = {step.key: index for index, step in reversed(list(enumerate(steps)))}
         to_build = [index for key, index in sorted(first_of_key.items(), key=lambda item: item[1]) if cached[key] is None]
+        if to_build and not writable:
+            raise store.cannot_build("train", steps[to_build[0]].key)
         if to_build:
             building = [members[i] for i in to_build]
             checkpoint = array_checkpoint(store, [step.key for _, _, _, step in building])
