@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -45,6 +45,7 @@ class RunResult:
     metrics: dict[str, Any]
     history: list[dict[str, float]]
     record: dict[str, Any]
+    artifacts: dict[str, CachedArtifact] = field(default_factory=dict, repr=False)  # each stage's output, as this run met it
 
 
 @dataclass(frozen=True)
@@ -204,11 +205,11 @@ def run_pipeline(
     finally:
         shutdown(distributed)
     if not distributed.is_main:
-        return RunResult(None, outcomes, results["train"].artifact.info["metrics"], [], {})
+        return RunResult(None, outcomes, results["train"].artifact.info["metrics"], [], {}, results)
     record = run_record(config, outcomes, results, cache_dir)
     history = results["train"].artifact.info["history"]
     run_dir = write_run_record(Path(runs_dir), record, history)
-    return RunResult(run_dir, outcomes, record["metrics"], history, record)
+    return RunResult(run_dir, outcomes, record["metrics"], history, record, results)
 
 
 def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, CachedArtifact], cache_dir: str | Path) -> dict[str, Any]:

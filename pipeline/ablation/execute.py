@@ -4,6 +4,7 @@ executor of `executors.py`), then the numbers for the report."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -21,15 +22,18 @@ from pipeline.ablation.design import AblationConfig, Variant, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
-from pipeline.ablation.prepare import ablation_stages, prepare
+from pipeline.ablation.prepare import QUIET, ablation_stages, prepare
 from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, json_safe, missing, summarize, summarize_runs
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError
+from pipeline.runner import run_stages
+from pipeline.stages import default_stages
 from trainers.baselines import ensemble_accuracy, sklearn_baselines
 
 TOP_K = 3
+log = logging.getLogger(__name__)
 
 
 def plan_tasks(
@@ -89,48 +93,52 @@ def _stage_key(record: dict[str, Any], name: str) -> str:
     return next(stage["key"] for stage in record["stages"] if stage["name"] == name)
 
 
-class EntryArrays:
-    """The arrays of cached entries, each read (and verified) once per ablation: the intervals,
-    ensembles, baselines and figures all read the same test probabilities and labels."""
+class ScaledData:
+    """The scaled arrays of the runs' data, each read (and verified) once per ablation for the
+    baselines and figures; an entry `cache gc` removed meanwhile is built again from its run's
+    settings (the data stages are deterministic: the same key, the same bytes)."""
 
-    def __init__(self, store: CacheStore) -> None:
+    def __init__(self, store: CacheStore, tasks: list[Task], results: list[dict[str, Any]]) -> None:
         self.store = store
-        self._read: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self._task_of = {_stage_key(result["record"], "scale"): task for task, result in zip(tasks, results)}
+        self._read: dict[str, dict[str, np.ndarray]] = {}
 
-    def __call__(self, stage: str, key: str) -> dict[str, np.ndarray]:
-        if (stage, key) not in self._read:
-            cached = self.store.load(stage, key)
+    def __call__(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
+        key = _stage_key(record, "scale")
+        if key not in self._read:
+            cached = self.store.load("scale", key)
             if cached is None:
-                raise ValueError(f"The cache no longer holds the {stage} entry {key[:12]}; re-run the ablation.")
-            self._read[(stage, key)] = cached.artifact.arrays
-        return self._read[(stage, key)]
+                log.warning("the cache no longer holds scale entry %s (removed during the ablation?); building it again", key[:12])
+                outcomes, built = run_stages(task_config(self._task_of[key]), self.store, context=QUIET, stages=default_stages()[:3])
+                if outcomes[-1].key != key:
+                    raise ValueError(f"scale entry {key[:12]} came out as {outcomes[-1].key[:12]} when built again: the data changed during the ablation")
+                cached = built["scale"]
+            self._read[key] = cached.artifact.arrays
+        return self._read[key]
 
 
-def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]], entries: EntryArrays) -> dict[str, Any]:
+def ensembles(results: list[dict[str, Any]], variants: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
     the seeds of the top-k variants by validation accuracy (when they share their test split)."""
-    by_variant: dict[str, list[dict[str, Any]]] = {}
+    by_variant: dict[str, list[dict[str, np.ndarray]]] = {}
     for result in results:
-        by_variant.setdefault(result["variant"], []).append(result["record"])
+        by_variant.setdefault(result["variant"], []).append(result["arrays"])
     labels = {}
     per_variant = {}
-    for name, records in by_variant.items():
-        y = np.asarray(entries("scale", _stage_key(records[0], "scale"))["y_test"])
-        labels[name] = y
-        probabilities = [entries("train", _stage_key(r, "train"))["test_probabilities"] for r in records]
-        per_variant[name] = {"seeds": len(records), "test_accuracy": ensemble_accuracy(probabilities, y)}
+    for name, runs in by_variant.items():
+        labels[name] = runs[0]["y_test"]
+        probabilities = [arrays["test_probabilities"] for arrays in runs]
+        per_variant[name] = {"seeds": len(runs), "test_accuracy": ensemble_accuracy(probabilities, labels[name])}
     ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
     names = [v["name"] for v in ranked]
     top = None
     if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
-        probabilities = [
-            entries("train", _stage_key(r, "train"))["test_probabilities"] for n in names for r in by_variant[n]
-        ]
+        probabilities = [arrays["test_probabilities"] for n in names for arrays in by_variant[n]]
         top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
     return {"per_variant": per_variant, "top_k": top}
 
 
-def baselines(results: list[dict[str, Any]], entries: EntryArrays, variant_names: list[str]) -> list[dict[str, Any]]:
+def baselines(results: list[dict[str, Any]], data: ScaledData, variant_names: list[str]) -> list[dict[str, Any]]:
     """scikit-learn baselines on the cached, scaled data of each named variant (the baseline's and
     the best one's), once per distinct data."""
     done: dict[str, dict[str, Any]] = {}
@@ -138,7 +146,7 @@ def baselines(results: list[dict[str, Any]], entries: EntryArrays, variant_names
         record = next(r["record"] for r in results if r["variant"] == variant)
         key = _stage_key(record, "scale")
         if key not in done:
-            arrays = entries("scale", key)
+            arrays = data(record)
             scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
             done[key] = {"data_of_variant": variant, "models": scores}
     return list(done.values())
@@ -149,16 +157,10 @@ def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
     return asdict(summarize([record["metrics"][metric] for record in records], bounds))
 
 
-def correct_on_test(results: list[dict[str, Any]], entries: EntryArrays) -> list[np.ndarray]:
-    """Per run, which test samples it classified correctly (1.0) or not (0.0), from the cached
-    test probabilities and labels: the per-sample scores the intervals resample."""
-    correct = []
-    for result in results:
-        record = result["record"]
-        labels = np.asarray(entries("scale", _stage_key(record, "scale"))["y_test"])
-        probabilities = entries("train", _stage_key(record, "train"))["test_probabilities"]
-        correct.append((probabilities.argmax(axis=1) == labels).astype(float))
-    return correct
+def correct_on_test(results: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Per run, which test samples it classified correctly (1.0) or not (0.0), from its test
+    probabilities and labels: the per-sample scores the intervals resample."""
+    return [(r["arrays"]["test_probabilities"].argmax(axis=1) == r["arrays"]["y_test"]).astype(float) for r in results]
 
 
 Pair = tuple[dict[str, Any], np.ndarray, np.ndarray]  # a variant's run, its per-sample correctness, the baseline's
@@ -191,7 +193,7 @@ def flips(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: st
 FLIPPED_PER_KIND, FLIPPED_VARIANTS = 4, 8
 
 
-def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str, entries: EntryArrays, path: Path) -> Path | None:
+def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], baseline: str, data: ScaledData, path: Path) -> Path | None:
     """`plots/flipped.png`: for each of the first variants, a few test images it fixed and broke
     against the baseline with the same seed (image data only; None for tables)."""
     from pipeline.ablation import plots
@@ -200,7 +202,7 @@ def draw_flipped(results: list[dict[str, Any]], correct: list[np.ndarray], basel
     for variant, pairs in list(against_baseline(results, correct, baseline).items())[:FLIPPED_VARIANTS]:
         result, ours, theirs = pairs[0]
         record = result["record"]
-        arrays = entries("scale", _stage_key(record, "scale"))
+        arrays = data(record)
         images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             return None
@@ -297,11 +299,9 @@ def variant_table(
     return table
 
 
-def _predictions(result: dict[str, Any], entries: EntryArrays, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A run's predicted probabilities on `split` (val or test) and the split's labels, from the cache."""
-    record = result["record"]
-    labels = np.asarray(entries("scale", _stage_key(record, "scale"))[f"y_{split}"])
-    return entries("train", _stage_key(record, "train"))[f"{split}_probabilities"], labels
+def _predictions(result: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's predicted probabilities on `split` (val or test) and the split's labels."""
+    return result["arrays"][f"{split}_probabilities"], result["arrays"][f"y_{split}"]
 
 
 def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str:
@@ -311,13 +311,13 @@ def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str
 
 
 def read_in(
-    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[dict[str, Any]], entries: EntryArrays, shared: bool
+    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[dict[str, Any]], shared: bool
 ) -> dict[str, Any]:
     """The ablation read in one metric: each variant's test score (interval over seeds and test
     samples) and validation score, the best variant by validation, and every effect on test,
     Holm-adjusted as one family."""
-    parts = [per_sample(metric.name, *_predictions(r, entries, "test")) for r in results]
-    validation = [score(metric.name, *_predictions(r, entries, "val")) for r in results]
+    parts = [per_sample(metric.name, *_predictions(r, "test")) for r in results]
+    validation = [score(metric.name, *_predictions(r, "val")) for r in results]
     scores = {}
     for variant in variants:
         mine = [i for i, r in enumerate(results) if r["variant"] == variant.name]
@@ -379,12 +379,12 @@ def run_ablation(
     results = execute(tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
     for result in results:
         result["stages"] = ablation_stages(result, prepared)
-    entries = EntryArrays(CacheStore(cache_dir))
-    correct = correct_on_test(results, entries)
+    data = ScaledData(CacheStore(cache_dir), tasks, results)
+    correct = correct_on_test(results)
     shared = "split" not in ablation.vary or task_config(tasks[0]).data.use_official_test
     table = variant_table(variants, results, correct, shared)
     classes = len(results[0]["record"]["data"]["class_names"])
-    readings = {name: read_in(metric, ablation, variants, results, entries, shared) for name, metric in METRICS.items() if applicable(name, classes)}
+    readings = {name: read_in(metric, ablation, variants, results, shared) for name, metric in METRICS.items() if applicable(name, classes)}
     chosen = readings[ablation.metric]
     summary = {
         "ablation": ablation.model_dump(mode="json"),
@@ -393,8 +393,8 @@ def run_ablation(
         **chosen,  # metric, scores, effects, side_effects, interactions, verdict, multiple_testing, uncertainty, best_variant
         "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
         "flips": flips(results, correct, variants[0].name),
-        "baselines": baselines(results, entries, [variants[0].name, chosen["best_variant"]]),
-        "ensembles": ensembles(results, table, entries),
+        "baselines": baselines(results, data, [variants[0].name, chosen["best_variant"]]),
+        "ensembles": ensembles(results, table),
         "runs": [
             {"variant": r["variant"], "seed": r["seed"], "run_dir": os.path.relpath(r["run_dir"], out_dir)} for r in results
         ],
@@ -402,6 +402,6 @@ def run_ablation(
         "fused": fuse,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    draw_flipped(results, correct, variants[0].name, entries, out_dir / "plots" / "flipped.png")
+    draw_flipped(results, correct, variants[0].name, data, out_dir / "plots" / "flipped.png")
     (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary

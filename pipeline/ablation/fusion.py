@@ -24,7 +24,7 @@ import torch
 import trainers.capacity
 import trainers.devices
 import trainers.loop
-from pipeline.ablation.tasks import Task, run_task, task_config
+from pipeline.ablation.tasks import Task, run_task, task_config, task_result
 from pipeline.cache import CachedArtifact, CacheStore
 from pipeline.config import Config
 from pipeline.records import write_run_record
@@ -145,7 +145,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, An
         outcome, cached = trained[index]
         record = run_record(config, [*outcomes, outcome], {**results, "train": cached}, task.cache_dir)
         run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
-        output.append({"variant": task.variant, "seed": task.seed, "run_dir": str(run_dir), "record": record})
+        output.append(task_result(task, str(run_dir), record, {**results, "train": cached}))
     return output
 
 

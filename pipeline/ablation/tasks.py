@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from pipeline.cache import CachedArtifact
 from pipeline.config import Config, load_config
 from pipeline.runner import run_pipeline
+
+# What reading an ablation in needs of each run, by stage: small, so it travels with the result.
+PREDICTIONS = {"train": ("test_probabilities", "val_probabilities"), "scale": ("y_test", "y_val")}
 
 
 @dataclass(frozen=True)
@@ -34,4 +41,11 @@ def run_task(task: Task, threads: int | None = None) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     result = run_pipeline(task_config(task), task.cache_dir, task.runs_dir, resume=task.resume, progress=False)
-    return {"variant": task.variant, "seed": task.seed, "run_dir": str(result.run_dir), "record": result.record}
+    return task_result(task, str(result.run_dir), result.record, result.artifacts)
+
+
+def task_result(task: Task, run_dir: str, record: dict[str, Any], artifacts: Mapping[str, CachedArtifact]) -> dict[str, Any]:
+    """A training's result as the ablation reads it in: its record and its predictions, copied out
+    of the cache as soon as the run has them, so a `cache gc` meanwhile loses nothing."""
+    arrays = {name: np.array(artifacts[stage].artifact.arrays[name]) for stage, names in PREDICTIONS.items() for name in names}
+    return {"variant": task.variant, "seed": task.seed, "run_dir": run_dir, "record": record, "arrays": arrays}
