@@ -170,12 +170,15 @@ def test_a_fully_cached_run_works_from_a_read_only_cache_and_says_it_kept_no_sta
     assert "the cache cannot be written (Read-only file system) and holds no train entry" in err and str(dirs["cache_dir"]) in err
 
 
+WINE_ABLATION = (
+    "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
+    "ablation:\n  seeds: [0, 1]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.2]}\n"
+)
+
+
 def test_a_fully_cached_ablation_works_from_a_read_only_cache(tmp_path, read_only_mount, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(
-        "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
-        "ablation:\n  seeds: [0, 1]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.2]}\n"
-    )
+    (tmp_path / "small.yaml").write_text(WINE_ABLATION)
     args = ["ablate", "--config", "small.yaml", "--cache-dir", "c", "--quiet"]
     assert main([*args, "--out", "first"]) == 0
     read_only_mount(tmp_path / "c")
@@ -184,6 +187,32 @@ def test_a_fully_cached_ablation_works_from_a_read_only_cache(tmp_path, read_onl
     assert again["effects"] == first["effects"]
     assert again["stages"]["train"] == {"hit": 4, "built": 0}
     assert caplog.text.count("cannot be written") == 1
+
+
+def test_cache_gc_keep_last_0_before_and_after_an_ablations_trainings_loses_nothing(tmp_path, monkeypatch, caplog):
+    import pipeline.ablation.execute as execute
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(WINE_ABLATION)
+    store = CacheStore(tmp_path / "c")
+    real_execute = execute.execute
+
+    def execute_between_gcs(*args, **kwargs):
+        assert collect_garbage(store, keep_last=0).removed  # the data stages `prepare` built
+        results = real_execute(*args, **kwargs)
+        assert collect_garbage(store, keep_last=0).removed  # every entry, trainings included
+        return results
+
+    monkeypatch.setattr(execute, "execute", execute_between_gcs)
+    assert main(["ablate", "--config", "small.yaml", "--cache-dir", "c", "--out", "out", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (tmp_path / "out" / "report.md").exists() and len(summary["runs"]) == 4
+    assert "no longer holds scale entry" in caplog.text and "building it again" in caplog.text
+    monkeypatch.setattr(execute, "execute", real_execute)
+    assert main(["ablate", "--config", "small.yaml", "--cache-dir", "fresh", "--out", "fresh-out", "--quiet"]) == 0
+    fresh = json.loads((tmp_path / "fresh-out" / "summary.json").read_text())
+    accuracies = lambda found: [{name: m["test_accuracy"] for name, m in b["models"].items()} for b in found["baselines"]]  # noqa: E731
+    assert fresh["effects"] == summary["effects"] and accuracies(fresh) == accuracies(summary)
 
 
 class _RunsCode:
