@@ -1,6 +1,7 @@
 """Property-based tests: scaler parity with scikit-learn, exact inverses, canonical cache keys."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -130,3 +131,134 @@ def test_a_malformed_manifest_is_a_corrupt_entry_never_a_traceback(manifest):
         assert isinstance(store.verify("scale", "a" * 64), str)  # what is wrong, in words
         assert [entry.key for entry in store.entries()] == ["a" * 64]
         assert Path(root, "scale", "a" * 64).exists()
+
+
+# --- checkpoints: whatever a checkpoint file holds, --resume continues or sets it aside ------------
+
+
+def _tiny_training(fused=True):
+    """A network that trains fused, or one that trains alone with its torch optimizer (as a plugin's does)."""
+    import torch
+
+    from trainers import Split, build_model, build_optimizer
+    from trainers.arrays import SoloArray, fused_array
+    from trainers.loop import Member
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 4, generator=generator), torch.arange(48) % 3
+    spec, optim = {"type": "mlp", "hidden": [6]}, {"name": "adam", "lr": 1e-2}
+
+    def build():
+        if fused:
+            return fused_array([spec], [optim], [0], (4,), 3, torch.device("cpu"))
+        torch.manual_seed(0)
+        model = build_model(spec, (4,), 3)
+        return SoloArray(model, build_optimizer(model.parameters(), optim))
+
+    members = lambda: [Member(Split(x[:36], y[:36]), Split(x[36:], y[36:]), epochs=2, seed=0)]  # noqa: E731
+    return build, members
+
+
+def _checkpoint_state(fused):
+    """A real checkpoint of the tiny training, interrupted after its first epoch."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from trainers.loop import fit_array
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt(epoch):
+        raise Interrupt
+
+    build, members = _tiny_training(fused)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.pt"
+        try:
+            fit_array(build(), members(), batch_size=16, progress=False, checkpoint=path, on_epoch_end=interrupt)
+        except Interrupt:
+            pass
+        return torch.load(path, weights_only=True)
+
+
+def _paths(tree, prefix=()):
+    """Every place in a nested checkpoint state (dict keys and list positions)."""
+    yield prefix
+    children = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, child in children:
+        yield from _paths(child, (*prefix, key))
+
+
+def _replaced(tree, path, value):
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        copy = dict(tree)
+        if value is _DELETE and not rest:
+            copy.pop(head, None)
+        else:
+            copy[head] = _replaced(tree[head], rest, value)
+        return copy
+    copy = list(tree)
+    if value is _DELETE and not rest:
+        del copy[head]
+    else:
+        copy[head] = _replaced(tree[head], rest, value)
+    return type(tree)(copy) if isinstance(tree, tuple) else copy
+
+
+_DELETE = object()
+_STATES = {}
+
+
+def _tensors():
+    import torch
+
+    shapes = st.lists(st.integers(0, 3), max_size=3)
+    return st.tuples(shapes, st.sampled_from(["float32", "int64", "bool", "uint8"])).map(
+        lambda spec: torch.zeros(spec[0], dtype=getattr(torch, spec[1]))
+    )
+
+
+_replacements = st.one_of(
+    st.just(_DELETE), st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=4),
+    st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.deferred(_tensors),
+)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "alone"])
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_whatever_a_checkpoint_holds_resume_continues_or_sets_it_aside(fused, data):
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from trainers.checkpoints import UnusableCheckpoint
+    from trainers.loop import fit_array
+
+    if fused not in _STATES:
+        _STATES[fused] = _checkpoint_state(fused)
+    state = _STATES[fused]
+    places = list(_paths(state))
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        place = data.draw(st.sampled_from(places), label="place")
+        try:
+            state = _replaced(state, place, data.draw(_replacements, label="value"))
+        except (KeyError, IndexError, TypeError):  # an earlier edit removed or replaced what held this place
+            continue
+    build, members = _tiny_training(fused)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.pt"
+        torch.save(state, path)
+        try:
+            (result,) = fit_array(build(), members(), batch_size=16, progress=False, checkpoint=path, resume=True)
+        except UnusableCheckpoint as exc:
+            assert "moved aside" in str(exc) and not path.exists() and list(Path(folder).glob("run.unusable-*.pt"))
+        else:
+            assert result.epochs_run == 2

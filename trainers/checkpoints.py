@@ -4,13 +4,14 @@ epochs of milliseconds do not spend their time serializing."""
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,10 +86,106 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise set_aside(path, f"refused: not a plain checkpoint of tensors and numbers ({reason}); nothing in it was run") from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise set_aside(path, f"cannot be read: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise set_aside(path, f"format {found!r}, expected {CHECKPOINT_FORMAT}")
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if not (isinstance(found, int) and found == CHECKPOINT_FORMAT):
+        raise set_aside(path, f"format {repr(found) if isinstance(found, (int, str)) else _kind(found)}, expected {CHECKPOINT_FORMAT}")
     return state
+
+
+MEMBER_LISTS = ("early_stopping", "plateaus", "best", "final", "histories", "stop_reasons")
+
+
+def check_member_state(saved: Mapping[str, Any], weights: Sequence[Mapping[str, torch.Tensor]], stop_reasons: Collection[str]) -> None:
+    """Refuse, naming the first difference, a checkpoint whose per-member state does not fit an
+    array whose members' weights look like `weights` (names, shapes, dtypes; one per member): one
+    entry per member in every list, numbers where numbers go. Read as it is, such a state would
+    fail epochs later, or worse, restore another network's weights."""
+    count = len(weights)
+    for name in MEMBER_LISTS:
+        if not isinstance(saved.get(name), list) or len(saved[name]) != count:
+            raise ValueError(f"{name!r} is {_kind(saved.get(name))}, not a list of {count} (one per member)")
+    for k in range(count):
+        for name in ("best", "final"):
+            if saved[name][k] is not None:
+                _check_weights(saved[name][k], weights[k], f"{name}[{k}]")
+        history = saved["histories"][k]
+        if not isinstance(history, list) or not all(isinstance(row, dict) and all(map(_is_number, row.values())) for row in history):
+            raise ValueError(f"histories[{k}] is not a list of epochs' numbers")
+        if saved["stop_reasons"][k] not in stop_reasons:
+            raise ValueError(f"stop_reasons[{k}] is {saved['stop_reasons'][k]!r}, not one of {sorted(stop_reasons)}")
+        _check_numbers(saved["early_stopping"][k], ("best", "best_epoch", "wait"), f"early_stopping[{k}]")
+        if saved["plateaus"][k] is not None:
+            _check_numbers(saved["plateaus"][k], ("scale", "best", "wait"), f"plateaus[{k}]")
+
+
+def check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse, naming the first difference, an optimizer state that does not fit `optimizer`: the
+    same groups with the same settings (a checkpoint belongs to one training, so only the learning
+    rate, and a fused optimizer's per-member counters, may have moved), and per parameter the same
+    state names, each a tensor shaped as the optimizer keeps it (a fused optimizer member by member)
+    or the scalar step count. torch's own `load_state_dict` takes far less and fails at the next
+    step, or trains on with settings nobody chose."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups) or not isinstance(saved.get("state"), dict):
+        raise ValueError(f"the optimizer state is {_kind(saved)} that does not hold {len(optimizer.param_groups)} parameter group(s)")
+    members = getattr(optimizer, "members", None)  # FusedOptimizer keeps each parameter's state as (members, -1) rows
+    for g, (found, current) in enumerate(zip(groups, optimizer.param_groups)):
+        if not isinstance(found, dict) or found.keys() != current.keys() or len(found["params"]) != len(current["params"]):
+            raise ValueError(f"optimizer group {g} does not hold this optimizer's settings and parameters")
+        for key, value in current.items():
+            moved = key in ("lr", "initial_lr") or isinstance(value, torch.Tensor)
+            if key != "params" and not (_same_kind(found[key], value) if moved else _equal(found[key], value)):
+                raise ValueError(f"optimizer setting {key!r} is {found[key]!r}, not {value!r} as this training has it")
+        names = None
+        for index, param in zip(found["params"], current["params"]):
+            state = saved["state"].get(index, {})
+            if not isinstance(state, dict) or names is not None and state.keys() != names:
+                raise ValueError(f"optimizer state of parameter {index} differs from the others'")
+            names = state.keys()
+            shape = param.view(members, -1).shape if members else param.shape
+            for key, value in state.items():
+                fits = isinstance(value, torch.Tensor) and value.is_floating_point() and (value.shape == shape or key == "step" and value.dim() == 0)
+                if not fits:
+                    raise ValueError(f"optimizer state {key!r} of parameter {index} is {_kind(value)}, not a float tensor of shape {tuple(shape)}")
+
+
+def _same_kind(found: Any, current: Any) -> bool:
+    """Whether a saved value that may have moved can stand where `current` stands: a tensor of its
+    shape and dtype, or a finite number for a number."""
+    if isinstance(current, torch.Tensor):
+        return isinstance(found, torch.Tensor) and found.shape == current.shape and found.dtype == current.dtype
+    return _is_number(found) and math.isfinite(found)
+
+
+def _equal(found: Any, current: Any) -> bool:
+    """Equal and of the same type (True is not 1 here), element by element in a sequence."""
+    if isinstance(current, (list, tuple)):
+        return isinstance(found, (list, tuple)) and len(found) == len(current) and all(map(_equal, found, current))
+    return type(found) is type(current) and found == current
+
+
+def _check_weights(found: Any, weights: Mapping[str, torch.Tensor], where: str) -> None:
+    if not isinstance(found, dict) or found.keys() != weights.keys():
+        raise ValueError(f"{where} does not hold this network's weights ({_kind(found)})")
+    for name, tensor in weights.items():
+        value = found[name]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape or value.dtype != tensor.dtype:
+            raise ValueError(f"{where}[{name!r}] is {_kind(value)}, not a {tensor.dtype} tensor of shape {tuple(tensor.shape)}")
+
+
+def _check_numbers(found: Any, keys: Collection[str], where: str) -> None:
+    if not isinstance(found, dict) or not all(_is_number(found.get(key)) for key in keys):
+        raise ValueError(f"{where} is {_kind(found)}, not numbers for {', '.join(keys)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a list of {len(value)}" if isinstance(value, list) else f"a {type(value).__name__}"
 
 
 class CheckpointWriter:

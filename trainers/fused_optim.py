@@ -75,6 +75,8 @@ def _rmsprop(param: torch.Tensor, grad: torch.Tensor, state: State, group: Mappi
 
 
 UPDATES: dict[str, Update] = {"sgd": _sgd, "adam": _adam, "adamw": _adam, "rmsprop": _rmsprop}
+# What each rule keeps per parameter from its first step on.
+STATE_KEYS = {"sgd": {"momentum_buffer"}, "adam": {"exp_avg", "exp_avg_sq"}, "adamw": {"exp_avg", "exp_avg_sq"}, "rmsprop": {"square_avg", "momentum_buffer"}}
 
 
 class FusedOptimizer(torch.optim.Optimizer):
@@ -141,11 +143,25 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._all_active = False
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The state of this optimizer (the same rule, its state shaped as the parameters' rows);
+        anything else is a `ValueError` saying what differs. (`checkpoints.check_optimizer_state`
+        checks the settings' layout before.)"""
+        name = self.group["name"]
         super().load_state_dict(state_dict)
+        if self.group.get("name") != name:
+            raise ValueError(f"the optimizer is {self.group.get('name')!r}, not {name!r}")
         device = self.group["params"][0].device
         for key, value in self.group.items():  # a checkpoint read onto the CPU holds CPU hyperparameters
             if isinstance(value, torch.Tensor):
                 self.group[key] = value.to(device)
+        kept = STATE_KEYS[self.group["name"]] if bool((self.group["steps"] > 0).any()) else set()
+        for index, param in enumerate(self.group["params"]):
+            if self.state[param].keys() != kept:
+                raise ValueError(f"parameter {index} has optimizer state {sorted(self.state[param])}, not {sorted(kept)}")
+            rows = param.view(self.members, -1)  # state is kept member by member, as `step` updates it
+            for key, value in self.state[param].items():
+                if not isinstance(value, torch.Tensor) or value.shape != rows.shape or value.dtype != rows.dtype:
+                    raise ValueError(f"parameter {index}'s optimizer state {key!r} does not match its {tuple(rows.shape)} {rows.dtype} rows")
         self._read_flags()
 
     def _terms(self, stepping: torch.Tensor) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainers.arrays import OneMember, SoloArray, TrainingArray
-from trainers.checkpoints import CheckpointWriter, load_checkpoint, rng_states, set_aside, set_rng_states
+from trainers.checkpoints import CheckpointWriter, check_member_state, check_optimizer_state, load_checkpoint, rng_states, set_aside, set_rng_states
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
@@ -426,12 +426,14 @@ def fit_array(
     if resume and checkpoint is not None and checkpoint.exists():
         saved = load_checkpoint(checkpoint)
         try:
+            check_member_state(saved, [array.member_state_dict(k) for k in range(len(members))], {reason.value for reason in StopReason})
             array.module.load_state_dict(saved["module"])
+            check_optimizer_state(saved["optimizer"], array.optimizer)
             array.optimizer.load_state_dict(saved["optimizer"])
             amp.scaler.load_state_dict(saved["scaler"])
             state.load_state_dict(saved)
             set_rng_states(saved["rng"])
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as exc:
             raise set_aside(checkpoint, f"it does not fit this training: {exc.__class__.__name__}: {exc}") from None
 
     first_epoch = max(result.epochs_run for result in state.results) + 1
