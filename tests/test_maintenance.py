@@ -132,6 +132,6 @@ def test_bad_sizes_are_named(bad):
 
 def test_a_cache_dir_that_is_a_file_is_an_error_not_an_empty_cache(tmp_path, capsys):
     (tmp_path / "not-a-folder").write_text("x")
-    for action in ("ls", "verify"):
-        assert main(["cache", action, "--cache-dir", str(tmp_path / "not-a-folder")]) == 2
+    for command in (["cache", "ls"], ["cache", "verify"], ["cache", "gc", "--keep-last", "1"], ["run", "train.device=cpu", "--runs-dir", str(tmp_path)]):
+        assert main([*command, "--cache-dir", str(tmp_path / "not-a-folder")]) == 2
         assert "is a file, not a folder" in capsys.readouterr().err
