@@ -109,7 +109,9 @@ class ScaledData:
             cached = self.store.load("scale", key)
             if cached is None:
                 log.warning("the cache no longer holds scale entry %s (removed during the ablation?); building it again", key[:12])
-                outcomes, built = run_stages(task_config(self._task_of[key]), self.store, context=QUIET, stages=default_stages()[:3])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DataWarning)  # `prepare` said it about the data, once
+                    outcomes, built = run_stages(task_config(self._task_of[key]), self.store, context=QUIET, stages=default_stages()[:3])
                 if outcomes[-1].key != key:
                     raise ValueError(f"scale entry {key[:12]} came out as {outcomes[-1].key[:12]} when built again: the data changed during the ablation")
                 cached = built["scale"]
