@@ -4,6 +4,7 @@ with its name before the first training, not after an hour of others."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from datasets import DataWarning
 from pipeline.ablation.scores import applicable
 from pipeline.ablation.tasks import Task, task_config
 from pipeline.cache import CacheStore
-from pipeline.config import ConfigError
+from pipeline.config import Config, ConfigError
 from pipeline.runner import plan_stages, run_stages
 from pipeline.stages import RunContext, default_stages
 
@@ -32,6 +33,7 @@ class Prepared:
 
     stages: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     solo: set[tuple[str, int]] = field(default_factory=set)
+    fuses: dict[str, bool] = field(default_factory=dict)  # per distinct network and data shape, checked once: does it fuse
 
 
 def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy") -> Prepared:
@@ -57,15 +59,23 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
         shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
         classes = len(results["collect"].artifact.info["class_names"])
         spec = config.model.model_dump(exclude={"sync_batch_norm"})
-        trainers.models.architecture(spec, shape, classes)  # the network builds for this data (no CNN on a table)
-        trainers.capacity.check_fits(spec, shape, classes, config.train.batch_size, trainers.devices.resolve_device(config.train.device))
+        network = json.dumps([spec, shape, classes, config.train.batch_size, config.train.device], sort_keys=True, default=str)
+        if network not in prepared.fuses:  # runs differing in seed or data values share their network
+            prepared.fuses[network] = _check_network(spec, shape, classes, config)
         if not applicable(metric, classes):
             raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
     except ValueError as exc:
         raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
     prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
-    if not trainers.arrays.model_fuses(spec, shape, classes):
+    if not prepared.fuses[network]:
         prepared.solo.add((task.variant, task.seed))
+
+
+def _check_network(spec: dict[str, Any], shape: tuple[int, ...], classes: int, config: Config) -> bool:
+    """The network builds for this data (no CNN on a table) and fits the device; whether it fuses."""
+    trainers.models.architecture(spec, shape, classes)
+    trainers.capacity.check_fits(spec, shape, classes, config.train.batch_size, trainers.devices.resolve_device(config.train.device))
+    return trainers.arrays.model_fuses(spec, shape, classes)
 
 
 def ablation_stages(result: dict[str, Any], prepared: Prepared) -> list[dict[str, Any]]:
