@@ -78,7 +78,7 @@ def test_batch_norm_statistics_never_mix_across_members():
 
 
 def hashed(net, choice):
-    """Draw dropout masks by hashing (as on CUDA) or from seeded generators (as on the CPU)."""
+    """Draw dropout masks by hashing (as on CUDA) or from seeded PCG64 streams (as on the CPU)."""
     for layer in net.layers:
         if type(layer).__name__ == "FusedDropout":
             layer.hashed = choice
