@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from datasets import DataWarning
 from pipeline.ablation.scores import METRICS
 from pipeline.cache import CacheStore
-from pipeline.config import Config, ConfigError, config_to_yaml, load_config, read_config_file
+from pipeline.config import Config, ConfigError, config_to_yaml, load_config, parse_override, read_config_file
 from pipeline.runner import RunResult, run_pipeline
 
 if TYPE_CHECKING:
@@ -170,11 +170,13 @@ def ablate(args: argparse.Namespace) -> int:
     if config.ablation is None:
         raise ConfigError(f"{args.config} has no 'ablation:' section (design, seeds, factors).")
     base = {key: value for key, value in tree.items() if key != "ablation"}
+    # `ablation.*` overrides shaped the design above; each training takes the others.
+    run_overrides = [text for text in args.overrides if parse_override(text)[0].split(".")[0] != "ablation"]
     out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     quiet = args.quiet or args.json
     tracking = tracker(args, config)
     summary = run_ablation(
-        base, args.overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not quiet,
+        base, run_overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not quiet,
         executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume,
     )
     report = render(out)

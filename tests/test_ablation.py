@@ -384,3 +384,20 @@ def test_flips_count_the_samples_a_change_fixed_and_broke():
     correct = [np.array(c, dtype=float) for c in ([1, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0])]
     # Seed 0: x fixed samples 1 and 2, broke 0; seed 1: fixed 2, broke none.
     assert flips(results, correct, "baseline") == {"x": {"fixed": 1.5, "broke": 0.5}}
+
+
+def test_ablation_overrides_on_the_command_line_shape_the_design_not_each_training(tmp_path, monkeypatch):
+    from pipeline.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(
+        "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
+        "ablation:\n  seeds: [0, 1, 2]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.2]}\n"
+    )
+    # As the README's `ablate ablation.remove_one=true` does: an ablation.* override beside a training one.
+    args = ["ablate", "--config", "small.yaml", "ablation.seeds=[0, 1]", "ablation.remove_one=true", "train.epochs=1", "--out", "out", "--quiet"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["ablation"]["seeds"] == [0, 1] and summary["ablation"]["remove_one"] is True
+    run = json.loads((tmp_path / "out" / summary["runs"][0]["run_dir"] / "run.json").read_text())
+    assert run["config"]["train"]["epochs"] == 1 and run["config"].get("ablation") is None
