@@ -223,6 +223,7 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,4})?)$")
     data_on_device: Literal["auto", "always", "never"] = "auto"
+    cuda_graphs: bool = True  # replay a fused fp32 step on CUDA from a graph; the same kernels, launched at once
     checkpoint_every: float = Field(30.0, ge=0.0)  # seconds between checkpoint writes; 0: after every epoch
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 0

@@ -229,6 +229,7 @@ def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, 
         "world_size": train_info["world_size"],
         "sync_batch_norm": train_info["sync_batch_norm"],
         "fused_members": train_info["fused_members"],
+        "cuda_graphs": train_info.get("cuda_graphs", False),
         "cache_dir": str(Path(cache_dir).resolve()),
         "warnings": [message for cached in results.values() for message in cached.artifact.info.get("warnings", [])],
     }

@@ -1,4 +1,5 @@
-"""Training on a CUDA device: the default run, where the data sits, mixed precision.
+"""Training on a CUDA device: the default run, where the data sits, mixed precision, the step
+replayed from CUDA graphs.
 
 Every test here needs a GPU and skips without one (the `cuda` marker). Resume, DDP over NCCL,
 SyncBatchNorm and Ray's GPU tasks are tested beside their CPU counterparts in test_cli.py,
@@ -15,7 +16,9 @@ from conftest import FAST, cli
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline
 from trainers import Split, build_model, build_optimizer, fit
+from trainers.arrays import fused_array
 from trainers.checkpoints import load_checkpoint
+from trainers.loop import Member, fit_array
 
 pytestmark = pytest.mark.cuda
 
@@ -88,3 +91,53 @@ def test_the_pipeline_records_the_precision_it_used_on_cuda(tmp_path, precision)
     result = run_pipeline(config, tmp_path / "cache", tmp_path / "runs", progress=False)
     assert result.record["precision"] == precision
     assert result.metrics["test_accuracy"] >= 0.8
+
+
+def fused_digits_training(cuda_graphs: bool):
+    """Three members (their own seeds, rates, dropout and label smoothing; one stops two epochs
+    early, so the others go on without it) trained on digits on the GPU, from the same start."""
+    train, val = digits_on_gpu()
+    spec = {"type": "cnn", "channels": [8, 16], "hidden": [32], "batch_norm": True}
+    specs = [{**spec, "dropout": rate} for rate in (0.0, 0.2, 0.4)]
+    optims = [{"name": "adam", "lr": lr} for lr in (1e-3, 2e-3, 3e-3)]
+    array = fused_array(specs, optims, [0, 1, 2], (1, 8, 8), 10, train.x.device)
+    members = [
+        Member(train, val, epochs, seed=k, label_smoothing=smoothing, schedule={"type": "cosine"})
+        for k, (epochs, smoothing) in enumerate([(4, 0.0), (2, 0.1), (4, 0.0)])
+    ]
+    results = fit_array(array, members, batch_size=64, cuda_graphs=cuda_graphs, progress=False)
+    return results, [array.member_state_dict(k) for k in range(3)]
+
+
+def test_cuda_graphs_replay_the_fused_step_with_the_eager_steps_results():
+    """The step replayed from CUDA graphs trains each member as the eager step does: the graphs are
+    captured after the warm-up steps, again for the short last batch and when a member stops."""
+    torch.manual_seed(0)
+    graphed, graphed_weights = fused_digits_training(cuda_graphs=True)
+    torch.manual_seed(0)
+    plain, plain_weights = fused_digits_training(cuda_graphs=False)
+    steps_per_epoch = -(-1400 // 64)  # 21 full batches and one of 56
+    assert plain[0].graph_replays == 0
+    # Every step but two eager warm-ups of each kind: full and last batch, before and after member 1 stops.
+    assert graphed[0].graph_replays == 4 * steps_per_epoch - 8
+    for ours, theirs in zip(graphed, plain, strict=True):
+        assert ours.epochs_run == theirs.epochs_run
+        for a, b in zip(ours.history, theirs.history, strict=True):
+            for column in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+                assert a[column] == pytest.approx(b[column], rel=1e-5, abs=1e-6), column
+    for ours, theirs in zip(graphed_weights, plain_weights, strict=True):
+        for name in theirs:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-5)
+
+
+def test_the_run_record_says_whether_the_step_ran_from_cuda_graphs(tmp_path):
+    def run(graphs):
+        overrides = [*FAST, "train.device=cuda", "model.dropout=0.3", f"train.cuda_graphs={graphs}"]
+        # Replaying from graphs is not part of the train key: separate caches, or the second run is a hit.
+        return run_pipeline(load_config(None, overrides), tmp_path / str(graphs), tmp_path / "runs", progress=False)
+
+    graphed, plain = run(True), run(False)
+    assert graphed.record["cuda_graphs"] is True and plain.record["cuda_graphs"] is False
+    assert graphed.record["stages"][-1]["key"] == plain.record["stages"][-1]["key"]
+    for a, b in zip(graphed.history, plain.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)

@@ -26,6 +26,7 @@ class TrainingArray(Protocol):
     optimizer: torch.optim.Optimizer
     base_lrs: list[float]
     rate_device: torch.device  # where the loop keeps the epoch's table of rates
+    capturable: bool  # whether a step never waits on the host, so CUDA graphs can replay it
 
     def use_rates(self, rates: torch.Tensor) -> None:
         """Each member's learning rate for the next step, `(K,)` on `rate_device`."""
@@ -56,6 +57,7 @@ class SoloArray:
 
     members = 1
     rate_device = torch.device("cpu")  # torch.optim takes a Python float
+    capturable = False  # torch.optim's step counts live on the host
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
@@ -82,6 +84,8 @@ class SoloArray:
 
 class FusedArray:
     """K fused networks and their fused optimizer."""
+
+    capturable = True
 
     def __init__(self, net: FusedNet, optimizer: FusedOptimizer) -> None:
         self.module, self.optimizer = net, optimizer

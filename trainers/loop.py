@@ -10,6 +10,7 @@ checkpoints between epochs make a killed run resume to the same result.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.fused import draw_as_rank, fused_cross_entropy
+from trainers.graphs import StepGraphs, can_capture, eager
 from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
 
@@ -71,6 +73,7 @@ class FitResult:
     kept_epoch: int = 0  # whose weights the network ends with: the best epoch's when restored, else the last
     stop_reason: str = StopReason.NOT_STOPPED.value
     resumed_from_epoch: int = 0
+    graph_replays: int = 0  # steps replayed from CUDA graphs (`trainers.graphs`) in this process
 
     @property
     def epochs_run(self) -> int:
@@ -293,8 +296,27 @@ class _Epoch:
     mean_rates: list[float]
 
 
+def training_step(net: nn.Module, array: TrainingArray, amp: Precision, smoothing: torch.Tensor | None) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """One optimizer step of every member on its batch: `step(xb, yb, learning, masked)` returns
+    each member's loss `(K,)` and predicted classes `(K, b)`. Only members marked in `learning`
+    learn when `masked` (a host-side fact, so a CUDA graph of the step is captured per value)."""
+
+    def step(xb: torch.Tensor, yb: torch.Tensor, learning: torch.Tensor, masked: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        with amp.autocast():
+            logits = net(xb)
+            member_losses = fused_cross_entropy(logits, yb, smoothing)
+            if masked:
+                member_losses = torch.where(learning, member_losses, torch.zeros_like(member_losses))
+        array.optimizer.zero_grad(set_to_none=True)
+        amp.backward_and_step(member_losses.sum(), array.optimizer)
+        return member_losses.detach(), logits.detach().argmax(dim=-1)
+
+    return step
+
+
 def _train_epoch(
-    net: nn.Module,
+    step: Callable[..., tuple[torch.Tensor, ...]],
+    run_step: Callable[..., tuple[torch.Tensor, ...]],
     array: TrainingArray,
     state: _Members,
     data: ArrayData,
@@ -305,7 +327,8 @@ def _train_epoch(
     distributed: Distributed,
     checkpoints: CheckpointWriter,
 ) -> _Epoch:
-    """One pass over every member's training data; per-batch results stay on the device until the end."""
+    """One pass over every member's training data through `run_step(step, variant, *inputs)`
+    (eager, or `graphs.StepGraphs`); per-batch results stay on the device until the end."""
     members, running, device = state.members, state.running(), amp.device
     steps = max(1, (used + batch_size - 1) // batch_size)
     cpu = torch.device("cpu")
@@ -313,8 +336,9 @@ def _train_epoch(
     augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
     planned_rates = _epoch_rates(members, array.base_lrs, state.plateaus, epoch, steps)
     rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
-    smoothing = torch.tensor([m.label_smoothing for m in members], device=device) if any(m.label_smoothing for m in members) else None
     learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
+    masked = not all(running)
+    member_step = functools.partial(step, masked=masked)
     losses, counts, predicted, targets = [], [], [], []
     array.module.train()
     for index, (xb, yb) in enumerate(batches(data, orders, batch_size, device, distributed.shard)):
@@ -322,16 +346,10 @@ def _train_epoch(
         for k, member in enumerate(members):
             if member.augment is not None and running[k]:
                 xb[k] = member.augment(xb[k], augment_generators[k])
-        with amp.autocast():
-            logits = net(xb)
-            member_losses = fused_cross_entropy(logits, yb, smoothing)
-            if not all(running):
-                member_losses = torch.where(learning, member_losses, torch.zeros_like(member_losses))
-        array.optimizer.zero_grad(set_to_none=True)
-        amp.backward_and_step(member_losses.sum(), array.optimizer)
-        losses.append(member_losses.detach())
+        member_losses, member_predicted = run_step(member_step, tuple(running), xb, yb, learning)
+        losses.append(member_losses)
         counts.append(yb.shape[1])
-        predicted.append(logits.detach().argmax(dim=-1))
+        predicted.append(member_predicted)
         targets.append(yb)
     step_losses = torch.stack(losses).float()  # (steps, K)
     _check_finite(step_losses, learning, epoch, checkpoints, distributed, members)
@@ -392,6 +410,7 @@ def fit_array(
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
     distributed: Distributed = SINGLE,
+    cuda_graphs: bool = True,
     progress: bool = True,
 ) -> list[FitResult]:
     """Train every member of `array` in place and return each member's per-epoch history.
@@ -408,6 +427,9 @@ def fit_array(
     trains on its shard of every global batch of `batch_size`, epoch metrics are summed over
     ranks, rank 0's validation numbers and stopping decisions are broadcast, and only rank 0
     writes checkpoints.
+
+    With `cuda_graphs`, a fused array's step on CUDA in fp32 is captured as a CUDA graph and
+    replayed (`trainers.graphs`): the same kernels, launched once per step instead of one by one.
     """
     if len(members) != array.members:
         raise ValueError(f"The array has {array.members} members but {len(members)} were described.")
@@ -436,6 +458,10 @@ def fit_array(
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as exc:
             raise set_aside(checkpoint, f"it does not fit this training: {exc.__class__.__name__}: {exc}") from None
 
+    smoothing = torch.tensor([m.label_smoothing for m in members], device=device) if any(m.label_smoothing for m in members) else None
+    step = training_step(net, array, amp, smoothing)
+    capture = cuda_graphs and can_capture(device, precision, distributed.active, array.capturable)
+    run_step = StepGraphs(device) if capture else eager
     first_epoch = max(result.epochs_run for result in state.results) + 1
     last_epoch = max(member.epochs for member in members)
     checkpoints = CheckpointWriter(checkpoint, checkpoint_every, written_epoch=first_epoch - 1, writes=distributed.is_main)
@@ -455,7 +481,7 @@ def fit_array(
             if not any(state.running()):
                 break
             started = time.perf_counter()
-            trained = _train_epoch(net, array, state, train, epoch, batch_size, used, amp, distributed, checkpoints)
+            trained = _train_epoch(step, run_step, array, state, train, epoch, batch_size, used, amp, distributed, checkpoints)
             scores = distributed.from_main(evaluate_array(array.module, val, device, precision)).tolist()
             _close_epoch(array, state, epoch, trained, scores, started, distributed)
             checkpoints.after_epoch(epoch, everything)
@@ -473,6 +499,7 @@ def fit_array(
         result.best_epoch = tracker.best_epoch
         result.stopped_epoch = result.epochs_run
         result.kept_epoch = tracker.best_epoch if members[k].restore_best and state.best[k] is not None else result.epochs_run
+        result.graph_replays = run_step.replays if isinstance(run_step, StepGraphs) else 0
     return state.results
 
 

@@ -217,6 +217,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path,
     fitted = trainers.loop.fit_array(
         array, loop_members, batch_size=first.train.batch_size, device=device, precision=precision, progress=False,
         checkpoint=checkpoint, checkpoint_every=first.train.checkpoint_every, resume=resume, on_epoch_end=kill_hook(),
+        cuda_graphs=first.train.cuda_graphs,
     )
     test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
     test = trainers.loop.predict_array(array.module, test_data, device, precision)
@@ -230,6 +231,7 @@ def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path,
         "world_size": 1,
         "sync_batch_norm": False,
         "fused_members": len(members),
+        "cuda_graphs": fitted[0].graph_replays > 0,
     }
     entries = {}
     for k, ((config, _, results, step), own, result) in enumerate(zip(members, splits, fitted)):

@@ -139,7 +139,7 @@ class TrainStage(Stage):
         device = trainers.devices.resolve_device(config.train.device)
         params["device_type"] = device.type
         params["precision_used"] = precision_for(config, device)
-        del params["train"]["data_on_device"], params["train"]["checkpoint_every"]
+        del params["train"]["data_on_device"], params["train"]["checkpoint_every"], params["train"]["cuda_graphs"]
         if config.train.distributed == "ddp":
             params["world_size"] = int(os.environ.get("WORLD_SIZE", 1))
         return params
@@ -175,6 +175,7 @@ class TrainStage(Stage):
             resume=context.resume,
             on_epoch_end=kill_hook(),
             distributed=distributed,
+            cuda_graphs=settings.cuda_graphs,
             progress=context.progress,
         )
         test = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["test"]], "test"), device, precision)
@@ -186,6 +187,7 @@ class TrainStage(Stage):
             "world_size": distributed.world_size,
             "sync_batch_norm": sync_batch_norm,
             "fused_members": 1,
+            "cuda_graphs": result.graph_replays > 0,
         }
         train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([splits["train"]], "train"), device, precision)
         return member_artifact(
