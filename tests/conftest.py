@@ -77,3 +77,19 @@ def cli(*args, cwd, env=None):
         text=True,
         timeout=300,
     )
+
+
+HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)"
+
+
+def hold_lock(path):
+    """A separate process that takes the file lock at `path` and keeps it until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def stop(holder):
+    holder.kill()
+    holder.wait(timeout=10)
+    holder.stdout.close()

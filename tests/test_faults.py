@@ -6,8 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from filelock import Timeout
 
 import pipeline.cache
 import pipeline.stages.train
-from conftest import FAST, cli
+from conftest import FAST, cli, hold_lock, stop
 from pipeline.cache import CacheStore
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -38,22 +36,6 @@ def statuses(result):
 
 def run(dirs, *overrides):
     return run_pipeline(load_config(None, [*FAST, *overrides]), **dirs, progress=False)
-
-
-HOLD_LOCK = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)"
-
-
-def hold_lock(path):
-    """A separate process that takes the file lock at `path` and keeps it until killed."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
-def stop(holder):
-    holder.kill()
-    holder.wait(timeout=10)
-    holder.stdout.close()
 
 
 @pytest.mark.slow

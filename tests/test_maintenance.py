@@ -3,10 +3,11 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import FAST
+from conftest import FAST, hold_lock, stop
 from pipeline.cache import CacheStore
 from pipeline.cli import main
 from pipeline.config import load_config
@@ -77,17 +78,24 @@ def test_gc_removes_left_over_checkpoints_and_locks_but_not_what_a_process_holds
     for path in (left, held):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 1000)
-    store.lock("scale", "c" * 64).acquire()  # a lock file of a key that has no entry: left behind
-    store.lock("scale", "c" * 64).release()
+    stray = store.lock("scale", "c" * 64)  # a lock file of a key that has no entry: left behind
+    stray.acquire()
+    stray.release()
+    # Left over means written a while ago: a minute back, so no file system's clock running a
+    # little ahead of this process's makes them look new to `older_than=0`.
+    minute_ago = time.time() - 60
+    for path in (left, held, Path(stray.lock_file)):
+        os.utime(path, (minute_ago, minute_ago))
     assert main(["cache", "ls", "--cache-dir", str(dirs["cache_dir"])]) == 0
     listing = capsys.readouterr().out
     assert "2 checkpoints" in listing and "left by a training that did not finish" in listing
-    holder = store.lock("train", "b" * 64)
-    holder.acquire()
+    # Another process holds one checkpoint's lock, as a training would (a lock held by this
+    # process could pass unseen where locks are per process, as POSIX record locks are).
+    holder = hold_lock(store.lock("train", "b" * 64).lock_file)
     try:
         report = collect_garbage(store, older_than=0)
     finally:
-        holder.release()
+        stop(holder)
     assert [(item.kind, item.key) for item in report.busy] == [("checkpoint", "b" * 64)]
     assert sorted(item.kind for item in report.removed) == ["checkpoint", "entry", "entry", "entry", "entry"]
     assert not left.exists() and held.exists()
