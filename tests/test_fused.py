@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from trainers import EarlyStopping, Split, build_model, build_optimizer
 from trainers.arrays import fused_array
-from trainers.fused import FusedDropout, draw_as_rank, fuse, fused_cross_entropy
+from trainers.fused import FusedDropout, draw_as_rank, fuse, fused_cross_entropy, member_seeds
 from trainers.fused_optim import FusedOptimizer
 from trainers.loop import Member, fit_array
 
@@ -123,6 +123,31 @@ def test_dropout_rates_and_evaluation(hashing):
     dropout.eval()
     assert torch.equal(dropout(x, "stacked"), x)
     assert int(fused.state_dict()[next(n for n in fused.state_dict() if n.endswith("calls"))]) == 2
+
+
+@pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])
+@pytest.mark.parametrize("layout", ["channels", "stacked"])
+def test_dropout_passes_gradients_through_its_own_mask_and_leaves_other_members_alone(hashing, layout):
+    dropout = FusedDropout([0.0, 0.5, 0.0, 0.3], member_seeds([0, 1, 2, 3]), [0] * 4).train()
+    dropout.hashed = hashing
+    if layout == "channels":  # (B, K*C, H, W), channels-last as the CPU keeps it; member k's channels are [3k, 3k+3)
+        x = (torch.rand(5, 12, 4, 4) + 0.5).contiguous(memory_format=torch.channels_last).requires_grad_()
+        own = lambda t, k: t[:, 3 * k : 3 * k + 3]
+    else:  # (K, B, F)
+        x = (torch.rand(4, 5, 6) + 0.5).requires_grad_()
+        own = lambda t, k: t[k]
+    y = dropout(x, layout)
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    noise = (y / x).detach()
+    for k, rate in enumerate([0.0, 0.5, 0.0, 0.3]):
+        if rate == 0:
+            assert torch.equal(own(y, k), own(x, k)) and torch.equal(own(x.grad, k), own(upstream, k))
+        else:
+            kept = own(noise, k) != 0
+            assert 0 < kept.float().mean() < 1
+            torch.testing.assert_close(own(noise, k)[kept], torch.full_like(own(noise, k)[kept], 1 / (1 - rate)))
+            torch.testing.assert_close(own(x.grad, k), own(upstream, k) * own(noise, k))
 
 
 def test_fused_cross_entropy_matches_torch_per_member():

@@ -175,10 +175,12 @@ class FusedDropout(_NoMemberState, nn.Module):
     same masks whether it trains alone or beside others, and a resumed run draws what the
     uninterrupted one drew (the call count is a buffer). On CUDA a mask bit is a hash of those,
     computed for every member in one pass; on the CPU, where that hash costs about three times
-    a random draw, each member draws 32-bit words from a PCG64 stream seeded by its key and the
-    call count (numpy's raw words: a third of the time of `torch.rand` with a seeded generator).
-    Under DDP each rank mixes its `rank` into the keys (rank 0 keeps them as they are), so ranks
-    draw different masks for their different samples.
+    a random draw, each member draws 16-bit words from an SFC64 stream seeded by its key and the
+    call count (numpy's raw words: a sixth of the time of `torch.rand` with a seeded generator),
+    so there its rate is resolved to 1/65536. Under DDP each rank mixes its `rank` into the keys
+    (rank 0 keeps them as they are), so ranks draw different masks for their different samples.
+    Members that drop nothing are passed through: only the dropping members' slices are
+    multiplied, forward and backward (`_ScaleMembers`).
     """
 
     layout = ANY
@@ -192,7 +194,8 @@ class FusedDropout(_NoMemberState, nn.Module):
         self.register_buffer("keys", _mix32(_mix32(seeds ^ _mix32(torch.tensor(positions, dtype=torch.int64)))))
         self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
         # Only the members that drop anything draw masks; the others' noise is 1.
-        self.register_buffer("dropping", torch.tensor([k for k, rate in enumerate(rates) if rate > 0], dtype=torch.int64))
+        self.dropping_members = [k for k, rate in enumerate(rates) if rate > 0]
+        self.register_buffer("dropping", torch.tensor(self.dropping_members, dtype=torch.int64))
         self.active = len(self.dropping) > 0
         self.everyone = len(self.dropping) == len(rates)
         self.hashed: bool | None = None  # how masks are drawn; None: hashed on CUDA, drawn from generators on the CPU
@@ -209,33 +212,68 @@ class FusedDropout(_NoMemberState, nn.Module):
             batch, channels = x.shape[0], x.shape[1] // self.members
             members, member_dim = x.view(batch, self.members, channels, *x.shape[2:]), 1
             sample_shape = (batch, channels, *x.shape[2:])
+        keys = self.keys[self.dropping] if self.rank == 0 else _mix32(self.keys[self.dropping] ^ _mix32(torch.tensor(self.rank)))
+        if self.hashed if self.hashed is not None else x.device.type != "cpu":
+            dropped = members * self._hashed_noise(keys, sample_shape, members, member_dim)
+        else:
+            dropped = _ScaleMembers.apply(members, self.dropping_members, member_dim, *self._drawn_noise(keys, members, member_dim, layout))
+        return dropped.view(x.shape) if layout == CHANNELS else dropped
+
+    def _hashed_noise(self, keys: torch.Tensor, sample_shape: tuple[int, ...], members: torch.Tensor, member_dim: int) -> torch.Tensor:
+        """Every member's noise in one pass, shaped like `members` (ones for the members that do not
+        drop): kept where the hash of (key, call, element index) is at or above the threshold."""
         member_shape = [1] * members.dim()
         member_shape[member_dim] = -1
-        keys = self.keys[self.dropping] if self.rank == 0 else _mix32(self.keys[self.dropping] ^ _mix32(torch.tensor(self.rank)))
-        if not (self.hashed if self.hashed is not None else x.device.type != "cpu"):
-            keep = self._keep_on_cpu(keys, sample_shape, member_dim)
-        else:
-            index = torch.arange(math.prod(sample_shape), device=x.device).view(sample_shape).unsqueeze(member_dim)
-            base = _mix32(keys ^ (self.calls & _MASK32))
-            keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
-        drawn = keep.to(x.dtype) * self.scale[self.dropping].view(member_shape).to(x.dtype)
+        index = torch.arange(math.prod(sample_shape), device=members.device).view(sample_shape).unsqueeze(member_dim)
+        base = _mix32(keys ^ (self.calls & _MASK32))
+        keep = _mix32(base.view(member_shape) ^ index) >= self.threshold[self.dropping].view(member_shape)
+        drawn = keep.to(members.dtype) * self.scale[self.dropping].view(member_shape).to(members.dtype)
         if self.everyone:
-            noise = drawn
-        else:
-            noise = torch.ones(members.shape, dtype=x.dtype, device=x.device)
-            noise.index_copy_(member_dim, self.dropping, drawn)
-        return (members * noise).view(x.shape) if layout == CHANNELS else members * noise
+            return drawn
+        noise = torch.ones(members.shape, dtype=members.dtype, device=members.device)
+        return noise.index_copy_(member_dim, self.dropping, drawn)
 
-    def _keep_on_cpu(self, keys: torch.Tensor, sample_shape: tuple[int, ...], member_dim: int) -> torch.Tensor:
-        """Each dropping member's keep mask for its sample (its key in `keys`), stacked along
-        `member_dim`: kept where a 32-bit word of its (key, call) stream is at or above the
-        member's threshold, as the hashed masks are."""
-        calls, size = int(self.calls), math.prod(sample_shape)
-        masks = []
-        for key, threshold in zip(keys.tolist(), self.threshold[self.dropping].tolist()):
-            words = np.random.PCG64([key, calls]).random_raw((size + 1) // 2).view(np.uint32)[:size]
-            masks.append(torch.from_numpy(words.reshape(sample_shape) >= threshold))
-        return torch.stack(masks, dim=member_dim)
+    def _drawn_noise(self, keys: torch.Tensor, members: torch.Tensor, member_dim: int, layout: str) -> list[torch.Tensor]:
+        """Each dropping member's noise (its key in `keys`) for its slice of `members`: kept where
+        the i-th 16-bit word of its (key, call) stream is at or above the top 16 bits of its
+        threshold, for the i-th element in channels-last order in the channels layout (the order
+        the CPU keeps those activations in, so the multiply walks both in step), else in order."""
+        calls = int(self.calls)
+        noise = []
+        for key, k in zip(keys.tolist(), self.dropping_members):
+            own = members.select(member_dim, k)
+            shape = own.shape
+            words = np.random.SFC64([key, calls]).random_raw((math.prod(shape) + 3) // 4).view(np.uint16)[: math.prod(shape)]
+            keep = torch.from_numpy(words >= int(self.threshold[k]) >> 16)
+            keep = keep.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1) if layout == CHANNELS else keep.view(shape)
+            noise.append(torch.empty_like(own).copy_(keep).mul_(float(self.scale[k])))
+        return noise
+
+
+class _ScaleMembers(torch.autograd.Function):
+    """`members` with the slices at `index` along `dim` multiplied in place of a copy by their
+    noise (their dropout), the other members' passed through, and the same for the gradient: one
+    full-size copy each way, where multiplying every member by noise that is mostly ones reads
+    and writes four times."""
+
+    @staticmethod
+    def forward(ctx, members: torch.Tensor, index: list[int], dim: int, *noise: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(*noise)
+        ctx.index, ctx.dim = index, dim
+        return _scale_slices(members, noise, index, dim)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        noise = ctx.saved_tensors
+        return (_scale_slices(grad, noise, ctx.index, ctx.dim), None, None, *[None] * len(noise))
+
+
+def _scale_slices(tensor: torch.Tensor, noise: Sequence[torch.Tensor], index: list[int], dim: int) -> torch.Tensor:
+    scaled = tensor.clone()
+    for k, member_noise in zip(index, noise):
+        scaled.select(dim, k).mul_(member_noise)
+    return scaled
 
 
 class FusedShared(_NoMemberState, nn.Module):

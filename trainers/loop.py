@@ -28,12 +28,14 @@ from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
 from trainers.fused import draw_as_rank, fused_cross_entropy
 from trainers.graphs import StepGraphs, can_capture, eager
+from trainers.host_memory import keep_freed_memory
 from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "val_loss_se")
 SHUFFLE_STREAM, AUGMENT_STREAM = 0, 1
 DEVICE_MEMORY_SHARE = 0.5
+EVAL_SAMPLES = 1024  # samples in one evaluation batch
 
 
 class TrainingDiverged(ValueError):
@@ -187,15 +189,24 @@ def batches(
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
+def evaluation_batch(members: int, device: torch.device) -> int:
+    """Each member's samples in one evaluation batch: on the CPU 1024 across all the members, as
+    many as a solo run evaluates at once (a larger fused batch is no faster per sample there, and
+    its activations outgrow what malloc keeps for reuse, see `trainers.host_memory`); elsewhere
+    1024 each, since fewer and larger batches launch fewer kernels."""
+    return max(1, EVAL_SAMPLES // members) if device.type == "cpu" else EVAL_SAMPLES
+
+
 @torch.no_grad()
 def predict_array(
-    module: nn.Module, data: ArrayData, device: torch.device, precision: str = "fp32", batch_size: int = 1024
+    module: nn.Module, data: ArrayData, device: torch.device, precision: str = "fp32", batch_size: int | None = None
 ) -> torch.Tensor:
-    """Every member's logits for every sample of its split, `(K, N, classes)`, in eval mode, float32 on the device."""
+    """Every member's logits for every sample of its split, `(K, N, classes)`, in eval mode, float32
+    on the device; `batch_size` samples of each member at a time (default: `evaluation_batch`)."""
     module.eval()
     order = torch.arange(data.size).expand(data.members, -1)
     outputs = []
-    for x, _ in batches(data, order, batch_size, device):
+    for x, _ in batches(data, order, batch_size or evaluation_batch(data.members, device), device):
         with autocast(device, precision):
             outputs.append(module(x).float())
     return torch.cat(outputs, dim=1) if outputs else torch.zeros(data.members, 0, device=device)
@@ -213,7 +224,7 @@ def evaluate_array(module: nn.Module, data: ArrayData, device: torch.device, pre
     return torch.stack([losses.mean(dim=1), accuracy, spread], dim=1)
 
 
-def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
+def predict(model: nn.Module, split: Split, device: torch.device, precision: str = "fp32", batch_size: int = EVAL_SAMPLES) -> torch.Tensor:
     """Logits of a plain network for every sample of `split`, in eval mode, as float32 on the device."""
     return predict_array(OneMember(model), ArrayData([split], "test"), device, precision, batch_size)[0]
 
@@ -436,6 +447,8 @@ def fit_array(
     train, val = ArrayData([m.train for m in members], "train"), ArrayData([m.val for m in members], "validation")
     device = canonical_device(device or train.x.device)
     amp = Precision(device, precision)
+    if device.type == "cpu":
+        keep_freed_memory()  # every step allocates and frees the same buffers: keep them rather than fault them in again
     state = _Members.start(members)
     # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
     # train on one sample, and every rank must take part in every step.
