@@ -179,8 +179,9 @@ class FusedDropout(_NoMemberState, nn.Module):
     call count (numpy's raw words: a sixth of the time of `torch.rand` with a seeded generator),
     so there its rate is resolved to 1/65536. Under DDP each rank mixes its `rank` into the keys
     (rank 0 keeps them as they are), so ranks draw different masks for their different samples.
-    Members that drop nothing are passed through: only the dropping members' slices are
-    multiplied, forward and backward (`_ScaleMembers`).
+    On the CPU the members that drop nothing are passed through and only the dropping members'
+    slices are multiplied, forward and backward (`_ScaleMembers`); on CUDA every member is
+    multiplied by its noise (ones for those), as this code ran when it was last run on a GPU.
     """
 
     layout = ANY
@@ -251,10 +252,10 @@ class FusedDropout(_NoMemberState, nn.Module):
 
 
 class _ScaleMembers(torch.autograd.Function):
-    """`members` with the slices at `index` along `dim` multiplied in place of a copy by their
-    noise (their dropout), the other members' passed through, and the same for the gradient: one
-    full-size copy each way, where multiplying every member by noise that is mostly ones reads
-    and writes four times."""
+    """A copy of `members` whose slices at `index` along `dim` are multiplied by their noise (their
+    dropout) and whose other members pass through, and the same for the gradient: one full-size
+    copy each way, where multiplying every member by noise that is mostly ones reads and writes
+    the whole array four times."""
 
     @staticmethod
     def forward(ctx, members: torch.Tensor, index: list[int], dim: int, *noise: torch.Tensor) -> torch.Tensor:
