@@ -1,15 +1,19 @@
 """How many members of a fused array fit on a device: an estimate from the network's parameter
-count and activation sizes, both read from a pass over shapes alone (the meta device), so
-nothing is allocated to find out."""
+count and activation sizes, read from the network built on the meta device (and, for networks
+`fuse` does not take, a pass over shapes there), so nothing is allocated to find out."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.modules.utils import _pair
 
+from trainers.fused import fusible
 from trainers.models import build_model
 
 # Per parameter: weights, gradient, up to two optimizer moments, the best epoch's copy and a
@@ -23,17 +27,70 @@ def member_bytes(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes:
     """Bytes one member of an array of `spec` networks needs while training on batches of `batch_size`."""
     with torch.device("meta"):
         model = build_model(spec, input_shape, n_classes)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    per_sample = layer_outputs(model, input_shape)
+    if per_sample is None:
         outputs = []
         hooks = [
             module.register_forward_hook(lambda _module, _inputs, output: outputs.append(output.numel()))
             for module in model.modules()
             if not list(module.children())
         ]
-        model(torch.empty(batch_size, *input_shape))
-    for hook in hooks:
-        hook.remove()
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    return 4 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * sum(outputs))
+        with torch.device("meta"):
+            model(torch.empty(batch_size, *input_shape))
+        for hook in hooks:
+            hook.remove()
+        activations = sum(outputs)
+    else:
+        activations = batch_size * sum(per_sample)
+    return 4 * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * activations)
+
+
+def layer_outputs(model: nn.Module, input_shape: Sequence[int]) -> list[int] | None:
+    """The elements each layer of a network that `fuse` takes puts out per sample, from the
+    layers' shape rules (PyTorch's documented ones); None for any other network, whose sizes
+    a pass over shapes on the meta device reads instead. No tensor operation runs: on the meta
+    device the first one imports torch._dynamo for its Python shape rules (1.2 s a process on
+    the 2-core CPU), which a training of a fused network never needs otherwise."""
+    if not fusible(model):
+        return None
+    shape, sizes = tuple(input_shape), []
+    for layer in model.net:
+        if isinstance(layer, nn.Conv2d):
+            shape = (layer.out_channels, *_conv_size(layer, shape[1:]))
+        elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            shape = (shape[0], *_pool_size(layer, shape[1:]))
+        elif isinstance(layer, nn.Linear):
+            shape = (*shape[:-1], layer.out_features)
+        elif isinstance(layer, nn.Flatten):
+            shape = (math.prod(shape),)
+        sizes.append(math.prod(shape))  # batch norm, activations and dropout keep the shape
+    return sizes
+
+
+def _conv_size(conv: nn.Conv2d, size: Sequence[int]) -> list[int]:
+    if conv.padding == "same":
+        return list(size)
+    padding = (0, 0) if conv.padding == "valid" else conv.padding
+    return [
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, conv.kernel_size, conv.stride, padding, conv.dilation)
+    ]
+
+
+def _pool_size(pool: nn.MaxPool2d | nn.AvgPool2d, size: Sequence[int]) -> list[int]:
+    """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside the input or its left padding."""
+    kernel, padding = _pair(pool.kernel_size), _pair(pool.padding)
+    stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    dilation = _pair(getattr(pool, "dilation", 1))
+    out = []
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        length = (span + (s - 1 if pool.ceil_mode else 0)) // s + 1
+        if pool.ceil_mode and (length - 1) * s >= n + p:
+            length -= 1
+        out.append(length)
+    return out
 
 
 def device_memory(device: torch.device) -> int | None:

@@ -15,7 +15,7 @@ the network converts only where consecutive layers want different layouts.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,8 +53,6 @@ class FusedConv2d(nn.Module):
     def __init__(self, convs: Sequence[nn.Conv2d]) -> None:
         super().__init__()
         first = convs[0]
-        if first.padding_mode != "zeros":
-            raise ValueError(f"Cannot fuse {first!r}: only zero padding fuses.")
         self.members, self.groups = len(convs), first.groups * len(convs)
         self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
         self.weight = nn.Parameter(torch.cat([conv.weight.detach() for conv in convs]))
@@ -361,22 +359,30 @@ def _same(modules: Sequence[nn.Module], where: str) -> None:
             raise ValueError(f"Cannot fuse: member {k} has {module!r} at {where} where member 0 has {first!r}.")
 
 
+def _fused_form(first: nn.Module, where: str) -> Callable[[Sequence[nn.Module]], nn.Module]:
+    """How layers like `first` fuse, or a ValueError saying they do not: read from the layer's
+    type and settings alone, so asking runs no tensor operation."""
+    if isinstance(first, nn.Conv2d):
+        if first.padding_mode != "zeros":
+            raise ValueError(f"Cannot fuse {first!r} at {where}: only zero padding fuses.")
+        return FusedConv2d
+    if isinstance(first, nn.Linear):
+        return FusedLinear
+    if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        kind = FusedBatchNorm2d if isinstance(first, nn.BatchNorm2d) else FusedBatchNorm1d
+        return lambda modules: _fused_batch_norm(modules, kind)
+    if isinstance(first, ACTIVATION_TYPES):
+        return lambda modules: FusedShared(modules[0], ANY)
+    if isinstance(first, (nn.MaxPool2d, nn.AvgPool2d)):
+        return lambda modules: FusedShared(modules[0], CHANNELS)
+    if isinstance(first, nn.Flatten) and first.start_dim == 1 and first.end_dim == -1:
+        return lambda modules: FusedFlatten()
+    raise ValueError(f"Cannot fuse {first!r} at {where}: no fused form of this layer.")
+
+
 def _fuse_layer(modules: Sequence[nn.Module], where: str) -> nn.Module:
     _same(modules, where)
-    first = modules[0]
-    if isinstance(first, nn.Conv2d):
-        return FusedConv2d(modules)
-    if isinstance(first, nn.Linear):
-        return FusedLinear(modules)
-    if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return _fused_batch_norm(modules, FusedBatchNorm2d if isinstance(first, nn.BatchNorm2d) else FusedBatchNorm1d)
-    if isinstance(first, ACTIVATION_TYPES):
-        return FusedShared(first, ANY)
-    if isinstance(first, (nn.MaxPool2d, nn.AvgPool2d)):
-        return FusedShared(first, CHANNELS)
-    if isinstance(first, nn.Flatten) and first.start_dim == 1 and first.end_dim == -1:
-        return FusedFlatten()
-    raise ValueError(f"Cannot fuse {first!r} at {where}: no fused form of this layer.")
+    return _fused_form(modules[0], where)(modules)
 
 
 def fuse(models: Sequence[nn.Module], seeds: Sequence[int]) -> FusedNet:
@@ -413,11 +419,14 @@ def fuse(models: Sequence[nn.Module], seeds: Sequence[int]) -> FusedNet:
 def fusible(model: nn.Module) -> bool:
     """Whether `fuse` takes networks like `model`: layers in a `net` nn.Sequential, each a Conv2d
     (zero padding), Linear, BatchNorm, ReLU-family activation, pooling, Flatten or Dropout, as the
-    built-in CNN and MLP are. Build it on the meta device to ask without allocating."""
+    built-in CNN and MLP are. Asked of the layers' types and settings, so a network built on the
+    meta device answers without allocating or computing anything."""
     if not isinstance(getattr(model, "net", None), nn.Sequential):
         return False
     try:
-        fuse([model], [0])
+        for position, layer in enumerate(model.net):
+            if not isinstance(layer, nn.Dropout):
+                _fused_form(layer, f"net.{position}")
     except ValueError:
         return False
     return True
