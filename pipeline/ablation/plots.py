@@ -56,7 +56,10 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
         accuracy_axis.legend(fontsize=7, loc="lower right")
     for axis in axes[-1]:
         axis.set_xlabel("epoch")
-    figure.tight_layout()
+    # Margins in inches for the labels the panels carry, set by hand: tight_layout measured
+    # every tick label of the 18 panels, the half of this figure's 1.7 s on the 2-core CPU.
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height, wspace=0.28, hspace=0.3 / 2.5)
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path

@@ -1,0 +1,31 @@
+"""scikit-learn baselines: scores on the data they are given, fitted with one BLAS/OpenMP thread."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_info
+
+from trainers.baselines import sklearn_baselines
+
+
+def test_baselines_score_the_test_split_and_fit_with_one_thread_per_pool(monkeypatch):
+    threads_seen = []
+    for model in (LogisticRegression, KNeighborsClassifier):
+        fit = model.fit
+
+        def watched(self, *args, _fit=fit, **kwargs):
+            threads_seen.append({pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()})
+            return _fit(self, *args, **kwargs)
+
+        monkeypatch.setattr(model, "fit", watched)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).reshape(-1, 1, 8, 8)  # images, as the ablation hands them over
+    scores = sklearn_baselines(x[:1000], y[:1000], x[1000:1300], y[1000:1300])
+    assert set(scores) == {"logistic regression", "SVM (RBF)", "random forest", "k-nearest neighbours"}
+    knn = KNeighborsClassifier(n_neighbors=5).fit(x[:1000].reshape(1000, -1), y[:1000])
+    assert scores["k-nearest neighbours"]["test_accuracy"] == pytest.approx(np.mean(knn.predict(x[1000:1300].reshape(300, -1)) == y[1000:1300]))
+    assert all(0.85 < s["test_accuracy"] <= 1 and s["seconds"] > 0 for s in scores.values())
+    baselines_seen = threads_seen[:2]  # the third is this test's own k-nearest neighbours, fitted outside
+    assert all(set(seen.values()) == {1} for seen in baselines_seen)
