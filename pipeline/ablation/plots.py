@@ -8,6 +8,8 @@ from typing import Any
 
 from pipeline.ablation.stats import missing
 
+ROW_INCHES = 2.8  # the learning curves' height per factor
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -37,7 +39,7 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     from the lowest to the highest seed."""
     plt = _pyplot()
     rows = len(groups)
-    figure, axes = plt.subplots(rows, 3, figsize=(13, 2.8 * rows), squeeze=False, sharex=True)
+    figure, axes = plt.subplots(rows, 3, figsize=(13, ROW_INCHES * rows), squeeze=False, sharex=True)
     for (title, variants), (accuracy_axis, loss_axis, rate_axis) in zip(groups.items(), axes):
         for index, (label, histories) in enumerate(variants.items()):
             color = f"C{index}"
@@ -57,9 +59,12 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     for axis in axes[-1]:
         axis.set_xlabel("epoch")
     # Margins in inches for the labels the panels carry, set by hand: tight_layout measured
-    # every tick label of the 18 panels, the half of this figure's 1.7 s on the 2-core CPU.
+    # every tick label of every panel, half of this figure's 1.7 s on the 2-core CPU.
     width, height = figure.get_size_inches()
-    figure.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.3 / height, wspace=0.28, hspace=0.3 / 2.5)
+    title = 0.3  # above each row, for its factor's name
+    figure.subplots_adjust(
+        left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - title / height, wspace=0.28, hspace=title / (ROW_INCHES - title)
+    )
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
