@@ -29,3 +29,18 @@ def test_baselines_score_the_test_split_and_fit_with_one_thread_per_pool(monkeyp
     assert all(0.85 < s["test_accuracy"] <= 1 and s["seconds"] > 0 for s in scores.values())
     baselines_seen = threads_seen[:2]  # the third is this test's own k-nearest neighbours, fitted outside
     assert all(set(seen.values()) == {1} for seen in baselines_seen)
+
+
+def test_logistic_regression_standardizes_so_the_feature_scale_does_not_change_its_score():
+    """Fitted on standardized features, logistic regression converges whatever the pixels' scale:
+    the same digits in 0..16 and in 0..1600 give the same test accuracy."""
+    x, y = load_digits(return_X_y=True)
+    x = x.reshape(-1, 1, 8, 8)
+    scores = [
+        sklearn_baselines(scale * x[:1000], y[:1000], scale * x[1000:1300], y[1000:1300])["logistic regression"]["test_accuracy"]
+        for scale in (1.0, 100.0)
+    ]
+    train, test = x[:1000].reshape(1000, -1), x[1000:1300].reshape(300, -1)
+    mean, std = train.mean(axis=0), np.where(train.std(axis=0) > 0, train.std(axis=0), 1)  # StandardScaler's rule
+    expected = LogisticRegression(max_iter=2000).fit((train - mean) / std, y[:1000])
+    assert scores[0] == scores[1] == pytest.approx(np.mean(expected.predict((test - mean) / std) == y[1000:1300]))

@@ -14,16 +14,22 @@ def sklearn_baselines(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, seed: int = 0
 ) -> dict[str, dict[str, float]]:
     """Test accuracy and fit seconds of logistic regression, an RBF SVM, a random forest and
-    k-nearest neighbours, fitted on flattened features."""
+    k-nearest neighbours, fitted on flattened features.
+
+    Logistic regression standardizes its features first (fitted on the training split), as
+    scikit-learn advises for its lbfgs solver: on unscaled, augmented digits it took 1,674
+    iterations and 1.2 s (2.5 s on a GPU machine's host) instead of 67 iterations and 0.06 s."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     from threadpoolctl import threadpool_limits
 
     models = {
-        "logistic regression": LogisticRegression(max_iter=2000),
+        "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "SVM (RBF)": SVC(),
         "random forest": RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=-1),
         "k-nearest neighbours": KNeighborsClassifier(n_neighbors=5),
