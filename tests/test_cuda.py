@@ -105,8 +105,9 @@ def fused_digits_training(cuda_graphs: bool):
         Member(train, val, epochs, seed=k, label_smoothing=smoothing, schedule={"type": "cosine"})
         for k, (epochs, smoothing) in enumerate([(4, 0.0), (2, 0.1), (4, 0.0)])
     ]
+    initial = [{name: value.clone() for name, value in array.member_state_dict(k).items()} for k in range(3)]
     results = fit_array(array, members, batch_size=64, cuda_graphs=cuda_graphs, progress=False)
-    return results, [array.member_state_dict(k) for k in range(3)]
+    return results, initial, [array.member_state_dict(k) for k in range(3)]
 
 
 def test_cuda_graphs_replay_the_fused_step_with_the_eager_steps_results():
@@ -115,11 +116,14 @@ def test_cuda_graphs_replay_the_fused_step_with_the_eager_steps_results():
 
     Not bit for bit: cuDNN may choose other algorithms under capture, and some CUDA kernels sum
     in no fixed order (on an H100 the first epoch's training loss differed by 2e-5, relative).
+    Adam turns such differences in tiny gradients into whole steps, so after 88 steps the weights
+    differ by about 1e-3 of their norm (1.2e-3 on an H100): they are compared with how far
+    training moved them, which a replay of the wrong batch or member would not stay far under.
     """
     torch.manual_seed(0)
-    graphed, graphed_weights = fused_digits_training(cuda_graphs=True)
+    graphed, initial_weights, graphed_weights = fused_digits_training(cuda_graphs=True)
     torch.manual_seed(0)
-    plain, plain_weights = fused_digits_training(cuda_graphs=False)
+    plain, _, plain_weights = fused_digits_training(cuda_graphs=False)
     steps_per_epoch = -(-1400 // 64)  # 21 full batches and one of 56
     assert plain[0].graph_replays == 0
     # Every step but two eager warm-ups of each kind: full and last batch, before and after member 1 stops.
@@ -132,11 +136,12 @@ def test_cuda_graphs_replay_the_fused_step_with_the_eager_steps_results():
                 assert a[column] == pytest.approx(b[column], rel=1e-3), column
             for column in ("train_accuracy", "val_accuracy"):
                 assert a[column] == pytest.approx(b[column], abs=0.01), column
-    for ours, theirs in zip(graphed_weights, plain_weights, strict=True):
+    for ours, theirs, initial in zip(graphed_weights, plain_weights, initial_weights, strict=True):
         for name in theirs:
             if theirs[name].is_floating_point():
-                difference = (ours[name] - theirs[name]).norm() / theirs[name].norm().clamp_min(1e-12)
-                assert difference <= 1e-3, name
+                moved = (theirs[name] - initial[name]).norm()
+                assert moved > 0, name
+                assert (ours[name] - theirs[name]).norm() <= 0.05 * moved, name
             else:
                 assert torch.equal(ours[name], theirs[name]), name  # BatchNorm's batch counts
 
