@@ -1,12 +1,15 @@
-"""The default ablation fused and one training at a time, in one process.
+"""The default ablation fused and one training at a time, in one process; and what its five
+seeds fused cost against the three seeds it ran one at a time before fusion.
 
-Both start from an empty cache of their own (the data stages, a fraction of a second, are
-built by each), run the same 50 trainings (10 variants x 5 seeds on digits) and write their
-reports. A round runs both, in turns (one at a time first in odd rounds, fused first in even
-ones), so that drift in the machine's speed hits both alike: on the shared 2-core CPU the
-same ablation has taken anywhere from 114 s to 133 s. Prints each round's wall times and
-ratio, the largest difference in a variant's mean test accuracy between the two modes, and
-last `fused_speedup=<median over rounds of one at a time / fused>`.
+Each run starts from an empty cache of its own (the data stages, a fraction of a second, are
+built by each) and writes its report. A round runs three: the default's 50 trainings (10
+variants x 5 seeds on digits) one at a time, the same 50 fused, and the 30 trainings of the
+default before fusion (seeds 0, 1, 2, one at a time). Rounds take turns at which goes first,
+so that drift in the machine's speed hits all alike: on the shared 2-core CPU the same
+ablation has taken anywhere from 114 s to 133 s. Prints each round's wall times and ratios,
+the largest difference in a variant's mean test accuracy between fused and one at a time,
+`five_seeds_fused_over_three_alone=<median over rounds>` (at most 1: the extra seeds cost no
+wall time), and last `fused_speedup=<median over rounds of one at a time / fused>`.
 
     python benchmarks/bench_ablation.py [--device auto] [--rounds 3]
 """
@@ -28,12 +31,20 @@ from pipeline.ablation.execute import run_ablation
 from trainers import resolve_device
 
 
-def timed(fuse: bool, device: str, tmp: Path) -> tuple[float, dict]:
+RUNS = {  # name: (fused, seeds); None keeps the default's seeds
+    "alone": (False, None),
+    "fused": (True, None),
+    "three alone": (False, [0, 1, 2]),  # the default before fusion
+}
+
+
+def timed(name: str, device: str, tmp: Path) -> tuple[float, dict]:
+    fuse, seeds = RUNS[name]
     tree = copy.deepcopy(DEFAULT_ABLATION)
-    design = AblationConfig(**tree.pop("ablation"))
-    name = "fused" if fuse else "alone"
+    design = AblationConfig(**{**tree.pop("ablation"), **({"seeds": seeds} if seeds else {})})
+    folder = name.replace(" ", "-")
     started = time.perf_counter()
-    summary = run_ablation(tree, [f"train.device={device}"], design, tmp / name, tmp / f"cache-{name}", progress=False, fuse=fuse)
+    summary = run_ablation(tree, [f"train.device={device}"], design, tmp / folder, tmp / f"cache-{folder}", progress=False, fuse=fuse)
     return time.perf_counter() - started, summary
 
 
@@ -43,23 +54,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     device = str(resolve_device(args.device))
-    ratios, gaps = [], []
+    ratios, seed_costs, gaps = [], [], []
     print(f"device: {device}, threads {torch.get_num_threads()}")
+    names = list(RUNS)
     for round_number in range(1, args.rounds + 1):
-        order = (False, True) if round_number % 2 else (True, False)
+        shift = (round_number - 1) % len(names)
         with tempfile.TemporaryDirectory() as tmp:
-            runs = {fuse: timed(fuse, device, Path(tmp)) for fuse in order}
-        (alone_seconds, alone), (fused_seconds, fused) = runs[False], runs[True]
+            runs = {name: timed(name, device, Path(tmp)) for name in names[shift:] + names[:shift]}
+        (alone_seconds, alone), (fused_seconds, fused), (three_seconds, _) = (runs[name] for name in RUNS)
         gaps.append(
             max(abs(a["test_accuracy"]["mean"] - b["test_accuracy"]["mean"]) for a, b in zip(alone["variants"], fused["variants"], strict=True))
         )
         ratios.append(alone_seconds / fused_seconds)
+        seed_costs.append(fused_seconds / three_seconds)
         trainings = sum(alone["stages"]["train"].values())
-        print(f"round {round_number}: {trainings} trainings, one at a time {alone_seconds:.1f} s, fused {fused_seconds:.1f} s, ratio {ratios[-1]:.2f}", flush=True)
+        print(
+            f"round {round_number}: {trainings} trainings one at a time {alone_seconds:.1f} s, fused {fused_seconds:.1f} s "
+            f"(ratio {ratios[-1]:.2f}); 3 seeds one at a time {three_seconds:.1f} s (fused 5 seeds / that: {seed_costs[-1]:.2f})",
+            flush=True,
+        )
     print(f"largest difference in a variant's mean test accuracy: {max(gaps) * 100:.2f} points")
     print(f"ratio over rounds: min {min(ratios):.2f}, max {max(ratios):.2f}")
+    print(f"five_seeds_fused_over_three_alone={statistics.median(seed_costs):.2f}")
     print(f"fused_speedup={statistics.median(ratios):.2f}")
-
 
 if __name__ == "__main__":
     main()
