@@ -29,7 +29,7 @@ def sklearn_baselines(
     from threadpoolctl import threadpool_limits
 
     models = {
-        "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        "logistic regression (standardized)": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "SVM (RBF)": SVC(),
         "random forest": RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=-1),
         "k-nearest neighbours": KNeighborsClassifier(n_neighbors=5),
