@@ -169,11 +169,14 @@ def collect_garbage(
     store: CacheStore, max_size: int | None = None, older_than: float | None = None, keep_last: int | None = None
 ) -> GcReport:
     """Remove the entries and checkpoints the policies select, then the lock files that no
-    longer guard anything (no entry, no checkpoint, no holder; with `older_than`, only older
-    ones). A process that was waiting on a removed lock file notices and takes a new one
-    (filelock >= 4), so removing them never lets two processes build one key."""
+    longer guard anything (no entry, no checkpoint, no holder; with `older_than`, only those
+    older than that when this gc began, or whose entry or checkpoint it removed: taking a lock
+    may touch its file, so this gc's own locking must not make a lock look new). A process
+    that was waiting on a removed lock file notices and takes a new one (filelock >= 4), so
+    removing them never lets two processes build one key."""
     report = GcReport()
     now = time.time()
+    lock_ages = {path: now - path.stat().st_mtime for path in store.lock_files()}
     for item in select_for_gc(store.entries() + store.checkpoints(), max_size, older_than, keep_last, now):
         with _unless_held(store, item.stage, item.key) as free:
             if not free:
@@ -185,9 +188,11 @@ def collect_garbage(
                 item.path.unlink(missing_ok=True)
             report.removed.append(item)
     guarded = {(e.stage, e.key) for e in store.entries() + store.checkpoints()}
+    emptied = {(item.stage, item.key) for item in report.removed}
     for path in store.lock_files():
         stage, key = path.parent.name, path.name.removesuffix(".lock")
-        if (stage, key) in guarded or (older_than is not None and now - path.stat().st_mtime <= older_than):
+        recent = older_than is not None and lock_ages.get(path, 0.0) <= older_than  # a lock file new since gc began: age 0
+        if (stage, key) in guarded or (recent and (stage, key) not in emptied):
             continue
         with _unless_held(store, stage, key) as free:
             if free:

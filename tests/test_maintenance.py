@@ -103,6 +103,24 @@ def test_gc_removes_left_over_checkpoints_and_locks_but_not_what_a_process_holds
     assert [p.name for p in store.lock_files()] == ["b" * 64 + ".lock"]
 
 
+def test_gc_by_age_removes_the_lock_of_what_it_removed_though_its_own_locking_made_it_new(dirs):
+    """gc takes each key's lock before removing what it guards; that creates a missing lock file
+    (and filelock 3.x truncates an existing one), so the file is newer than `older_than` by then.
+    It guarded only what gc removed, so it goes too; an unrelated new lock file stays."""
+    store = CacheStore(dirs["cache_dir"])
+    checkpoint = store.checkpoint_path("train", "a" * 64)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"x" * 1000)
+    hour_ago = time.time() - 3600
+    os.utime(checkpoint, (hour_ago, hour_ago))
+    fresh = store.lock("train", "f" * 64)  # a process is about to look this key up
+    fresh.acquire()
+    fresh.release()
+    report = collect_garbage(store, older_than=60)
+    assert [item.key for item in report.removed] == ["a" * 64] and report.locks_removed == 1
+    assert [p.name for p in store.lock_files()] == ["f" * 64 + ".lock"]
+
+
 def test_gc_by_age_and_size_removes_least_recently_used_first(dirs):
     run(dirs)
     store = CacheStore(dirs["cache_dir"])
