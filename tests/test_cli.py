@@ -37,20 +37,21 @@ def test_json_prints_the_record_summary_and_nothing_else(tmp_path):
     assert summary["model"] == record["model"] and summary["model"]["parameters"] > 0
 
 
-def test_options_and_overrides_go_anywhere_after_the_command(tmp_path):
-    first = cli("run", "--quiet", "train.epochs=3", "--cache-dir", "c", "model.channels=[8]", "--runs-dir", "r", "model.hidden=[16]", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_options_and_overrides_go_anywhere_after_the_command(tmp_path, monkeypatch, capsys):
+    """The parser's job, so in this process (the `python -m pipeline` entry has tests of its own)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--quiet", "train.epochs=3", "--cache-dir", "c", "model.channels=[8]", "--runs-dir", "r", "model.hidden=[16]"]) == 0
     (record,) = (tmp_path / "r").glob("*/run.json")
     config = json.loads(record.read_text())["config"]
     assert config["train"]["epochs"] == 3 and config["model"]["channels"] == [8] and config["model"]["hidden"] == [16]
+    capsys.readouterr()
     for args in (["cache", "verify", "--cache-dir", "c"], ["cache", "--cache-dir", "c", "verify"], ["cache", "ls", "--cache-dir", "c"]):
-        done = cli(*args, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        assert "4 entries" in done.stdout
-    wrong = cli("cache", "verify", "--cache-dri", "c", cwd=tmp_path)
-    assert wrong.returncode == 2 and "unrecognized arguments: --cache-dri" in wrong.stderr
-    stray = cli("cache", "ls", "train.epochs=3", cwd=tmp_path)
-    assert stray.returncode == 2 and "unrecognized arguments: train.epochs=3" in stray.stderr
+        assert main(args) == 0
+        assert "4 entries" in capsys.readouterr().out
+    for args, unrecognized in ((["cache", "verify", "--cache-dri", "c"], "--cache-dri"), (["cache", "ls", "train.epochs=3"], "train.epochs=3")):
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 2 and f"unrecognized arguments: {unrecognized}" in capsys.readouterr().err
 
 
 def test_data_warnings_are_one_line_kept_in_the_record_and_shown_again_on_a_hit(tmp_path):
@@ -88,18 +89,19 @@ def test_cache_dir_from_environment(tmp_path):
         (["show-config", "--config", "missing.yaml"], "missing.yaml"),
     ],
 )
-def test_bad_config_exits_2_and_writes_nothing(tmp_path, args, message):
-    done = cli(*args, cwd=tmp_path)
-    assert done.returncode == 2
-    assert message in done.stderr
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_show_config_resolves_file_and_overrides(tmp_path):
+def test_show_config_resolves_file_and_overrides(tmp_path, monkeypatch, capsys):
     (tmp_path / "my.yaml").write_text("train: {epochs: 9}\n")
-    done = cli("show-config", "--config", "my.yaml", "model.dropout=0.25", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "epochs: 9" in done.stdout and "dropout: 0.25" in done.stdout
+    monkeypatch.chdir(tmp_path)
+    assert main(["show-config", "--config", "my.yaml", "model.dropout=0.25"]) == 0
+    shown = capsys.readouterr().out
+    assert "epochs: 9" in shown and "dropout: 0.25" in shown
 
 
 @pytest.mark.slow

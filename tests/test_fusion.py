@@ -12,6 +12,7 @@ from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import plan_tasks, run_ablation
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.tasks import task_config
+from pipeline.cli import main
 from pipeline.runner import run_pipeline
 
 BASE = {"train": {"epochs": 3, "device": "cpu"}, "model": {"channels": [8], "hidden": [16]}}
@@ -128,15 +129,17 @@ def test_a_killed_fused_ablation_resumes_to_the_same_results(tmp_path):
          r"variant 'model.hidden=\[1000000000000\]' \(seed 0\) cannot run.*parameters\) needs about [\d,.]+ GiB to train"),
     ],
 )
-def test_a_variant_that_cannot_run_stops_the_ablation_before_anything_trains(tmp_path, factor, message):
+def test_a_variant_that_cannot_run_stops_the_ablation_before_anything_trains(tmp_path, monkeypatch, capsys, factor, message):
     import re
 
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "table.yaml").write_text(
         "data: {source: 'sklearn:wine'}\naugment: {mode: none}\nmodel: {type: mlp, hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
         f"ablation:\n  seeds: [0, 1]\n  factors:\n    {factor}\n"
     )
-    done = cli("ablate", "--config", "table.yaml", "--out", "out", "--cache-dir", "c", "--quiet", cwd=tmp_path)
-    assert done.returncode == 2 and re.search(message, done.stderr), done.stderr
+    assert main(["ablate", "--config", "table.yaml", "--out", "out", "--cache-dir", "c", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert re.search(message, error), error
     assert not (tmp_path / "c" / "train").exists() or not list((tmp_path / "c" / "train").glob("*/meta.json"))
     assert not (tmp_path / "out").exists()
 
