@@ -78,5 +78,6 @@ def main() -> None:
     print(f"five_seeds_fused_over_three_alone={statistics.median(seed_costs):.2f}")
     print(f"fused_speedup={statistics.median(ratios):.2f}")
 
+
 if __name__ == "__main__":
     main()

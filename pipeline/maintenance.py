@@ -176,7 +176,7 @@ def collect_garbage(
     removing them never lets two processes build one key."""
     report = GcReport()
     now = time.time()
-    lock_ages = {path: now - path.stat().st_mtime for path in store.lock_files()}
+    lock_ages = {path: now - path.stat().st_mtime for path in store.lock_files()} if older_than is not None else {}
     for item in select_for_gc(store.entries() + store.checkpoints(), max_size, older_than, keep_last, now):
         with _unless_held(store, item.stage, item.key) as free:
             if not free:
