@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,9 +31,6 @@ from datasets.base import file_sha256
 
 log = logging.getLogger(__name__)
 
-# Fault injection for the reliability tests: SIGKILL this process in the middle of writing
-# an entry of the named stage (after its first array file, before the manifest and rename).
-KILL_DURING_WRITE = "GAINSPLIT_TEST_KILL_DURING_WRITE"
 META_FILE = "meta.json"
 LAST_USED_FILE = ".last_used"
 TEMP_PREFIX = ".tmp-"
@@ -326,8 +322,6 @@ class CacheStore:
                 path = temp / f"{name}.npy"
                 np.save(path, np.ascontiguousarray(array), allow_pickle=False)
                 files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-                if os.environ.get(KILL_DURING_WRITE) == stage:
-                    os.kill(os.getpid(), signal.SIGKILL)
             full_meta = {**meta, "stage": stage, "key": key, "created": time.time(), "files": files, "info": artifact.info}
             full_meta[MANIFEST_DIGEST] = manifest_digest(full_meta)
             (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")

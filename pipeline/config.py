@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import importlib
 import json
 import math
 from pathlib import Path
@@ -20,24 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 import trainers.registry
 from datasets import SourceOptions, parse_source
+from pipeline.plugins import import_plugins
 from pipeline.ablation.design import AblationConfig
 from transforms import build_recipe
 
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the CLI exits with status 2 on it."""
-
-
-def _import_plugins(plugins: list[str]) -> list[str]:
-    """Import each module named in a `plugins` list: importing registers its sources or models."""
-    for module in plugins:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
-        except Exception as exc:  # the plugin's own code failed (a syntax error, a bad decorator): say where
-            raise ValueError(f"plugin module {module!r} failed while importing: {exc.__class__.__name__}: {exc}") from None
-    return plugins
 
 
 def _no_booleans(value: Any, annotation: Any) -> Any:
@@ -95,7 +83,7 @@ class DataConfig(_Section):
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
 
-    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: _import_plugins(plugins)))
+    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: import_plugins(plugins)))
 
     @field_validator("source")
     @classmethod
@@ -162,7 +150,7 @@ class ModelConfig(_Section):
     sync_batch_norm: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
-    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: _import_plugins(plugins)))
+    _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: import_plugins(plugins)))
 
     @model_validator(mode="after")
     def _type_is_known_and_applies_what_is_set(self) -> "ModelConfig":

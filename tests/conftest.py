@@ -67,10 +67,12 @@ def dirs(tmp_path):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, cwd, env=None):
-    """`python -m pipeline ARGS` in a subprocess, with this checkout importable."""
+def cli(*args, cwd, env=None, fault=None):
+    """`python -m pipeline ARGS` in a subprocess, with this checkout importable; `fault` (e.g.
+    "kill-after-epoch=2") runs it through `inject_fault.py` instead."""
+    command = [sys.executable, str(ROOT / "tests" / "inject_fault.py"), fault] if fault else [sys.executable, "-m", "pipeline"]
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [*command, *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig, expand
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects
-from pipeline.ablation.execute import best_by_validation, collapsed_seeds, variant_diagnosis
+from pipeline.ablation.analysis import best_by_validation, collapsed_seeds, variant_diagnosis
 from pipeline.ablation.scores import METRICS
 from pipeline.ablation.stats import ACCURACY_RANGE, holm, json_safe, paired_p_value, summarize
 from trainers.diagnosis import diagnose
@@ -378,9 +378,10 @@ def test_tiny_ablation_end_to_end(tmp_path):
 
 
 def test_flips_count_the_samples_a_change_fixed_and_broke():
-    from pipeline.ablation.execute import flips
+    from pipeline.ablation.analysis import flips
+    from pipeline.ablation.plan import TrainingResult
 
-    results = [{"variant": v, "seed": s} for v in ("baseline", "x") for s in (0, 1)]
+    results = [TrainingResult(v, s, "", {}, {}) for v in ("baseline", "x") for s in (0, 1)]
     correct = [np.array(c, dtype=float) for c in ([1, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0])]
     # Seed 0: x fixed samples 1 and 2, broke 0; seed 1: fixed 2, broke none.
     assert flips(results, correct, "baseline") == {"x": {"fixed": 1.5, "broke": 0.5}}

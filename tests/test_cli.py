@@ -144,7 +144,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, device):
     whole = cli(*args, "--cache-dir", "whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
 
-    killed = cli(*args, "--cache-dir", "killed", cwd=tmp_path, env={"GAINSPLIT_TEST_KILL_AFTER_EPOCH": "2"})
+    killed = cli(*args, "--cache-dir", "killed", cwd=tmp_path, fault="kill-after-epoch=2")
     assert killed.returncode == -9
     (checkpoint,) = (tmp_path / "killed" / ".checkpoints" / "train").glob("*.pt")
     assert not list((tmp_path / "killed" / "train").glob("*/meta.json"))

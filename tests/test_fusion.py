@@ -9,9 +9,9 @@ import yaml
 import trainers.capacity
 from conftest import cli
 from pipeline.ablation.design import AblationConfig
-from pipeline.ablation.execute import plan_tasks, run_ablation
+from pipeline.ablation.execute import run_ablation
 from pipeline.ablation.fusion import fusion_units
-from pipeline.ablation.tasks import task_config
+from pipeline.ablation.plan import plan_ablation
 from pipeline.cli import main
 from pipeline.runner import run_pipeline
 
@@ -29,12 +29,12 @@ def test_runs_differing_only_in_member_settings_form_one_unit(tmp_path):
         "model.batch_norm": {"side": "model", "values": [False, True]},
         "optim.lr": {"side": "model", "values": [1e-3, 3e-3]},
     }
-    _, tasks = plan_tasks(BASE, [], AblationConfig(design="full", seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r")
+    tasks = plan_ablation(BASE, [], AblationConfig(design="full", seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r").tasks
     units = fusion_units(tasks, fuse=True)
     # Batch norm changes the network's layers: two arrays; data scaling, dropout, learning rate and seed do not.
     assert sorted(len(unit) for unit in units) == [16, 16]
     for unit in units:
-        assert len({task_config(task).model.batch_norm for task in unit}) == 1
+        assert len({task.config.model.batch_norm for task in unit}) == 1
     assert [len(unit) for unit in fusion_units(tasks, fuse=False)] == [1] * 32
     # A group larger than a unit is cut into near-equal units.
     assert [len(unit) for unit in fusion_units(tasks, fuse=True, max_members=5)] == [4, 4, 4, 4] * 2
@@ -45,12 +45,12 @@ def test_units_keep_the_runs_of_one_augmented_data_together(tmp_path, vary):
     factors = {"augment.mode": {"side": "data", "values": ["none", "offline"]}, **FUSIBLE}
     # Seeds that draw their own split and augmentation change the data, not its shapes.
     design = AblationConfig(design="full", seeds=[0, 1, 2], factors=factors, vary=vary)
-    _, tasks = plan_tasks(BASE, [], design, tmp_path / "c", tmp_path / "r")
+    tasks = plan_ablation(BASE, [], design, tmp_path / "c", tmp_path / "r").tasks
     # 12 runs read each augmented data (scale and dropout do not change it); units of 16 would
     # cut one of them in two, and its halves would train as two arrays.
     units = fusion_units(tasks, fuse=True, max_members=16)
     assert sorted(len(unit) for unit in units) == [12, 12]
-    assert all(len({task_config(task).augment.mode for task in unit}) == 1 for unit in units)
+    assert all(len({task.config.augment.mode for task in unit}) == 1 for unit in units)
     assert sorted(len(unit) for unit in fusion_units(tasks, fuse=True, max_members=30)) == [24]
 
 
@@ -69,8 +69,8 @@ def test_a_fused_ablation_caches_each_member_under_its_solo_key(tmp_path):
     key = lambda r: (r["config"]["scale"]["method"], r["config"]["model"]["dropout"], r["config"]["train"]["seed"])
     by_run = {key(r): r for r in records}
     # A later plain run of one variant finds the member's result in the cache.
-    _, tasks = plan_tasks(BASE, [], SMALL, tmp_path / "cache", tmp_path / "r")
-    config = task_config(next(t for t in tasks if t.variant == "scale.method=standard, model.dropout=0.3" and t.seed == 1))
+    tasks = plan_ablation(BASE, [], SMALL, tmp_path / "cache", tmp_path / "r").tasks
+    config = next(t for t in tasks if t.variant == "scale.method=standard, model.dropout=0.3" and t.seed == 1).config
     alone = run_pipeline(config, tmp_path / "cache", tmp_path / "runs", progress=False)
     assert [outcome.cache for outcome in alone.stages] == ["hit"] * 4
     assert alone.metrics == by_run[("standard", 0.3, 1)]["metrics"]
@@ -104,7 +104,7 @@ def test_a_killed_fused_ablation_resumes_to_the_same_results(tmp_path):
     whole = cli(*args, "--cache-dir", "whole", "--out", "whole-out", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
 
-    killed = cli(*args, "--cache-dir", "killed", "--out", "killed-out", cwd=tmp_path, env={"GAINSPLIT_TEST_KILL_AFTER_EPOCH": "2"})
+    killed = cli(*args, "--cache-dir", "killed", "--out", "killed-out", cwd=tmp_path, fault="kill-after-epoch=2")
     assert killed.returncode == -9
     (checkpoint,) = (tmp_path / "killed" / ".checkpoints" / "train").glob("array-*.pt")
     assert not list((tmp_path / "killed" / "train").glob("*/meta.json"))

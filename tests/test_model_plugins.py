@@ -9,7 +9,7 @@ import torch
 import trainers.registry
 from conftest import FAST, ROOT, cli
 from pipeline.ablation.design import AblationConfig
-from pipeline.ablation.execute import plan_tasks
+from pipeline.ablation.plan import plan_ablation
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.prepare import prepare
 from pipeline.cli import main
@@ -130,12 +130,12 @@ def test_which_models_fuse(plugin):
 def test_an_ablation_trains_runs_of_a_model_that_does_not_fuse_one_at_a_time(tmp_path, plugin):
     base = {"model": {"plugins": ["my_models"], "type": "tiny"}, "train": {"epochs": 2, "device": "cpu"}}
     factors = {"model.dropout": {"side": "model", "values": [0.0, 0.3]}}
-    _, tasks = plan_tasks(base, [], AblationConfig(seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r")
+    tasks = plan_ablation(base, [], AblationConfig(seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r").tasks
     prepared = prepare(tasks)
     assert prepared.solo == {(task.variant, task.seed) for task in tasks}
     assert [len(unit) for unit in fusion_units(tasks, fuse=True, solo=prepared.solo)] == [1, 1, 1, 1]
     chain = {"model": {"plugins": ["my_models"], "type": "chain"}, "train": {"epochs": 2, "device": "cpu"}}
-    _, tasks = plan_tasks(chain, [], AblationConfig(seeds=[0, 1], factors={"optim.lr": {"side": "model", "values": [1e-3, 2e-3]}}), tmp_path / "c", tmp_path / "r")
+    tasks = plan_ablation(chain, [], AblationConfig(seeds=[0, 1], factors={"optim.lr": {"side": "model", "values": [1e-3, 2e-3]}}), tmp_path / "c", tmp_path / "r").tasks
     assert prepare(tasks).solo == set()
 
 

@@ -10,7 +10,8 @@ import torch
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import run_ablation
 from pipeline.ablation.executors import claim_gpu, run_on_ray, wants_gpu
-from pipeline.ablation.tasks import Task
+from pipeline.ablation.plan import Task
+from pipeline.config import load_config
 
 SMALL = AblationConfig(
     design="full",
@@ -53,17 +54,17 @@ def test_without_ray_the_message_says_how_to_install(monkeypatch):
 def test_a_training_on_cuda_is_a_ray_task_holding_a_gpu(tmp_path):
     pytest.importorskip("ray")
     base = {"train": {"epochs": 3, "device": "cuda"}, "model": {"channels": [8], "hidden": [16]}}
-    task = Task("cuda", 0, base, (), str(tmp_path / "cache"), str(tmp_path / "runs"))
+    task = Task("cuda", 0, load_config(None, base=base), str(tmp_path / "cache"), str(tmp_path / "runs"))
     assert wants_gpu(task, cluster_gpus=1)
     (result,) = run_on_ray([task], [[task]], None, lambda: None, init_options={"num_cpus": 1, "num_gpus": 1})
-    record = result["record"]
+    record = result.record
     assert record["device"].startswith("cuda:") and record["metrics"]["test_accuracy"] > 0.5
     # Ray hands the task the GPU it asked for, and only that one.
     assert record["environment"]["cuda_visible_devices"] not in (None, "")
 
 
 def test_tasks_ask_ray_for_a_gpu_only_when_they_train_on_cuda():
-    task = lambda device: Task("v", 0, {"train": {"device": device}}, (), "c", "r")
+    task = lambda device: Task("v", 0, load_config(None, [f"train.device={device}"]), "c", "r")
     assert wants_gpu(task("cuda"), cluster_gpus=0) and wants_gpu(task("cuda:1"), cluster_gpus=0)
     assert wants_gpu(task("auto"), cluster_gpus=2) and not wants_gpu(task("auto"), cluster_gpus=0)
     assert not wants_gpu(task("cpu"), cluster_gpus=2)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from datasets import DataWarning
 from pipeline.ablation.fusion import run_unit
-from pipeline.ablation.tasks import Task, task_config
+from pipeline.ablation.plan import Task, TrainingResult
 
 EXECUTORS = ("local", "ray")
 
@@ -25,16 +25,16 @@ EXECUTORS = ("local", "ray")
 Unit = list[Task]
 
 
-def _in_task_order(units: list[Unit], unit_results: list[list[dict[str, Any]]], tasks: list[Task]) -> list[dict[str, Any]]:
+def _in_task_order(units: list[Unit], unit_results: list[list[TrainingResult]], tasks: list[Task]) -> list[TrainingResult]:
     position = {id(task): index for index, task in enumerate(tasks)}
-    ordered: list[dict[str, Any]] = [{}] * len(tasks)
+    ordered: dict[int, TrainingResult] = {}
     for unit, results in zip(units, unit_results):
         for task, result in zip(unit, results):
             ordered[position[id(task)]] = result
-    return ordered
+    return [ordered[index] for index in range(len(tasks))]
 
 
-def run_local(tasks: list[Task], units: list[Unit], jobs: int, done: Callable[[], None]) -> list[dict[str, Any]]:
+def run_local(tasks: list[Task], units: list[Unit], jobs: int, done: Callable[[], None]) -> list[TrainingResult]:
     """In this process (`jobs` 1), or in `jobs` spawned processes that split the cores, and the
     GPUs when there are several, between them."""
     unit_results = []
@@ -75,7 +75,7 @@ def claim_gpu(counter: Any) -> None:
 
 
 def wants_gpu(task: Task, cluster_gpus: float) -> bool:
-    device = task_config(task).train.device
+    device = task.config.train.device
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 
@@ -85,7 +85,7 @@ def run_on_ray(
     address: str | None,
     done: Callable[[], None],
     init_options: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[TrainingResult]:
     """Each unit as a Ray task declaring one CPU, and one GPU when it trains on CUDA.
 
     Without `address`, a local Ray instance is started for the ablation and stopped after it.

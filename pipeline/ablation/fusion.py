@@ -1,12 +1,15 @@
-"""Fused ablation trainings: the runs whose training differs only in settings a member of a fused
-array may hold on its own train as one array, and each member's result is cached under the key
-its solo run would have, so fusion is an execution detail (like the number of threads).
+"""Training an ablation's units: the runs whose training differs only in settings a member of a
+fused array may hold on its own train as one array, and each member's result is cached under the
+key its solo run would have, so fusion is an execution detail (like the number of threads).
 
 Member-level settings: `train.seed`, `train.epochs`, `train.label_smoothing`, the optimizer's
 `lr`, `momentum`, `nesterov` and `weight_decay`, `model.dropout` and `model.dropout_input`,
 and every `schedule` and `early_stop` setting. Data-side variants fuse too, when their scaled
 arrays have the same shapes. Everything else (architecture, batch norm, activation, init,
 optimizer, batch size, device, precision) must match.
+
+Every unit, of one run or of many, trains through `pipeline.stages.train.train_unit`, the
+function `pipeline run`'s train stage calls.
 """
 
 from __future__ import annotations
@@ -16,40 +19,24 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Collection
 
+import numpy as np
 import torch
 
 import trainers.capacity
 import trainers.devices
-import trainers.loop
-from pipeline.ablation.tasks import Task, run_task, task_config, task_result
+from pipeline.ablation.plan import DATA_STAGES, Task, TrainingResult
 from pipeline.cache import CachedArtifact, CacheStore
 from pipeline.config import Config
+from pipeline.plugins import import_config_plugins
 from pipeline.records import write_run_record
-from pipeline.runner import (
-    PlannedStage,
-    StageOutcome,
-    plan_stages,
-    run_record,
-    run_stages,
-)
-from pipeline.stages import RunContext, default_stages
+from pipeline.runner import PlannedStage, StageOutcome, plan_stages, run_record, run_stages
+from pipeline.stages import RunContext, TrainStage, default_stages
 from pipeline.stages.collect import SPLITS
-from pipeline.stages.train import (
-    TrainStage,
-    architecture,
-    build_array,
-    data_on_device,
-    kill_hook,
-    member_artifact,
-    member_for,
-    place_splits,
-    precision_for,
-    regularizers,
-    seed_everything,
-)
+from pipeline.stages.train import UnitMember, train_unit
 from trainers.capacity import split_evenly
 
 MEMBER_SETTINGS = {
@@ -61,6 +48,8 @@ MEMBER_SETTINGS = {
 }
 MAX_MEMBERS = 32
 QUIET = RunContext(progress=False)
+# What reading an ablation in needs of each run, by stage: small, so it travels with the result.
+PREDICTIONS = {"train": ("test_probabilities", "val_probabilities"), "scale": ("y_test", "y_val")}
 log = logging.getLogger(__name__)
 
 
@@ -89,7 +78,7 @@ def fusion_units(
     groups: dict[str, dict[str, list[Task]]] = {}
     alone = [[task] for task in tasks if (task.variant, task.seed) in solo]
     for task in (task for task in tasks if (task.variant, task.seed) not in solo):
-        config = task_config(task)
+        config = task.config
         settings = [config.data.model_dump(mode="json", exclude={"seed"}), config.augment.model_dump(mode="json", exclude={"seed"})]
         data_shape = json.dumps(settings, sort_keys=True)
         groups.setdefault(fusion_key(config), {}).setdefault(data_shape, []).append(task)
@@ -110,60 +99,93 @@ def pack(parts: list[list[Task]], capacity: int) -> list[list[Task]]:
     return units
 
 
-UnitMember = tuple[Config, list[StageOutcome], dict[str, CachedArtifact], PlannedStage]
+@dataclass
+class PreparedRun:
+    """A task of a unit with its data read from the cache and its train stage keyed."""
+
+    task: Task
+    data: list[StageOutcome]
+    results: dict[str, CachedArtifact]
+    train: PlannedStage
+
+    @property
+    def shape(self) -> tuple:
+        """What runs must share to train in one array: the shapes of their data and their classes."""
+        arrays = self.results["scale"].artifact.arrays
+        return tuple(arrays[f"x_{split}"].shape for split in SPLITS), len(self.results["collect"].artifact.info["class_names"])
 
 
-def _shape_key(results: dict[str, CachedArtifact]) -> tuple:
-    arrays = results["scale"].artifact.arrays
-    return tuple(arrays[f"x_{split}"].shape for split in SPLITS), len(results["collect"].artifact.info["class_names"])
+def read_data(task: Task, store: CacheStore) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
+    """The data stages' entries the ablation built for `task` (`Task.data`), read and verified;
+    built again, with a warning, where one is gone (a `cache gc` meanwhile): the data stages are
+    deterministic, so the same key gives the same bytes."""
+    outcomes, results = [], {}
+    for name in DATA_STAGES:
+        started = time.perf_counter()
+        cached = store.load(name, task.data[name]) if name in task.data else None
+        if cached is None:
+            return _build_data_again(task, store, name)
+        results[name] = cached
+        outcomes.append(StageOutcome(name, task.data[name], "hit", time.perf_counter() - started, cached.sha256))
+    return outcomes, results
 
 
-def run_unit(tasks: list[Task], threads: int | None = None) -> list[dict[str, Any]]:
-    """Run a unit's trainings: a unit of one as `pipeline run` does; a larger one runs every
-    member's data stages, then trains the members that miss the cache as one fused array per
-    shape of data (split into as few arrays as the device's memory needs), and writes each
-    member's entry and run record."""
-    if len(tasks) == 1:
-        return [run_task(tasks[0], threads)]
+def _build_data_again(task: Task, store: CacheStore, missing: str) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
+    if task.data:
+        log.warning("the cache no longer holds %s entry %s (removed during the ablation?); building it again", missing, task.data[missing][:12])
+    outcomes, results = run_stages(task.config, store, context=QUIET, stages=default_stages()[: len(DATA_STAGES)])
+    changed = [o.name for o in outcomes if task.data and o.key != task.data[o.name]]
+    if changed:
+        raise ValueError(f"{changed[0]} entry {task.data[changed[0]][:12]} came out under another key when built again: the data changed during the ablation")
+    return outcomes, results
+
+
+def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResult]:
+    """Run a unit's trainings: read every member's data, train the members that miss the cache as
+    one array per shape of data (split into as few arrays as the device's memory needs), and
+    write each member's entry and run record."""
     if threads:
         torch.set_num_threads(threads)
     store = CacheStore(tasks[0].cache_dir)
-    members: list[UnitMember] = []
+    runs = []
     for task in tasks:
-        config = task_config(task)
-        outcomes, results = run_stages(config, store, context=QUIET, stages=default_stages()[:3])
-        members.append((config, outcomes, results, plan_stages(config)[-1].keyed_on(results)))
+        import_config_plugins(task.config)  # a worker process receives the configuration parsed
+        outcomes, results = read_data(task, store)
+        runs.append(PreparedRun(task, outcomes, results, plan_stages(task.config, [TrainStage()])[0].keyed_on(results)))
     trained: dict[int, tuple[StageOutcome, CachedArtifact]] = {}
     by_shape: dict[tuple, list[int]] = {}
-    for index, (_, _, results, _) in enumerate(members):
-        by_shape.setdefault(_shape_key(results), []).append(index)
+    for index, run in enumerate(runs):
+        by_shape.setdefault(run.shape, []).append(index)
     for indices in by_shape.values():
-        for array_indices in split_evenly(indices, _members_per_array(members[indices[0]])):
-            trained.update(zip(array_indices, _train_members([members[i] for i in array_indices], store, tasks[0].resume)))
-    output = []
-    for index, (task, (config, outcomes, results, _)) in enumerate(zip(tasks, members)):
-        outcome, cached = trained[index]
-        record = run_record(config, [*outcomes, outcome], {**results, "train": cached}, task.cache_dir)
-        run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
-        output.append(task_result(task, str(run_dir), record, {**results, "train": cached}))
-    return output
+        for array_indices in split_evenly(indices, _members_per_array(runs[indices[0]])):
+            trained.update(zip(array_indices, _train_members([runs[i] for i in array_indices], store)))
+    return [_finish(run, *trained[index]) for index, run in enumerate(runs)]
 
 
-def _members_per_array(member: UnitMember) -> int:
+def _finish(run: PreparedRun, outcome: StageOutcome, cached: CachedArtifact) -> TrainingResult:
+    """A trained run's record written, and its result as the ablation reads it in."""
+    task, results = run.task, {**run.results, "train": cached}
+    record = run_record(task.config, [*run.data, outcome], results, task.cache_dir)
+    run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
+    predictions = {name: np.array(results[stage].artifact.arrays[name]) for stage, names in PREDICTIONS.items() for name in names}
+    return TrainingResult(task.variant, task.seed, str(run_dir), record, predictions)
+
+
+def _members_per_array(run: PreparedRun) -> int:
     """How many members of this shape of data the training device holds in one array."""
-    config, _, results, _ = member
+    config = run.task.config
     spec = config.model.model_dump(exclude={"sync_batch_norm"})
-    shape = results["scale"].artifact.arrays["x_train"].shape[1:]
-    classes = len(results["collect"].artifact.info["class_names"])
+    shape = run.results["scale"].artifact.arrays["x_train"].shape[1:]
+    classes = len(run.results["collect"].artifact.info["class_names"])
     device = trainers.devices.resolve_device(config.train.device)
     return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)
 
 
-def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -> list[tuple[StageOutcome, CachedArtifact]]:
-    """Each member's train entry: a cache hit, or trained with the other members that miss as one
-    array (continued from its checkpoint with `resume`). The entries' locks are held meanwhile (in
-    key order), so no other process builds them too."""
-    steps = [step for _, _, _, step in members]
+def _train_members(runs: list[PreparedRun], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
+    """Each run's train entry: a cache hit, or trained with the other runs that miss as one
+    array (continued from its checkpoint with `Task.resume`). The entries' locks are held
+    meanwhile (in key order), so no other process builds them too."""
+    steps = [run.train for run in runs]
     keys = sorted({step.key for step in steps})
     started = time.perf_counter()
     with contextlib.ExitStack() as locks:
@@ -174,10 +196,11 @@ def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -
         if to_build and not writable:
             raise store.cannot_build("train", steps[to_build[0]].key)
         if to_build:
-            building = [members[i] for i in to_build]
-            checkpoint = array_checkpoint(store, [step.key for _, _, _, step in building])
-            locks.enter_context(store.lock("train", checkpoint.stem))  # so `cache gc` leaves a live array's checkpoint alone
-            cached.update(_train_fused(building, store, checkpoint, resume))
+            building = [runs[i] for i in to_build]
+            checkpoint = array_checkpoint(store, [run.train.key for run in building])
+            if len(building) > 1:  # a run alone keeps its checkpoint under its own key, guarded by the lock held above
+                locks.enter_context(store.lock("train", checkpoint.stem))  # so `cache gc` leaves a live array's checkpoint alone
+            cached.update(_train_and_save(building, store, checkpoint))
     seconds = (time.perf_counter() - started) / max(1, len(to_build))
     built = {steps[i].key for i in to_build}
     results = []
@@ -189,58 +212,32 @@ def _train_members(members: list[UnitMember], store: CacheStore, resume: bool) -
 
 
 def array_checkpoint(store: CacheStore, keys: list[str]) -> Path:
-    """Where the array of these members (train keys, in member order) keeps its checkpoint."""
+    """Where the array of these members (train keys, in member order) keeps its checkpoint; a
+    run alone keeps it where `pipeline run` of the same configuration would."""
+    if len(keys) == 1:
+        return store.checkpoint_path("train", keys[0])
     return store.checkpoint_path("train", "array-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16])
 
 
-def _train_fused(members: list[UnitMember], store: CacheStore, checkpoint: Path, resume: bool) -> dict[str, CachedArtifact]:
-    """Train `members` as one fused array and commit each member's entry under its own train key;
-    the array's checkpoint goes once every entry is in."""
-    configs = [config for config, _, _, _ in members]
-    first = configs[0]
-    device = trainers.devices.resolve_device(first.train.device)
-    precision = precision_for(first, device)
-    seed_everything(first.train.seed, first.train.deterministic)
-    scale_keys = [next(o.key for o in outcomes if o.name == "scale") for _, outcomes, _, _ in members]
-    scaled = {key: results["scale"].artifact.arrays for key, (_, _, results, _) in zip(scale_keys, members)}
-    on_device = data_on_device(first, list(scaled.values()), device)
-    placed = {key: place_splits(arrays, device, on_device) for key, arrays in scaled.items()}  # one copy per data variant
-    splits = [placed[key] for key in scale_keys]
-    class_names = members[0][2]["collect"].artifact.info["class_names"]
-    started = time.perf_counter()
-    array = build_array(configs, tuple(splits[0]["train"].x.shape[1:]), len(class_names), device)
-    loop_members = [
-        member_for(config, own, results["augment"].artifact.info) for config, own, (_, _, results, _) in zip(configs, splits, members)
-    ]
-    if checkpoint.exists() and not resume:
-        log.warning("Starting over: %s holds an interrupted fused training; pass --resume to continue it.", checkpoint)
-    fitted = trainers.loop.fit_array(
-        array, loop_members, batch_size=first.train.batch_size, device=device, precision=precision, progress=False,
-        checkpoint=checkpoint, checkpoint_every=first.train.checkpoint_every, resume=resume, on_epoch_end=kill_hook(),
-        cuda_graphs=first.train.cuda_graphs,
-    )
-    test_data = trainers.loop.ArrayData([own["test"] for own in splits], "test")
-    test = trainers.loop.predict_array(array.module, test_data, device, precision)
-    val = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([own["val"] for own in splits], "val"), device, precision)
-    train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([own["train"] for own in splits], "train"), device, precision)
-    seconds = (time.perf_counter() - started) / len(members)
-    how = {
-        "device": str(device),
-        "precision": precision,
-        "data_on_device": on_device,
-        "world_size": 1,
-        "sync_batch_norm": False,
-        "fused_members": len(members),
-        "cuda_graphs": fitted[0].graph_replays > 0,
-    }
-    entries = {}
-    for k, ((config, _, results, step), own, result) in enumerate(zip(members, splits, fitted)):
-        artifact = member_artifact(
-            array.member_state_dict(k), test[k], own, result, class_names, how, val_logits=val[k],
-            train_accuracy=float(train[k, 1]), uses=regularizers(config, results["augment"].artifact.info),
-            model=architecture(config, own, class_names),
+def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path) -> dict[str, CachedArtifact]:
+    """Train `runs` as one unit and commit each run's entry under its own train key; the unit's
+    checkpoint goes once every entry is in."""
+    shared: dict[str, dict] = {}  # one scaled mapping per data variant: placed on the device once
+    members = [
+        UnitMember(
+            run.task.config,
+            shared.setdefault(run.data[-1].key, run.results["scale"].artifact.arrays),
+            run.results["augment"].artifact.info,
+            run.results["collect"].artifact.info["class_names"],
         )
-        meta = {**step.meta(), "build_seconds": seconds}
-        entries[step.key] = store.save("train", step.key, artifact, meta)
+        for run in runs
+    ]
+    started = time.perf_counter()
+    artifacts = train_unit(members, checkpoint=checkpoint, resume=runs[0].task.resume)
+    seconds = (time.perf_counter() - started) / len(runs)
+    entries = {
+        run.train.key: store.save("train", run.train.key, artifact, {**run.train.meta(), "build_seconds": seconds})
+        for run, artifact in zip(runs, artifacts)
+    }
     checkpoint.unlink(missing_ok=True)
     return entries

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -17,10 +17,10 @@ import trainers.devices
 import trainers.models
 from datasets import DataWarning
 from pipeline.ablation.scores import applicable
-from pipeline.ablation.tasks import Task, task_config
+from pipeline.ablation.plan import DATA_STAGES, Task, TrainingResult
 from pipeline.cache import CacheStore
 from pipeline.config import Config, ConfigError
-from pipeline.runner import plan_stages, run_stages
+from pipeline.runner import StageOutcome, plan_stages, run_stages
 from pipeline.stages import RunContext, default_stages
 
 QUIET = RunContext(progress=False)
@@ -28,17 +28,21 @@ QUIET = RunContext(progress=False)
 
 @dataclass
 class Prepared:
-    """Each run's (variant, seed) data-stage outcomes as the ablation met them, and the runs whose
-    network does not fuse (a plugin's or torchvision's): those train one at a time."""
+    """The tasks with their data stages' keys filled in, each run's (variant, seed) data-stage
+    outcomes as the ablation met them, and the runs whose network does not fuse (a plugin's or
+    torchvision's): those train one at a time."""
 
+    tasks: list[Task] = field(default_factory=list)
     stages: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     solo: set[tuple[str, int]] = field(default_factory=set)
     fuses: dict[str, bool] = field(default_factory=dict)  # per distinct network and data shape, checked once: does it fuse
+    data: dict[str, tuple[list[StageOutcome], tuple[int, ...], int]] = field(default_factory=dict)  # per data setting: outcomes, shape, classes
 
 
 def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy") -> Prepared:
     """Plan every task's stages and build its data stages (a data preparation several tasks share
-    is built by the first and found by the others). Any problem is a `ConfigError` naming the variant."""
+    is built by the first and found by the others), once for the whole ablation: the trainings
+    read them by key. Any problem is a `ConfigError` naming the variant."""
     prepared = Prepared()
     with warnings.catch_warnings(record=True) as caught:  # many runs share their data: say each thing about it once
         warnings.simplefilter("always", DataWarning)
@@ -53,11 +57,9 @@ def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy")
 
 def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
     try:
-        config = task_config(task)
+        config = task.config
         plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
-        outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[:3])
-        shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
-        classes = len(results["collect"].artifact.info["class_names"])
+        outcomes, shape, classes = _data_stages(task, prepared)
         spec = config.model.model_dump(exclude={"sync_batch_norm"})
         network = json.dumps([spec, shape, classes, config.train.batch_size, config.train.device], sort_keys=True, default=str)
         if network not in prepared.fuses:  # runs differing in seed or data values share their network
@@ -66,9 +68,24 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
             raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
     except ValueError as exc:
         raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
+    prepared.tasks.append(replace(task, data={outcome.name: outcome.key for outcome in outcomes}))
     prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
     if not prepared.fuses[network]:
         prepared.solo.add((task.variant, task.seed))
+
+
+def _data_stages(task: Task, prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int]:
+    """The task's data stages built or found, once per distinct data setting: a run that shares
+    its data with an earlier one finds it (a hit) without reading it again."""
+    config = task.config
+    setting = json.dumps([config.data.model_dump(mode="json"), config.augment.model_dump(mode="json"), config.scale.model_dump(mode="json")], sort_keys=True)
+    if setting in prepared.data:
+        outcomes, shape, classes = prepared.data[setting]
+        return [replace(outcome, cache="hit", seconds=0.0) for outcome in outcomes], shape, classes
+    outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[: len(DATA_STAGES)])
+    shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
+    prepared.data[setting] = (outcomes, shape, len(results["collect"].artifact.info["class_names"]))
+    return outcomes, *prepared.data[setting][1:]
 
 
 def _check_network(spec: dict[str, Any], shape: tuple[int, ...], classes: int, config: Config) -> bool:
@@ -78,9 +95,9 @@ def _check_network(spec: dict[str, Any], shape: tuple[int, ...], classes: int, c
     return trainers.arrays.model_fuses(spec, shape, classes)
 
 
-def ablation_stages(result: dict[str, Any], prepared: Prepared) -> list[dict[str, Any]]:
+def ablation_stages(result: TrainingResult, prepared: Prepared) -> list[dict[str, Any]]:
     """A run's stages as the ablation met them: data stages as `prepare` built or found them,
     the rest (training) as the run's record says."""
-    data = prepared.stages[(result["variant"], result["seed"])]
+    data = prepared.stages[(result.variant, result.seed)]
     names = {stage["name"] for stage in data}
-    return data + [stage for stage in result["record"]["stages"] if stage["name"] not in names]
+    return data + [stage for stage in result.record["stages"] if stage["name"] not in names]

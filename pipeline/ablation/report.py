@@ -7,7 +7,6 @@ import base64
 import csv
 import html
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pipeline.ablation import plots
 from pipeline.ablation.scores import METRICS, Metric
 from pipeline.ablation.stats import missing
 
+SUMMARY_FILE, FLIPPED_FILE = "summary.json", "flipped.npz"  # what an ablation folder holds besides runs/
 Block = tuple  # ("h2", text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
 CURVE_VARIANTS = 12
 
@@ -85,7 +85,9 @@ def _uncertainty_text(summary: dict[str, Any]) -> str:
     return text + testing
 
 
-SUMMARY_KEYS = ("ablation", "stages", "variants", "effects", "side_effects", "verdict", "best_variant", "baselines", "ensembles", "runs")
+SUMMARY_KEYS = (
+    "ablation", "stages", "variants", "effects", "side_effects", "verdict", "best_variant", "baselines", "ensembles", "runs", "per_class_changes",
+)
 RECORD_KEYS = ("config", "stages", "metrics", "diagnosis", "data")
 
 
@@ -149,24 +151,29 @@ def _curve_groups(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[s
     return groups or {"variants": {v["name"]: histories[v["name"]] for v in variants[:CURVE_VARIANTS]}}
 
 
-def _per_class_changes(summary: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
-    """Per variant, how each class's test accuracy moved against the baseline (mean over the
-    seeds both ran, in points): which classes a change helped and which it hurt."""
-    by_variant: dict[str, dict[int, dict[str, float]]] = {}
-    for run in runs:
-        by_variant.setdefault(run["variant"], {})[run["seed"]] = run["record"]["metrics"]["per_class_accuracy"]
-    baseline = summary["variants"][0]["name"]
-    classes = list(next(iter(by_variant[baseline].values())))
-    if len(classes) > 20:
+def _per_class_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """The analysis's per-class changes against the baseline as a table, in points."""
+    changes = summary["per_class_changes"]
+    if not changes:
         return None
-    rows = []
-    for variant in summary["variants"][1:]:
-        seeds = sorted(set(by_variant[variant["name"]]) & set(by_variant[baseline]))
-        changes = [
-            sum(by_variant[variant["name"]][s][c] - by_variant[baseline][s][c] for s in seeds) / len(seeds) * 100 for c in classes
-        ]
-        rows.append([variant["name"], *[f"{change:+.1f}" for change in changes]])
-    return ["variant", *classes], rows
+    classes = list(next(iter(changes.values())))
+    return ["variant", *classes], [[name, *[f"{row[c] * 100:+.1f}" for c in classes]] for name, row in changes.items()]
+
+
+def _flipped_rows(out_dir: Path) -> list[dict[str, Any]]:
+    """`flipped.npz` (written by the analysis) as the rows `plots.flipped_samples` draws."""
+    import numpy as np
+
+    path = out_dir / FLIPPED_FILE
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as flipped:
+        images, labels, variants, kinds = (flipped[name] for name in ("images", "labels", "variants", "kinds"))
+    rows: dict[str, dict[str, Any]] = {}
+    for image, label, variant, kind in zip(images, labels, variants, kinds):
+        row = rows.setdefault(str(variant), {"variant": str(variant), "fixed": [], "broke": []})
+        row[str(kind)].append((image[..., 0] if image.shape[2] == 1 else image, str(label)))
+    return list(rows.values())
 
 
 def _more_data_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -254,12 +261,9 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
                         "accuracy measured in eval mode, signs counted only beyond the validation set's noise), and the advice "
                         "of a seed with that verdict. A variant is unstable when some seeds collapsed far below the others."))
     for v in variants:
-        own = [r for r in runs if r["variant"] == v["name"]]
-        run = next((r for r in own if r["record"]["diagnosis"]["verdict"] == v["diagnosis"]), own[0])
-        diagnosis = run["record"]["diagnosis"]
-        verdicts = ", ".join(f"{n} {verdict}" for verdict, n in Counter(r["record"]["diagnosis"]["verdict"] for r in own).most_common())
-        advice = diagnosis["advice"] if not v["diagnosis"].startswith("unstable") else "Seeds disagree: compare their learning curves before reading any verdict; a lower learning rate often steadies training."
-        blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {run['seed']}). {advice}"))
+        detail = v["diagnosis_detail"]
+        verdicts = ", ".join(f"{n} {verdict}" for verdict, n in detail["counts"].items())
+        blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {detail['advice_seed']}). {detail['advice']}"))
     blocks.append(("h2", "Learning curves"))
     blocks.append(("img", plots.learning_curves(_curve_groups(summary, runs), plot_dir / "learning_curves.png"),
                    "Per factor, the baseline and the variant that changes it, overlaid: validation accuracy, loss "
@@ -270,9 +274,11 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         blocks.append(("p", "Against the baseline with the same seed, mean over seeds: a small net effect can hide many samples changing sides."))
         rows = [[name, f"{c['fixed']:.1f}", f"{c['broke']:.1f}", f"{c['fixed'] - c['broke']:+.1f}"] for name, c in summary["flips"].items()]
         blocks.append(("table", ["variant", "fixed", "broke", "net"], rows))
-        if (plot_dir / "flipped.png").exists():  # drawn at ablate time, from the cached test images
-            blocks.append(("img", plot_dir / "flipped.png", "A few test images each change fixed (green) and broke (red), with their true class"))
-    per_class = _per_class_changes(summary, runs)
+        flipped = _flipped_rows(out_dir)
+        if flipped:
+            blocks.append(("img", plots.flipped_samples(flipped, plot_dir / "flipped.png"),
+                           "A few test images each change fixed (green) and broke (red), with their true class"))
+    per_class = _per_class_table(summary)
     if per_class:
         blocks.append(("h2", "Which classes each change moved"))
         blocks.append(("p", "Test accuracy per class against the baseline, in points, mean over seeds."))
@@ -359,7 +365,7 @@ def render(out_dir: str | Path, metric: str | None = None) -> Path:
     metric or in `metric` (read at ablate time for every metric, so nothing trains); return
     `report.md`'s path."""
     out_dir = Path(out_dir)
-    summary_path = out_dir / "summary.json"
+    summary_path = out_dir / SUMMARY_FILE
     if not summary_path.exists():
         raise ValueError(f"{out_dir} holds no summary.json: is it an ablation folder?")
     summary = _json_object(summary_path, SUMMARY_KEYS)

@@ -6,8 +6,10 @@ import importlib.metadata
 import logging
 import os
 import random
-import signal
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -41,8 +43,6 @@ from pipeline.stages.collect import SPLITS
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weights."
 TRAIN_SECTIONS = ("model", "optim", "schedule", "early_stop", "train")
-# Fault injection for the resume tests: SIGKILL this process right after epoch N's checkpoint.
-KILL_AFTER_EPOCH = "GAINSPLIT_TEST_KILL_AFTER_EPOCH"
 
 
 def model_code(config: Config) -> tuple[ModuleType, ...]:
@@ -79,18 +79,6 @@ def arrays_to_weights(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         for name, array in arrays.items()
         if name.startswith(WEIGHT_PREFIX)
     }
-
-
-def kill_hook() -> Any:
-    after = os.environ.get(KILL_AFTER_EPOCH)
-    if not after:
-        return None
-
-    def maybe_kill(epoch: int) -> None:
-        if epoch == int(after):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return maybe_kill
 
 
 def precision_for(config: Config, device: torch.device) -> str:
@@ -148,55 +136,99 @@ class TrainStage(Stage):
         return " ".join(changed_settings(config, TRAIN_SECTIONS)) or "default settings"
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
-        settings = config.train
-        distributed = context.distributed
-        device = trainers.devices.resolve_device(settings.device)
-        if distributed.active and device.type == "cuda":
-            device = torch.device("cuda", distributed.local_rank)
-        precision = precision_for(config, device)
-        seed_everything(settings.seed, settings.deterministic)
-        on_device = data_on_device(config, [inputs["scale"].arrays], device)
-        splits = place_splits(inputs["scale"].arrays, device, on_device)
-        class_names = inputs["collect"].info["class_names"]
-        sync_batch_norm = distributed.active and config.model.sync_batch_norm and device.type == "cuda"
-        if distributed.active and config.model.sync_batch_norm and not sync_batch_norm:
-            log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
-        array = build_array([config], tuple(splits["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
-        if context.checkpoint is not None and context.checkpoint.exists() and not context.resume:
-            log.warning("Starting over: %s holds an interrupted run; pass --resume to continue it.", context.checkpoint)
-        (result,) = trainers.loop.fit_array(
-            array,
-            [member_for(config, splits, inputs["augment"].info)],
-            batch_size=settings.batch_size,
-            device=device,
-            precision=precision,
-            checkpoint=context.checkpoint,
-            checkpoint_every=settings.checkpoint_every,
-            resume=context.resume,
-            on_epoch_end=kill_hook(),
-            distributed=distributed,
-            cuda_graphs=settings.cuda_graphs,
-            progress=context.progress,
+        member = UnitMember(config, inputs["scale"].arrays, inputs["augment"].info, inputs["collect"].info["class_names"])
+        (artifact,) = train_unit(
+            [member], checkpoint=context.checkpoint, resume=context.resume, distributed=context.distributed, progress=context.progress
         )
-        test = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["test"]], "test"), device, precision)
-        val = trainers.loop.predict_array(array.module, trainers.loop.ArrayData([splits["val"]], "val"), device, precision)
-        how = {
-            "device": str(device),
-            "precision": precision,
-            "data_on_device": on_device,
-            "world_size": distributed.world_size,
-            "sync_batch_norm": sync_batch_norm,
-            "fused_members": 1,
-            "cuda_graphs": result.graph_replays > 0,
-        }
-        train = trainers.loop.evaluate_array(array.module, trainers.loop.ArrayData([splits["train"]], "train"), device, precision)
-        return member_artifact(
-            array.member_state_dict(0), test[0], splits, result, class_names, how, val_logits=val[0],
-            train_accuracy=float(train[0, 1]), uses=regularizers(config, inputs["augment"].info), model=architecture(config, splits, class_names),
-        )
+        return artifact
 
 
-def data_on_device(config: Config, scaled: list[dict[str, np.ndarray]], device: torch.device) -> bool:
+@dataclass(frozen=True)
+class UnitMember:
+    """One member of a training unit: its settings and what its data stages produced.
+
+    Members whose `scaled` is the same mapping object share one copy of it on the device."""
+
+    config: Config
+    scaled: Mapping[str, np.ndarray]
+    augment: Mapping[str, Any]
+    class_names: list[str]
+
+
+def training_device(config: Config, distributed: trainers.distributed.Distributed) -> torch.device:
+    """Where a training runs: `train.device`, and under torchrun this rank's own GPU."""
+    device = trainers.devices.resolve_device(config.train.device)
+    if distributed.active and device.type == "cuda":
+        return torch.device("cuda", distributed.local_rank)
+    return device
+
+
+def uses_sync_batch_norm(config: Config, distributed: trainers.distributed.Distributed, device: torch.device) -> bool:
+    """Whether BatchNorm's statistics are synchronised across ranks (a CUDA-only feature)."""
+    if not (distributed.active and config.model.sync_batch_norm):
+        return False
+    if device.type != "cuda":
+        log.warning("model.sync_batch_norm needs CUDA; on the CPU each rank keeps its own BatchNorm statistics.")
+        return False
+    return True
+
+
+def train_unit(
+    members: Sequence[UnitMember],
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    distributed: trainers.distributed.Distributed = trainers.distributed.SINGLE,
+    progress: bool = False,
+) -> list[Artifact]:
+    """Train a unit of K members as one array and return each member's train artifact: the one
+    training path, K=1 for `pipeline run`, K>1 for the runs an ablation fuses.
+
+    The members share every setting but the member-level ones (`pipeline.ablation.fusion`);
+    device, precision, batch size and checkpointing come from the first. `checkpoint` holds the
+    unit's resumable state; with `resume`, training continues from it."""
+    first = members[0].config
+    device = training_device(first, distributed)
+    precision = precision_for(first, device)
+    seed_everything(first.train.seed, first.train.deterministic)
+    on_device = data_on_device(first, list({id(m.scaled): m.scaled for m in members}.values()), device)
+    placed = {id(m.scaled): place_splits(m.scaled, device, on_device) for m in members}  # one copy per data variant
+    splits = [placed[id(m.scaled)] for m in members]
+    class_names = members[0].class_names
+    sync_batch_norm = uses_sync_batch_norm(first, distributed, device)
+    configs = [m.config for m in members]
+    array = build_array(configs, tuple(splits[0]["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
+    if checkpoint is not None and checkpoint.exists() and not resume:
+        log.warning("Starting over: %s holds an interrupted training; pass --resume to continue it.", checkpoint)
+    fitted = trainers.loop.fit_array(
+        array, [member_for(m.config, own, m.augment) for m, own in zip(members, splits)],
+        batch_size=first.train.batch_size, device=device, precision=precision, checkpoint=checkpoint,
+        checkpoint_every=first.train.checkpoint_every, resume=resume, distributed=distributed,
+        cuda_graphs=first.train.cuda_graphs, progress=progress,
+    )
+    scores = {split: trainers.loop.ArrayData([own[split] for own in splits], split) for split in SPLITS}
+    test = trainers.loop.predict_array(array.module, scores["test"], device, precision)
+    val = trainers.loop.predict_array(array.module, scores["val"], device, precision)
+    train = trainers.loop.evaluate_array(array.module, scores["train"], device, precision)
+    how = {
+        "device": str(device),
+        "precision": precision,
+        "data_on_device": on_device,
+        "world_size": distributed.world_size,
+        "sync_batch_norm": sync_batch_norm,
+        "fused_members": len(members),
+        "cuda_graphs": fitted[0].graph_replays > 0,
+    }
+    return [
+        member_artifact(
+            array.member_state_dict(k), test[k], own, result, class_names, how, val_logits=val[k],
+            train_accuracy=float(train[k, 1]), uses=regularizers(m.config, m.augment), model=architecture(m.config, own, class_names),
+        )
+        for k, (m, own, result) in enumerate(zip(members, splits, fitted))
+    ]
+
+
+def data_on_device(config: Config, scaled: list[Mapping[str, np.ndarray]], device: torch.device) -> bool:
     """Whether the scaled arrays (of every member) go to the device once, per `train.data_on_device`."""
     choice = {"always": True, "never": False}.get(config.train.data_on_device)
     if choice is not None:
@@ -204,7 +236,7 @@ def data_on_device(config: Config, scaled: list[dict[str, np.ndarray]], device: 
     return trainers.loop.fits_on_device([arrays[f"x_{split}"] for arrays in scaled for split in SPLITS], device)
 
 
-def place_splits(scaled: dict[str, np.ndarray], device: torch.device, on_device: bool) -> dict[str, trainers.loop.Split]:
+def place_splits(scaled: Mapping[str, np.ndarray], device: torch.device, on_device: bool) -> dict[str, trainers.loop.Split]:
     """The scale stage's arrays as train / val / test splits, on the device or in (pinned) host memory."""
     return {split: trainers.loop.place(scaled[f"x_{split}"], scaled[f"y_{split}"], device, on_device) for split in SPLITS}
 
@@ -231,7 +263,7 @@ def build_array(
     return trainers.arrays.SoloArray(model, trainers.optim.build_optimizer(model.parameters(), optim))
 
 
-def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_info: dict[str, Any]) -> trainers.loop.Member:
+def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_info: Mapping[str, Any]) -> trainers.loop.Member:
     """One training's settings, as the loop takes them."""
     stop = config.early_stop
     early_stopping = (
@@ -260,7 +292,7 @@ def architecture(config: Config, splits: dict[str, trainers.loop.Split], class_n
     return trainers.models.architecture(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
 
 
-def regularizers(config: Config, augment_info: dict[str, Any]) -> list[str]:
+def regularizers(config: Config, augment_info: Mapping[str, Any]) -> list[str]:
     """The regularizers a training uses, by the names the diagnosis's advice gives them."""
     used = {
         "dropout": config.model.dropout > 0 or config.model.dropout_input > 0,

@@ -1,0 +1,357 @@
+"""The statistics of an ablation, from its trainings' results: the variant table, the effects
+read in every metric (Holm-adjusted as one family), fixed and broken test samples, per-class
+changes, baselines and ensembles. `analyse` returns them as the summary `summary.json` holds;
+the report and `pipeline.api.Ablation` only read that."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from datasets import DataWarning
+from pipeline.ablation.design import AblationConfig, Variant
+from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
+from pipeline.ablation.fusion import read_data
+from pipeline.ablation.plan import AblationPlan, Task, TrainingResult
+from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
+from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, missing, summarize, summarize_runs
+from pipeline.cache import CacheStore
+from trainers.baselines import ensemble_accuracy, sklearn_baselines
+
+TOP_K = 3
+log = logging.getLogger(__name__)
+
+
+def stage_counts(results: list[TrainingResult]) -> dict[str, dict[str, int]]:
+    """How many entries of each stage this ablation built and how many it found cached."""
+    counts: dict[str, Counter] = {}
+    for result in results:
+        for stage in result.stages:
+            counts.setdefault(stage["name"], Counter())["built" if stage["cache"] == "miss" else "hit"] += 1
+    return {name: {"built": c["built"], "hit": c["hit"]} for name, c in counts.items()}
+
+
+def _stage_key(record: dict[str, Any], name: str) -> str:
+    return next(stage["key"] for stage in record["stages"] if stage["name"] == name)
+
+
+class ScaledData:
+    """The scaled arrays of the runs' data, each read (and verified) once per ablation for the
+    baselines and the flipped samples; an entry `cache gc` removed meanwhile is built again."""
+
+    def __init__(self, store: CacheStore, tasks: list[Task]) -> None:
+        self.store = store
+        self._task_of = {task.data["scale"]: task for task in tasks}
+        self._read: dict[str, Mapping[str, np.ndarray]] = {}
+
+    def __call__(self, record: dict[str, Any]) -> Mapping[str, np.ndarray]:
+        key = _stage_key(record, "scale")
+        if key not in self._read:
+            cached = self.store.load("scale", key)
+            if cached is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DataWarning)  # `prepare` said it about the data, once
+                    cached = read_data(self._task_of[key], self.store)[1]["scale"]
+            self._read[key] = cached.artifact.arrays
+        return self._read[key]
+
+
+def ensembles(results: list[TrainingResult], variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
+    the seeds of the top-k variants by validation accuracy (when they share their test split)."""
+    by_variant: dict[str, list[dict[str, np.ndarray]]] = {}
+    for result in results:
+        by_variant.setdefault(result.variant, []).append(result.predictions)
+    labels = {}
+    per_variant = {}
+    for name, runs in by_variant.items():
+        labels[name] = runs[0]["y_test"]
+        probabilities = [arrays["test_probabilities"] for arrays in runs]
+        per_variant[name] = {"seeds": len(runs), "test_accuracy": ensemble_accuracy(probabilities, labels[name])}
+    ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
+    names = [v["name"] for v in ranked]
+    top = None
+    if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
+        probabilities = [arrays["test_probabilities"] for n in names for arrays in by_variant[n]]
+        top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
+    return {"per_variant": per_variant, "top_k": top}
+
+
+def baselines(results: list[TrainingResult], data: ScaledData, variant_names: list[str]) -> list[dict[str, Any]]:
+    """scikit-learn baselines on the cached, scaled data of each named variant (the baseline's and
+    the best one's), once per distinct data."""
+    done: dict[str, dict[str, Any]] = {}
+    for variant in variant_names:
+        record = next(r.record for r in results if r.variant == variant)
+        key = _stage_key(record, "scale")
+        if key not in done:
+            arrays = data(record)
+            scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+            done[key] = {"data_of_variant": variant, "models": scores}
+    return list(done.values())
+
+
+def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    bounds = LOSS_RANGE if metric.endswith("loss") else ACCURACY_RANGE
+    return asdict(summarize([record["metrics"][metric] for record in records], bounds))
+
+
+def correct_on_test(results: list[TrainingResult]) -> list[np.ndarray]:
+    """Per run, which test samples it classified correctly (1.0) or not (0.0), from its test
+    probabilities and labels: the per-sample scores the intervals resample."""
+    return [(r.predictions["test_probabilities"].argmax(axis=1) == r.predictions["y_test"]).astype(float) for r in results]
+
+
+Pair = tuple[dict[str, Any], np.ndarray, np.ndarray]  # a variant's run, its per-sample correctness, the baseline's
+
+
+def against_baseline(results: list[TrainingResult], correct: list[np.ndarray], baseline: str) -> dict[str, list[Pair]]:
+    """Per variant other than the baseline, each of its runs with the baseline's run of the same
+    seed on the same test samples: (its result, its per-sample correctness, the baseline's)."""
+    by_run = {(r.variant, r.seed): (r, vector) for r, vector in zip(results, correct)}
+    pairs: dict[str, list[Pair]] = {}
+    for (variant, seed), (result, ours) in by_run.items():
+        theirs = by_run.get((baseline, seed), (None, None))[1]
+        if variant != baseline and theirs is not None and theirs.shape == ours.shape:
+            pairs.setdefault(variant, []).append((result, ours, theirs))
+    return pairs
+
+
+def flips(results: list[TrainingResult], correct: list[np.ndarray], baseline: str) -> dict[str, dict[str, float]]:
+    """Per variant, how many test samples it fixed (the baseline got them wrong, it right) and
+    broke (the other way round), mean over the seeds both ran: the churn a net effect hides."""
+    return {
+        variant: {
+            "fixed": float(np.mean([((ours == 1) & (theirs == 0)).sum() for _, ours, theirs in pairs])),
+            "broke": float(np.mean([((ours == 0) & (theirs == 1)).sum() for _, ours, theirs in pairs])),
+        }
+        for variant, pairs in against_baseline(results, correct, baseline).items()
+    }
+
+
+FLIPPED_PER_KIND, FLIPPED_VARIANTS = 4, 8
+
+
+def flipped_samples(results: list[TrainingResult], correct: list[np.ndarray], baseline: str, data: ScaledData) -> dict[str, np.ndarray]:
+    """For each of the first variants, a few test images it fixed and broke against the baseline
+    with the same seed, scaled back to [0, 1] for display, as the arrays of `flipped.npz`
+    (`images` (N, H, W, C), `labels` (class names), `variants`, `kinds`); empty for tables."""
+    images_out, labels_out, variants_out, kinds_out = [], [], [], []
+    for variant, pairs in list(against_baseline(results, correct, baseline).items())[:FLIPPED_VARIANTS]:
+        result, ours, theirs = pairs[0]
+        arrays = data(result.record)
+        images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            return {}
+        names = result.record["data"]["class_names"]
+        for kind, mask in (("fixed", (ours == 1) & (theirs == 0)), ("broke", (ours == 0) & (theirs == 1))):
+            for index in np.flatnonzero(mask)[:FLIPPED_PER_KIND]:
+                image = images[index].transpose(1, 2, 0).astype(float)
+                images_out.append((image - image.min()) / max(float(np.ptp(image)), 1e-12))  # any scaling back to [0, 1]
+                labels_out.append(names[int(labels[index])])
+                variants_out.append(variant)
+                kinds_out.append(kind)
+    if not images_out:
+        return {}
+    return {"images": np.stack(images_out), "labels": np.array(labels_out), "variants": np.array(variants_out), "kinds": np.array(kinds_out)}
+
+
+def per_class_changes(results: list[TrainingResult], variants: list[Variant]) -> dict[str, dict[str, float]] | None:
+    """Per variant, how each class's test accuracy moved against the baseline (mean over the
+    seeds both ran): which classes a change helped and which it hurt; None past 20 classes."""
+    by_variant: dict[str, dict[int, dict[str, float]]] = {}
+    for result in results:
+        by_variant.setdefault(result.variant, {})[result.seed] = result.record["metrics"]["per_class_accuracy"]
+    baseline = variants[0].name
+    classes = list(next(iter(by_variant[baseline].values())))
+    if len(classes) > 20:
+        return None
+    changes = {}
+    for variant in variants[1:]:
+        seeds = sorted(set(by_variant[variant.name]) & set(by_variant[baseline]))
+        changes[variant.name] = {
+            c: sum(by_variant[variant.name][s][c] - by_variant[baseline][s][c] for s in seeds) / len(seeds) for c in classes
+        }
+    return changes
+
+
+def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
+    """Which sources of variation the intervals cover, and the smallest effect they can detect."""
+    sources = ["initialization, batch order and dropout masks (train.seed)"]
+    if "split" in ablation.vary:
+        sources.append("the train/validation/test split (data.seed)")
+    if "augment" in ablation.vary:
+        sources.append("the augmentation draws (augment.seed)")
+    sources.append("the test samples (" + ("every seed scores the same ones: crossed with the seeds)" if shared_samples else "each seed draws its own)"))
+    detectable = [e.detectable for e in effects if not missing(e.detectable)]
+    return {
+        "sources": sources,
+        "fixed": [name for source, name in (("split", "the data split"), ("augment", "the augmentation draws")) if source not in ablation.vary],
+        "shared_test_samples": shared_samples,
+        "seeds": len(ablation.seeds),
+        "test_samples": test_samples,
+        "detectable_effect": float(np.median(detectable)) if detectable else math.nan,
+    }
+
+
+COLLAPSE = 0.05  # a seed this far below its variant's median validation accuracy (and beyond the noise) collapsed
+
+
+def collapsed_seeds(records: list[dict[str, Any]]) -> list[int]:
+    """Seeds whose validation accuracy fell far below the variant's median: more than 5 points
+    and more than four binomial standard errors of a validation set this size."""
+    accuracies = np.array([record["metrics"]["val_accuracy"] for record in records])
+    median = float(np.median(accuracies))
+    val_samples = sum(records[0]["data"]["class_counts"]["val"])
+    threshold = max(COLLAPSE, 4 * math.sqrt(median * (1 - median) / max(1, val_samples)))
+    return [record["config"]["train"]["seed"] for record, value in zip(records, accuracies) if median - value > threshold]
+
+
+def variant_diagnosis(records: list[dict[str, Any]]) -> str:
+    """The verdict most of a variant's seeds share, or "unstable" when some seeds collapsed (their
+    verdicts would read instability as over- or underfitting)."""
+    collapsed = collapsed_seeds(records)
+    if collapsed:
+        return f"unstable: seed{'s' if len(collapsed) > 1 else ''} {', '.join(map(str, collapsed))} collapsed"
+    return Counter(record["diagnosis"]["verdict"] for record in records).most_common(1)[0][0]
+
+
+UNSTABLE_ADVICE = "Seeds disagree: compare their learning curves before reading any verdict; a lower learning rate often steadies training."
+
+
+def diagnosis_detail(records: list[dict[str, Any]], verdict: str) -> dict[str, Any]:
+    """A variant's diagnosis in full: how many seeds gave each verdict, and the advice of a seed
+    whose verdict is the variant's (the first seed's where none is)."""
+    counts = Counter(record["diagnosis"]["verdict"] for record in records).most_common()
+    advising = next((record for record in records if record["diagnosis"]["verdict"] == verdict), records[0])
+    advice = UNSTABLE_ADVICE if verdict.startswith("unstable") else advising["diagnosis"]["advice"]
+    return {"counts": dict(counts), "advice": advice, "advice_seed": advising["config"]["train"]["seed"]}
+
+
+def variant_table(
+    variants: list[Variant], results: list[TrainingResult], correct: list[np.ndarray], shared_samples: bool
+) -> list[dict[str, Any]]:
+    """Per variant: accuracy (its interval over seeds and test samples) and loss over seeds,
+    epochs run, seconds and cache hits per stage."""
+    table = []
+    for variant in variants:
+        records = [r.record for r in results if r.variant == variant.name]
+        scores = [vector for r, vector in zip(results, correct) if r.variant == variant.name]
+        stages = {}
+        runs_stages = [r.stages for r in results if r.variant == variant.name]
+        for stage in runs_stages[0]:
+            runs = [next(s for s in stages_of_run if s["name"] == stage["name"]) for stages_of_run in runs_stages]
+            stages[stage["name"]] = {
+                "seconds": float(np.mean([s["seconds"] for s in runs])),
+                "hits": sum(s["cache"] == "hit" for s in runs),
+            }
+        verdict = variant_diagnosis(records)
+        table.append(
+            {
+                "name": variant.name,
+                "settings": variant.settings,
+                "changed": list(variant.changed),
+                "seeds": [r.seed for r in results if r.variant == variant.name],
+                "test_accuracy": asdict(summarize_runs(scores, shared_samples, ACCURACY_RANGE)),
+                "test_loss": _summary(records, "test_loss"),
+                "val_accuracy": _summary(records, "val_accuracy"),
+                "epochs_run": float(np.mean([rec["metrics"]["epochs_run"] for rec in records])),
+                "train_samples": records[0]["train_samples"],
+                "stages": stages,
+                "diagnosis": verdict,
+                "diagnosis_detail": diagnosis_detail(records, verdict),
+            }
+        )
+    return table
+
+
+def _predictions(result: TrainingResult, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's predicted probabilities on `split` (val or test) and the split's labels."""
+    return result.predictions[f"{split}_probabilities"], result.predictions[f"y_{split}"]
+
+
+def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str:
+    """The variant with the best mean validation score: chosen on validation, reported on test."""
+    chooser = max if metric.higher_is_better else min
+    return chooser(scores, key=lambda name: scores[name]["validation"]["mean"])
+
+
+def read_in(
+    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool
+) -> dict[str, Any]:
+    """The ablation read in one metric: each variant's test score (interval over seeds and test
+    samples) and validation score, the best variant by validation, and every effect on test,
+    Holm-adjusted as one family."""
+    parts = [per_sample(metric.name, *_predictions(r, "test")) for r in results]
+    validation = [score(metric.name, *_predictions(r, "val")) for r in results]
+    scores = {}
+    for variant in variants:
+        mine = [i for i, r in enumerate(results) if r.variant == variant.name]
+        scores[variant.name] = {
+            "test": asdict(summarize_runs([parts[i] for i in mine], shared, metric.bounds)),
+            "validation": asdict(summarize([validation[i] for i in mine], metric.bounds)),
+        }
+    best = best_by_validation(scores, metric)
+    rows = [
+        {"variant": r.variant, "settings": next(v.settings for v in variants if v.name == r.variant), "seed": r.seed,
+         "score": float(vector.mean()), "per_sample": {"score": vector}}
+        for r, vector in zip(results, parts)
+    ]
+    baseline = variants[0].name
+    gain = variant_effect(rows, best, baseline, "score", shared, metric.span) if best != baseline else None
+    effects, interactions, sides, verdict = adjust_together(
+        factor_effects(rows, ablation, "score", shared, metric.span),
+        interaction_effects(rows, ablation, "score", shared, metric.span),
+        side_effects(rows, ablation, "score", shared, metric.span),
+        [gain] if gain is not None else [],
+    )
+
+    def described(found: list[Effect]) -> list[dict[str, Any]]:
+        return [{**asdict(e), "sentence": metric.sentence(e)} for e in found]
+
+    tests = len(effects) + len(interactions) + len(sides) + len(verdict)
+    return {
+        "metric": metric.name,
+        "scores": scores,
+        "effects": described(effects),
+        "side_effects": described(sides),
+        "interactions": described(interactions),
+        "verdict": {"best_variant": best, "baseline": baseline, "gain": described(verdict)[0] if verdict else None},
+        "multiple_testing": f"Holm over all {tests} effects of this report",
+        "uncertainty": uncertainty(ablation, shared, len(parts[0]), effects + interactions + sides),
+        "best_variant": best,
+    }
+
+
+def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore, fused: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The ablation's summary (every table and reading of `summary.json`, run folders as the
+    results name them) and the flipped test samples' arrays (`flipped.npz`; empty for tables)."""
+    ablation, variants = plan.ablation, plan.variants
+    data = ScaledData(store, plan.tasks)
+    correct = correct_on_test(results)
+    shared = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
+    table = variant_table(variants, results, correct, shared)
+    classes = len(results[0].record["data"]["class_names"])
+    readings = {name: read_in(metric, ablation, variants, results, shared) for name, metric in METRICS.items() if applicable(name, classes)}
+    chosen = readings[ablation.metric]
+    summary = {
+        "ablation": ablation.model_dump(mode="json"),
+        "stages": stage_counts(results),
+        "variants": table,
+        **chosen,  # metric, scores, effects, side_effects, interactions, verdict, multiple_testing, uncertainty, best_variant
+        "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
+        "flips": flips(results, correct, variants[0].name),
+        "per_class_changes": per_class_changes(results, variants),
+        "baselines": baselines(results, data, [variants[0].name, chosen["best_variant"]]),
+        "ensembles": ensembles(results, table),
+        "runs": [{"variant": r.variant, "seed": r.seed, "run_dir": r.run_dir} for r in results],
+        "fused": fused,
+    }
+    return summary, flipped_samples(results, correct, variants[0].name, data)
