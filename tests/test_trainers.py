@@ -1,3 +1,5 @@
+import ast
+import inspect
 import math
 
 import pytest
@@ -183,12 +185,12 @@ def toy_splits():
     return Split(x[:64], y[:64]), Split(x[64:], y[64:])
 
 
-def train_once(epochs=4, schedule=None, **kwargs):
+def train_once(epochs=4, **kwargs):
     torch.manual_seed(0)
     model = build_model({"type": "cnn", "channels": [4], "hidden": [8], "dropout": 0.1}, (1, 4, 4), 2)
     train, val = toy_splits()
     optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
-    result = fit(model, train, val, optimizer, epochs=epochs, batch_size=16, schedule=schedule, progress=False, **kwargs)
+    result = fit(model, train, val, optimizer, epochs=epochs, batch_size=16, progress=False, **kwargs)
     return model, result
 
 
@@ -359,3 +361,23 @@ def test_a_trailing_single_sample_batch_is_dropped_so_batch_norm_can_train():
     optimizer = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-2})
     result = fit(model, train, train, optimizer, epochs=2, batch_size=16, progress=False)
     assert result.epochs_run == 2
+
+
+def test_fit_splits_its_keywords_between_the_member_and_the_loop():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    x = torch.randn(32, 4)
+    train = Split(x, (x.sum(dim=1) > 0).long())
+    stopper = EarlyStopping(patience=1, min_delta=10.0)  # no epoch improves by 10: stops after the second
+    result = fit(model, train, train, torch.optim.SGD(model.parameters(), lr=0.1), epochs=5, batch_size=16,
+                 early_stopping=stopper, restore_best=False, device=torch.device("cpu"), progress=False)
+    assert (result.stop_reason, result.epochs_run, result.kept_epoch) == (StopReason.PATIENCE.value, 2, 2)
+    with pytest.raises(TypeError, match="no_such_setting"):
+        fit(model, train, train, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, batch_size=16, no_such_setting=1)
+
+
+def test_no_function_of_the_loop_is_longer_than_60_lines():
+    tree = ast.parse(inspect.getsource(trainers.loop))
+    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    lengths = [(node.name, node.end_lineno - node.lineno + 1) for node in functions]  # def line to last line, nested ones too
+    assert functions and [(name, lines) for name, lines in lengths if lines > 60] == []

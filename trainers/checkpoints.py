@@ -11,10 +11,14 @@ import random
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+
+from trainers.arrays import TrainingArray
+from trainers.early_stopping import StopReason
+from trainers.precision import Precision
 
 CHECKPOINT_FORMAT = 2  # 2: one entry per member of the trained array
 
@@ -90,6 +94,42 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not (isinstance(found, int) and found == CHECKPOINT_FORMAT):
         raise set_aside(path, f"format {repr(found) if isinstance(found, (int, str)) else _kind(found)}, expected {CHECKPOINT_FORMAT}")
     return state
+
+
+class MemberState(Protocol):
+    """What the loop keeps about every member between epochs (its `MEMBER_LISTS`)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def training_state(array: TrainingArray, precision: Precision, members: MemberState) -> dict[str, Any]:
+    """Everything a resumed run needs to continue exactly: weights, optimizer, loss scaler, the
+    members' own state and every RNG."""
+    return {
+        "module": array.module.state_dict(),
+        "optimizer": array.optimizer.state_dict(),
+        "scaler": precision.state_dict(),
+        **members.state_dict(),
+        "rng": rng_states(),
+    }
+
+
+def resume_from(path: Path, array: TrainingArray, precision: Precision, members: MemberState) -> None:
+    """Load the `training_state` in `path` back into `array`, `precision`, `members` and the RNGs;
+    a checkpoint that does not fit this training is set aside (`UnusableCheckpoint`)."""
+    saved = load_checkpoint(path)
+    try:
+        check_member_state(saved, [array.member_state_dict(k) for k in range(array.members)], {reason.value for reason in StopReason})
+        array.module.load_state_dict(saved["module"])
+        check_optimizer_state(saved["optimizer"], array.optimizer)
+        array.optimizer.load_state_dict(saved["optimizer"])
+        precision.load_state_dict(saved["scaler"])
+        members.load_state_dict(saved)
+        set_rng_states(saved["rng"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as exc:
+        raise set_aside(path, f"it does not fit this training: {exc.__class__.__name__}: {exc}") from None
 
 
 MEMBER_LISTS = ("early_stopping", "plateaus", "best", "final", "histories", "stop_reasons")

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from trainers.fused import draw_as_rank
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,14 @@ class Distributed:
         """This rank's share of a global batch (along the last dimension, so each member's batch of
         an array is sharded alike): every `world_size`-th row, starting at `rank`."""
         return rows[..., self.rank :: self.world_size]
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        """`module` as the training step calls it: under torchrun wrapped in DistributedDataParallel,
+        its fused dropout drawing this rank's masks; else `module` itself."""
+        if not self.active:
+            return module
+        draw_as_rank(module, self.rank)
+        return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
     def barrier(self) -> None:
         if self.active:

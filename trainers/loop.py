@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
@@ -22,12 +22,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from trainers.arrays import OneMember, SoloArray, TrainingArray
-from trainers.checkpoints import CheckpointWriter, check_member_state, check_optimizer_state, load_checkpoint, rng_states, set_aside, set_rng_states
+from trainers.checkpoints import CheckpointWriter, resume_from, training_state
 from trainers.devices import canonical_device, same_device
 from trainers.distributed import SINGLE, Distributed
 from trainers.early_stopping import EarlyStopping, StopReason
-from trainers.fused import draw_as_rank, fused_cross_entropy
-from trainers.graphs import StepGraphs, can_capture, eager
+from trainers.fused import fused_cross_entropy
+from trainers.graphs import Step, StepGraphs, can_capture, eager
 from trainers.host_memory import keep_freed_memory
 from trainers.precision import Precision, autocast
 from trainers.schedules import Plateau, learning_rate
@@ -297,6 +297,27 @@ class _Members:
             result.resumed_from_epoch = len(result.history)
         self.best, self.final = state["best"], state["final"]
 
+    def keeps_best(self, k: int) -> bool:
+        """Whether member `k` ends with the weights of its best epoch (else with its last)."""
+        return self.members[k].restore_best and self.best[k] is not None
+
+    def restore_kept_weights(self, array: TrainingArray) -> None:
+        """Put back each member's kept weights: its best epoch's, or those it stopped with before the
+        others (a member that trained to the end already holds its last)."""
+        for k in range(len(self.members)):
+            kept = self.best[k] if self.keeps_best(k) else self.final[k]
+            if kept is not None:
+                array.load_member_state_dict(k, kept)
+
+    def finished(self, graph_replays: int) -> list[FitResult]:
+        """Every member's result, with its best, stopped and kept epochs filled in."""
+        for k, (result, tracker) in enumerate(zip(self.results, self.trackers)):
+            result.best_epoch = tracker.best_epoch
+            result.stopped_epoch = result.epochs_run
+            result.kept_epoch = tracker.best_epoch if self.keeps_best(k) else result.epochs_run
+            result.graph_replays = graph_replays
+        return self.results
+
 
 @dataclass
 class _Epoch:
@@ -307,7 +328,7 @@ class _Epoch:
     mean_rates: list[float]
 
 
-def training_step(net: nn.Module, array: TrainingArray, amp: Precision, smoothing: torch.Tensor | None) -> Callable[..., tuple[torch.Tensor, ...]]:
+def training_step(net: nn.Module, array: TrainingArray, amp: Precision, smoothing: torch.Tensor | None) -> Step:
     """One optimizer step of every member on its batch: `step(xb, yb, learning, masked)` returns
     each member's loss `(K,)` and predicted classes `(K, b)`. Only members marked in `learning`
     learn when `masked` (a host-side fact, so a CUDA graph of the step is captured per value)."""
@@ -325,88 +346,21 @@ def training_step(net: nn.Module, array: TrainingArray, amp: Precision, smoothin
     return step
 
 
-def _train_epoch(
-    step: Callable[..., tuple[torch.Tensor, ...]],
-    run_step: Callable[..., tuple[torch.Tensor, ...]],
-    array: TrainingArray,
-    state: _Members,
-    data: ArrayData,
-    epoch: int,
-    batch_size: int,
-    used: int,
-    amp: Precision,
-    distributed: Distributed,
-    checkpoints: CheckpointWriter,
-) -> _Epoch:
-    """One pass over every member's training data through `run_step(step, variant, *inputs)`
-    (eager, or `graphs.StepGraphs`); per-batch results stay on the device until the end."""
-    members, running, device = state.members, state.running(), amp.device
-    steps = max(1, (used + batch_size - 1) // batch_size)
-    cpu = torch.device("cpu")
-    orders = torch.stack([torch.randperm(data.size, generator=epoch_generator(m.seed, epoch, SHUFFLE_STREAM, cpu))[:used] for m in members])
-    augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
-    planned_rates = _epoch_rates(members, array.base_lrs, state.plateaus, epoch, steps)
-    rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
-    learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
-    masked = not all(running)
-    member_step = functools.partial(step, masked=masked)
-    losses, counts, predicted, targets = [], [], [], []
-    array.module.train()
-    for index, (xb, yb) in enumerate(batches(data, orders, batch_size, device, distributed.shard)):
-        array.use_rates(rates[index])
-        for k, member in enumerate(members):
-            if member.augment is not None and running[k]:
-                xb[k] = member.augment(xb[k], augment_generators[k])
-        member_losses, member_predicted = run_step(member_step, tuple(running), xb, yb, learning)
-        losses.append(member_losses)
-        counts.append(yb.shape[1])
-        predicted.append(member_predicted)
-        targets.append(yb)
-    step_losses = torch.stack(losses).float()  # (steps, K)
-    _check_finite(step_losses, learning, epoch, checkpoints, distributed, members)
-    sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
-    correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
-    totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
-    return _Epoch((totals[0] / totals[1]).tolist(), (totals[2] / totals[1]).tolist(), planned_rates.mean(axis=0).tolist())
+@dataclass
+class _Training:
+    """What every epoch of one `fit_array` call works with, set up once."""
 
-
-def _close_epoch(
-    array: TrainingArray, state: _Members, epoch: int, trained: _Epoch, scores: list[list[float]], started: float, distributed: Distributed
-) -> None:
-    """Log each running member's epoch, step its plateau and early stopping, keep its best weights,
-    and freeze the members that stop (rank 0 decides)."""
-    running = state.running()
-    stops = [0] * len(state.members)  # 1: patience ran out, 2: the monitored metric is not finite
-    for k, member in enumerate(state.members):
-        if not running[k]:
-            continue
-        row = {
-            "epoch": epoch,
-            "train_loss": trained.train_loss[k],
-            "train_accuracy": trained.train_accuracy[k],
-            "val_loss": scores[k][0],
-            "val_accuracy": scores[k][1],
-            "lr": trained.mean_rates[k],
-            "seconds": time.perf_counter() - started,
-            "val_loss_se": scores[k][2],  # the standard error of val_loss: how much of a change in it is noise
-        }
-        state.results[k].history.append(row)
-        if state.plateaus[k] is not None:
-            state.plateaus[k].step(row["val_loss"])
-        should_stop, reason = state.trackers[k].step(row[member.monitor], epoch)
-        if state.trackers[k].best_epoch == epoch:
-            state.best[k] = array.member_state_dict(k)
-        if should_stop and member.early_stopping is not None:
-            stops[k] = 1 if reason == StopReason.PATIENCE else 2
-    stops = distributed.from_main(torch.tensor(stops, device=distributed.device)).tolist()
-    for k, member in enumerate(state.members):
-        if running[k] and stops[k]:
-            state.results[k].stop_reason = (StopReason.PATIENCE if stops[k] == 1 else StopReason.NON_FINITE).value
-    still = state.running()
-    for k in range(len(state.members)):
-        if running[k] and not still[k] and any(still):  # the others go on: keep this member's weights as they are now
-            array.freeze(k)
-            state.final[k] = array.member_state_dict(k)
+    array: TrainingArray
+    state: _Members
+    train: ArrayData
+    val: ArrayData
+    amp: Precision
+    distributed: Distributed
+    batch_size: int
+    used: int  # training samples drawn each epoch (`_samples_used`)
+    step: Step  # one step of every member (`training_step`)
+    run_step: Step  # runs `step`: `eager`, or from CUDA graphs (`StepGraphs`)
+    checkpoints: CheckpointWriter
 
 
 def fit_array(
@@ -450,73 +404,149 @@ def fit_array(
     if device.type == "cpu":
         keep_freed_memory()  # every step allocates and frees the same buffers: keep them rather than fault them in again
     state = _Members.start(members)
-    # A trailing batch too small to give every rank two samples is dropped: BatchNorm cannot
-    # train on one sample, and every rank must take part in every step.
-    remainder = train.size % batch_size
-    used = train.size - remainder if train.size > batch_size and 0 < remainder < 2 * distributed.world_size else train.size
-    net = array.module
-    if distributed.active:
-        draw_as_rank(array.module, distributed.rank)
-        net = nn.parallel.DistributedDataParallel(array.module, device_ids=[device.index] if device.type == "cuda" else None)
+    net = distributed.wrap(array.module, device)
     if resume and checkpoint is not None and checkpoint.exists():
-        saved = load_checkpoint(checkpoint)
-        try:
-            check_member_state(saved, [array.member_state_dict(k) for k in range(len(members))], {reason.value for reason in StopReason})
-            array.module.load_state_dict(saved["module"])
-            check_optimizer_state(saved["optimizer"], array.optimizer)
-            array.optimizer.load_state_dict(saved["optimizer"])
-            amp.scaler.load_state_dict(saved["scaler"])
-            state.load_state_dict(saved)
-            set_rng_states(saved["rng"])
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError) as exc:
-            raise set_aside(checkpoint, f"it does not fit this training: {exc.__class__.__name__}: {exc}") from None
-
-    smoothing = torch.tensor([m.label_smoothing for m in members], device=device) if any(m.label_smoothing for m in members) else None
-    step = training_step(net, array, amp, smoothing)
-    capture = cuda_graphs and can_capture(device, precision, distributed.active, array.capturable)
-    run_step = StepGraphs(device) if capture else eager
+        resume_from(checkpoint, array, amp, state)
     first_epoch = max(result.epochs_run for result in state.results) + 1
-    last_epoch = max(member.epochs for member in members)
-    checkpoints = CheckpointWriter(checkpoint, checkpoint_every, written_epoch=first_epoch - 1, writes=distributed.is_main)
+    capture = cuda_graphs and can_capture(device, precision, distributed.active, array.capturable)
+    training = _Training(
+        array, state, train, val, amp, distributed, batch_size,
+        used=_samples_used(train.size, batch_size, distributed.world_size),
+        step=training_step(net, array, amp, _label_smoothing(members, device)),
+        run_step=StepGraphs(device) if capture else eager,
+        checkpoints=CheckpointWriter(checkpoint, checkpoint_every, written_epoch=first_epoch - 1, writes=distributed.is_main),
+    )
+    return _run_epochs(training, first_epoch, on_epoch_end, progress)
 
-    def everything() -> dict[str, Any]:
-        return {
-            "module": array.module.state_dict(),
-            "optimizer": array.optimizer.state_dict(),
-            "scaler": amp.scaler.state_dict(),
-            **state.state_dict(),
-            "rng": rng_states(),
-        }
 
+def _run_epochs(training: _Training, first_epoch: int, on_epoch_end: Callable[[int], None] | None, progress: bool) -> list[FitResult]:
+    """Train, evaluate and close one epoch after another from `first_epoch` while any member runs,
+    writing checkpoints as they fall due; every member ends with the weights it keeps, also when
+    training is interrupted."""
+    state, amp = training.state, training.amp
+    last_epoch = max(member.epochs for member in state.members)
     bar = tqdm(total=last_epoch, initial=first_epoch - 1, desc="train", unit="epoch", disable=not progress, leave=False)
     try:
         for epoch in range(first_epoch, last_epoch + 1):
             if not any(state.running()):
                 break
             started = time.perf_counter()
-            trained = _train_epoch(step, run_step, array, state, train, epoch, batch_size, used, amp, distributed, checkpoints)
-            scores = distributed.from_main(evaluate_array(array.module, val, device, precision)).tolist()
-            _close_epoch(array, state, epoch, trained, scores, started, distributed)
-            checkpoints.after_epoch(epoch, everything)
-            bar.update(1)
-            _show(bar, state)
+            trained = _train_epoch(training, epoch)
+            scores = evaluate_array(training.array.module, training.val, amp.device, amp.precision)
+            _close_epoch(training, epoch, trained, training.distributed.from_main(scores).tolist(), started)
+            training.checkpoints.after_epoch(epoch, functools.partial(training_state, training.array, amp, state))
+            _advance(bar, state)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     finally:
         bar.close()
+        state.restore_kept_weights(training.array)
+    return state.finished(graph_replays=training.run_step.replays if isinstance(training.run_step, StepGraphs) else 0)
+
+
+def _samples_used(size: int, batch_size: int, world_size: int) -> int:
+    """Training samples drawn each epoch: all, but a trailing batch too small to give every rank
+    two samples is dropped (BatchNorm cannot train on one sample, and every rank must take part
+    in every step)."""
+    remainder = size % batch_size
+    return size - remainder if size > batch_size and 0 < remainder < 2 * world_size else size
+
+
+def _label_smoothing(members: Sequence[Member], device: torch.device) -> torch.Tensor | None:
+    """Each member's label smoothing `(K,)`, or None when no member smooths."""
+    return torch.tensor([m.label_smoothing for m in members], device=device) if any(m.label_smoothing for m in members) else None
+
+
+def _train_epoch(training: _Training, epoch: int) -> _Epoch:
+    """One pass over every member's training data through `run_step(step, variant, *inputs)`
+    (eager, or `graphs.StepGraphs`); per-batch results stay on the device until the end."""
+    array, state, data, distributed = training.array, training.state, training.train, training.distributed
+    members, running, device = state.members, state.running(), training.amp.device
+    batch_size, used = training.batch_size, training.used
+    steps = max(1, (used + batch_size - 1) // batch_size)
+    cpu = torch.device("cpu")
+    orders = torch.stack([torch.randperm(data.size, generator=epoch_generator(m.seed, epoch, SHUFFLE_STREAM, cpu))[:used] for m in members])
+    augment_generators = [epoch_generator(m.augment_seed, epoch, AUGMENT_STREAM, device) for m in members]
+    planned_rates = _epoch_rates(members, array.base_lrs, state.plateaus, epoch, steps)
+    rates = torch.tensor(planned_rates, dtype=torch.float32, device=array.rate_device)
+    learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
+    masked = not all(running)
+    member_step = functools.partial(training.step, masked=masked)
+    losses, counts, predicted, targets = [], [], [], []
+    array.module.train()
+    for index, (xb, yb) in enumerate(batches(data, orders, batch_size, device, distributed.shard)):
+        array.use_rates(rates[index])
         for k, member in enumerate(members):
-            kept = state.best[k] if member.restore_best and state.best[k] is not None else state.final[k]
-            if kept is not None:
-                array.load_member_state_dict(k, kept)
-    for k, (result, tracker) in enumerate(zip(state.results, state.trackers)):
-        result.best_epoch = tracker.best_epoch
-        result.stopped_epoch = result.epochs_run
-        result.kept_epoch = tracker.best_epoch if members[k].restore_best and state.best[k] is not None else result.epochs_run
-        result.graph_replays = run_step.replays if isinstance(run_step, StepGraphs) else 0
-    return state.results
+            if member.augment is not None and running[k]:
+                xb[k] = member.augment(xb[k], augment_generators[k])
+        member_losses, member_predicted = training.run_step(member_step, tuple(running), xb, yb, learning)
+        losses.append(member_losses)
+        counts.append(yb.shape[1])
+        predicted.append(member_predicted)
+        targets.append(yb)
+    step_losses = torch.stack(losses).float()  # (steps, K)
+    _check_finite(step_losses, learning, epoch, training)
+    sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)
+    correct = (torch.cat(predicted, dim=1) == torch.cat(targets, dim=1)).sum(dim=1).to(step_losses.dtype)
+    totals = distributed.sum(torch.stack([(step_losses * sizes[:, None]).sum(dim=0), sizes.sum().expand(len(members)), correct]))
+    return _Epoch((totals[0] / totals[1]).tolist(), (totals[2] / totals[1]).tolist(), planned_rates.mean(axis=0).tolist())
 
 
-def _show(bar: tqdm, state: _Members) -> None:
+def _check_finite(step_losses: torch.Tensor, learning: torch.Tensor, epoch: int, training: _Training) -> None:
+    """Stop with an error naming the epoch, batch (and member) when a running member's loss is NaN or inf."""
+    bad = ~torch.isfinite(step_losses) & learning
+    if training.distributed.sum(bad.sum().float()).item() == 0:
+        return
+    members, where = training.state.members, torch.nonzero(bad).tolist()
+    if where:
+        batch, member = where[0]
+        place_text = f"batch {batch}" + (f", member {member} (seed {members[member].seed})" if len(members) > 1 else "")
+    else:
+        place_text = "another rank's batch"
+    raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {place_text}{training.checkpoints.kept()}.")
+
+
+def _close_epoch(training: _Training, epoch: int, trained: _Epoch, scores: list[list[float]], started: float) -> None:
+    """Log each running member's epoch, step its plateau and early stopping, keep its best weights,
+    and freeze the members that stop (rank 0 decides)."""
+    array, state = training.array, training.state
+    running = state.running()
+    stops = [0] * len(state.members)  # 1: patience ran out, 2: the monitored metric is not finite
+    for k, member in enumerate(state.members):
+        if not running[k]:
+            continue
+        row = {
+            "epoch": epoch,
+            "train_loss": trained.train_loss[k],
+            "train_accuracy": trained.train_accuracy[k],
+            "val_loss": scores[k][0],
+            "val_accuracy": scores[k][1],
+            "lr": trained.mean_rates[k],
+            "seconds": time.perf_counter() - started,
+            "val_loss_se": scores[k][2],  # the standard error of val_loss: how much of a change in it is noise
+        }
+        state.results[k].history.append(row)
+        if state.plateaus[k] is not None:
+            state.plateaus[k].step(row["val_loss"])
+        should_stop, reason = state.trackers[k].step(row[member.monitor], epoch)
+        if state.trackers[k].best_epoch == epoch:
+            state.best[k] = array.member_state_dict(k)
+        if should_stop and member.early_stopping is not None:
+            stops[k] = 1 if reason == StopReason.PATIENCE else 2
+    stops = training.distributed.from_main(torch.tensor(stops, device=training.distributed.device)).tolist()
+    for k, member in enumerate(state.members):
+        if running[k] and stops[k]:
+            state.results[k].stop_reason = (StopReason.PATIENCE if stops[k] == 1 else StopReason.NON_FINITE).value
+    still = state.running()
+    for k in range(len(state.members)):
+        if running[k] and not still[k] and any(still):  # the others go on: keep this member's weights as they are now
+            array.freeze(k)
+            state.final[k] = array.member_state_dict(k)
+
+
+def _advance(bar: tqdm, state: _Members) -> None:
+    """Count one more epoch on the progress bar, showing a solo run's numbers or how many members still run."""
+    bar.update(1)
     if len(state.members) == 1:
         row = state.results[0].history[-1]
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_loss=f"{row['val_loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}")
@@ -524,60 +554,14 @@ def _show(bar: tqdm, state: _Members) -> None:
         bar.set_postfix(running=sum(state.running()))
 
 
-def _check_finite(
-    step_losses: torch.Tensor,
-    learning: torch.Tensor,
-    epoch: int,
-    checkpoints: CheckpointWriter,
-    distributed: Distributed,
-    members: Sequence[Member],
-) -> None:
-    """Stop with an error naming the epoch, batch (and member) when a running member's loss is NaN or inf."""
-    bad = ~torch.isfinite(step_losses) & learning
-    if distributed.sum(bad.sum().float()).item() == 0:
-        return
-    where = torch.nonzero(bad).tolist()
-    if where:
-        batch, member = where[0]
-        place_text = f"batch {batch}" + (f", member {member} (seed {members[member].seed})" if len(members) > 1 else "")
-    else:
-        place_text = "another rank's batch"
-    raise TrainingDiverged(f"The training loss became NaN or inf at epoch {epoch}, {place_text}{checkpoints.kept()}.")
+_MEMBER_SETTINGS = frozenset(f.name for f in fields(Member)) - {"train", "val", "epochs"}
 
 
-def fit(
-    model: nn.Module,
-    train: Split,
-    val: Split,
-    optimizer: torch.optim.Optimizer,
-    *,
-    epochs: int,
-    batch_size: int,
-    device: torch.device | None = None,
-    schedule: Mapping[str, Any] | None = None,
-    early_stopping: EarlyStopping | None = None,
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss",
-    restore_best: bool = True,
-    label_smoothing: float = 0.0,
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32",
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    seed: int = 0,
-    augment_seed: int = 0,
-    checkpoint: Path | None = None,
-    checkpoint_every: float = 0.0,
-    resume: bool = False,
-    on_epoch_end: Callable[[int], None] | None = None,
-    distributed: Distributed = SINGLE,
-    progress: bool = True,
-) -> FitResult:
-    """Train one plain network in place with its torch optimizer: `fit_array` on an array of one."""
-    member = Member(
-        train, val, epochs, seed=seed, augment=augment, augment_seed=augment_seed, schedule=dict(schedule or {"type": "none"}),
-        early_stopping=early_stopping, monitor=monitor, restore_best=restore_best, label_smoothing=label_smoothing,
-    )
-    (result,) = fit_array(
-        SoloArray(model, optimizer), [member], batch_size=batch_size, device=device, precision=precision,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, on_epoch_end=on_epoch_end,
-        distributed=distributed, progress=progress,
-    )
+def fit(model: nn.Module, train: Split, val: Split, optimizer: torch.optim.Optimizer, *, epochs: int, batch_size: int, **options: Any) -> FitResult:
+    """Train one plain network in place with its torch optimizer: `fit_array` on an array of one.
+
+    `options` are the member's `Member` settings (seed, schedule, early_stopping, augment, ...) and
+    any keyword of `fit_array` (device, precision, checkpoint, resume, progress, ...)."""
+    settings = {name: options.pop(name) for name in _MEMBER_SETTINGS & options.keys()}
+    (result,) = fit_array(SoloArray(model, optimizer), [Member(train, val, epochs, **settings)], batch_size=batch_size, **options)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 
@@ -34,3 +35,11 @@ class Precision:
         else:
             loss.backward()
             optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The GradScaler's state, for a checkpoint: empty unless fp16 scales the loss."""
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue with the GradScaler state a checkpoint holds (nothing to do when it is off)."""
+        self.scaler.load_state_dict(state)
