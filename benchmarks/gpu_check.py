@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ def single_runs(devices: list[str], data: Path, mnist_epochs: int, tmp: Path) ->
             started = time.perf_counter()
             result = run_pipeline(config, tmp / "cache", tmp / "runs", progress=False)
             wall = time.perf_counter() - started
-            per_epoch = statistics.median(row["seconds"] for row in result.history)
+            per_epoch = float(result.history["seconds"].median())
             train_size = result.record["train_samples"]
             print(
                 f"{name:<22} {result.record['device']:<6} {per_epoch:>8.3f} {train_size / per_epoch:>10,.0f} "

@@ -1,31 +1,31 @@
-"""`python -m pipeline ...`: run the pipeline, or show the resolved configuration."""
+"""`python -m pipeline ...`: parse the command line and call the Python API (`pipeline.api`),
+the cache tools (`pipeline.maintenance`) or the report renderer, then print what they return."""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
 import sys
-import time
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from datasets import DataWarning
+from pipeline import api
 from pipeline.ablation.scores import METRICS
 from pipeline.cache import CacheStore
-from pipeline.config import Config, ConfigError, config_to_yaml, load_config, parse_override, read_config_file
-from pipeline.runner import RunResult, run_pipeline
+from pipeline.config import ConfigError, config_to_yaml
+from pipeline.errors import RunFailed
 
 if TYPE_CHECKING:
-    from pipeline.tracking import MlflowTracker
+    from pipeline.ablation.results import Ablation
+    from pipeline.runner import RunResult
 
-DEFAULT_CACHE_DIR = ".pipeline-cache"
-DEFAULT_RUNS_DIR = "runs"
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
+DEFAULT_CACHE_DIR = api.DEFAULT_CACHE_DIR
+DEFAULT_RUNS_DIR = api.DEFAULT_RUNS_DIR
+EXIT_USAGE = 2  # the input must change: a usage, configuration or data error
+EXIT_FAILURE = 1  # the run failed: a diverged training, out of memory, an unreachable tracker, a disk error
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,15 +49,6 @@ def _add_track_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--track", choices=["mlflow"], help="also log the run(s) to MLflow, at tracking.uri (default sqlite:///mlflow.db)",
     )
-
-
-def tracker(args: argparse.Namespace, config: Config) -> MlflowTracker | None:
-    """The tracker `--track` asks for, made before any work so a missing MLflow stops nothing midway."""
-    if args.track != "mlflow":
-        return None
-    from pipeline.tracking import MlflowTracker
-
-    return MlflowTracker(config.tracking.uri, config.tracking.experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +123,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.overrides = [*args.overrides, *overrides]
     defaults = {
         "config": None,
-        "cache_dir": os.environ.get("PIPELINE_CACHE_DIR", DEFAULT_CACHE_DIR),
+        "cache_dir": api.default_cache_dir(),
         "quiet": False,
         "json": False,
     }
@@ -161,49 +152,32 @@ def format_summary(result: RunResult) -> str:
 
 def ablate(args: argparse.Namespace) -> int:
     """Run the ablation in the config file (or the embedded default) and render its report."""
-    from pipeline.ablation.default import DEFAULT_ABLATION
-    from pipeline.ablation.execute import run_ablation
-    from pipeline.ablation.report import render
-
-    tree = read_config_file(args.config) if args.config else copy.deepcopy(DEFAULT_ABLATION)
-    config = load_config(None, args.overrides, base=tree)
-    if config.ablation is None:
-        raise ConfigError(f"{args.config} has no 'ablation:' section (design, seeds, factors).")
-    base = {key: value for key, value in tree.items() if key != "ablation"}
-    # `ablation.*` overrides shaped the design above; each training takes the others.
-    run_overrides = [text for text in args.overrides if parse_override(text)[0].split(".")[0] != "ablation"]
-    out = Path(args.out) if args.out else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     quiet = args.quiet or args.json
-    tracking = tracker(args, config)
-    summary = run_ablation(
-        base, run_overrides, config.ablation, out, Path(args.cache_dir), args.jobs, not quiet,
-        executor=args.executor, ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume,
+    ablation = api.ablate(
+        args.config, args.overrides, out=args.out, cache_dir=args.cache_dir, jobs=args.jobs, executor=args.executor,
+        ray_address=args.ray_address, fuse=args.fuse == "on", resume=args.resume, progress=not quiet, track=args.track,
     )
-    report = render(out)
-    if tracking is not None:
-        run_id = tracking.log_ablation(out, summary)
-        if not quiet:
-            print(f"mlflow: ablation run {run_id} (a child per variant and seed) at {config.tracking.uri}", file=sys.stderr)
-    sentences = [effect["sentence"] for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]]
-    if args.json:
-        print(json.dumps({"report": str(report), "summary": str(out / "summary.json"), "verdict": verdict_sentence(summary),
-                          "effects": sentences, "stages": summary["stages"]}, indent=1))
-    elif args.quiet:
-        print(f"{verdict_sentence(summary)}  report {report}")
-    else:
-        for name, counts in summary["stages"].items():
-            print(f"{name:<8} built {counts['built']:>3}  hit {counts['hit']:>3}")
-        for sentence in sentences:
-            print(f"- {sentence}")
-        print(f"report: {report} (and {report.with_suffix('.html').name}, runs.csv, summary.json)")
+    if ablation.tracking_id is not None and not quiet:
+        print(f"mlflow: ablation run {ablation.tracking_id} (a child per variant and seed)", file=sys.stderr)
+    print(ablation_summary(ablation, args))
     return 0
 
 
-def verdict_sentence(summary: dict[str, Any]) -> str:
-    verdict = summary["verdict"]
-    if verdict["gain"] is None:
-        return f"best variant on validation: the baseline {verdict['baseline']!r}"
-    return verdict["gain"]["sentence"]
+def ablation_summary(ablation: Ablation, args: argparse.Namespace) -> str:
+    """What `ablate` prints: the stages built and hit and every effect's sentence; the verdict and
+    the report with `--quiet`; one JSON object with `--json`."""
+    summary = ablation.summary
+    report = ablation.folder / "report.md"
+    sentences = [effect["sentence"] for effect in summary["side_effects"] + summary["effects"] + summary["interactions"]]
+    if args.json:
+        return json.dumps({"report": str(report), "summary": str(ablation.folder / "summary.json"), "verdict": ablation.verdict,
+                           "effects": sentences, "stages": summary["stages"]}, indent=1)
+    if args.quiet:
+        return f"{ablation.verdict}  report {report}"
+    lines = [f"{name:<8} built {counts['built']:>3}  hit {counts['hit']:>3}" for name, counts in summary["stages"].items()]
+    lines += [f"- {sentence}" for sentence in sentences]
+    lines.append(f"report: {report} (and {report.with_suffix('.html').name}, runs.csv, summary.json)")
+    return "\n".join(lines)
 
 
 def cache_command(args: argparse.Namespace) -> int:
@@ -222,16 +196,7 @@ def cache_command(args: argparse.Namespace) -> int:
             print(f"skipped {line}: in use by another process")
         print(f"{report.checked} entries checked, {len(report.corrupt)} corrupt, {len(report.temp_removed)} temporary folders removed")
     else:
-        if args.max_size is None and args.older_than is None and args.keep_last is None:
-            raise ValueError("cache gc needs --max-size, --older-than or --keep-last.")
-        if args.keep_last is not None and args.keep_last < 0:
-            raise ValueError(f"--keep-last must be >= 0, got {args.keep_last}.")
-        report = maintenance.collect_garbage(
-            store,
-            max_size=maintenance.parse_size(args.max_size) if args.max_size else None,
-            older_than=maintenance.parse_age(args.older_than) if args.older_than else None,
-            keep_last=args.keep_last,
-        )
+        report = maintenance.collect_garbage(store, max_size=args.max_size, older_than=args.older_than, keep_last=args.keep_last)
         for item in report.removed:
             print(f"removed {item.kind} {item.stage}/{item.key[:12]} ({maintenance.human_size(item.bytes)})")
         for item in report.busy:
@@ -265,16 +230,16 @@ def result_json(result: RunResult) -> dict[str, Any]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
     quiet = args.quiet or args.json
-    tracking = tracker(args, config)
-    result = run_pipeline(config, args.cache_dir, args.runs_dir, force=args.force, resume=args.resume, progress=not quiet)
+    result = api.run(
+        args.config, args.overrides, cache_dir=args.cache_dir, runs_dir=args.runs_dir, force=args.force, resume=args.resume,
+        progress=not quiet, track=args.track,
+    )
     if result.run_dir is None:  # under torchrun, rank 0 reports
         return 0
-    if tracking is not None:
-        run_id = tracking.log_run(result.run_dir)
-        if not quiet:
-            print(f"mlflow: run {run_id} in experiment {config.tracking.experiment!r} at {config.tracking.uri}", file=sys.stderr)
+    if result.tracking_id is not None and not quiet:
+        tracking = result.record["config"]["tracking"]
+        print(f"mlflow: run {result.tracking_id} in experiment {tracking['experiment']!r} at {tracking['uri']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result_json(result), indent=1, allow_nan=False))
     else:
@@ -283,14 +248,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def show_config_command(args: argparse.Namespace) -> int:
-    print(config_to_yaml(load_config(args.config, args.overrides)), end="")
+    print(config_to_yaml(api.resolve_config(args.config, args.overrides)), end="")
     return 0
 
 
 def explain_command(args: argparse.Namespace) -> int:
     from pipeline.explain import explain
 
-    print("\n".join(explain(load_config(args.config, args.overrides), CacheStore(args.cache_dir))))
+    print("\n".join(explain(api.resolve_config(args.config, args.overrides), CacheStore(args.cache_dir))))
     return 0
 
 
@@ -336,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"error: {exc}; entries cached before the failure are intact.", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:
         # The reader went away (`explain | head -1`): stop quietly, as the Python docs advise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

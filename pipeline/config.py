@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 import trainers.registry
 from datasets import SourceOptions, parse_source
 from pipeline.plugins import import_plugins
-from pipeline.ablation.design import AblationConfig
 from transforms import build_recipe
 
 
@@ -238,7 +237,9 @@ class Config(_Section):
     early_stop: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    ablation: AblationConfig | None = None
+    ablation: dict[str, Any] | None = Field(
+        None, description="an ablation's design: read and validated by `ablate` (see `AblationConfig`)"
+    )
 
 
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
@@ -283,8 +284,8 @@ def _unknown_key_message(dotted: str) -> str:
     return message + (f" Did you mean '{suggestion}'?" if suggestion else "")
 
 
-def _describe(error: dict[str, Any]) -> str:
-    dotted = ".".join(str(part) for part in error["loc"])
+def _describe(error: dict[str, Any], prefix: str = "") -> str:
+    dotted = prefix + ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ").rstrip(".")
     if isinstance(error["input"], dict):  # a check across a section's settings: the message names them
         return f"'{dotted}': {message}."
@@ -366,13 +367,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     tree = read_config_file(path) if path else copy.deepcopy(base or {})
     for text in overrides:
         _set_dotted(tree, *parse_override(text))
-    unknown = _unknown_keys(tree)
+    return validate_model(Config, tree)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate_model(model: type[Model], tree: dict[str, Any], prefix: str = "") -> Model:
+    """`tree` validated as `model`; unknown keys and bad values are one `ConfigError` naming each
+    dotted key (under `prefix`, e.g. "ablation.")."""
+    unknown = _unknown_keys(tree, model, prefix)
     if unknown:
         raise _config_error([_unknown_key_message(key) for key in unknown])
     try:
-        return Config.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
-        raise _config_error([_describe(error) for error in exc.errors()]) from None
+        raise _config_error([_describe(error, prefix) for error in exc.errors()]) from None
 
 
 def changed_settings(config: Config, sections: Iterable[str]) -> list[str]:

@@ -166,14 +166,23 @@ class GcReport:
 
 
 def collect_garbage(
-    store: CacheStore, max_size: int | None = None, older_than: float | None = None, keep_last: int | None = None
+    store: CacheStore, max_size: int | str | None = None, older_than: float | str | None = None, keep_last: int | None = None
 ) -> GcReport:
     """Remove the entries and checkpoints the policies select, then the lock files that no
     longer guard anything (no entry, no checkpoint, no holder; with `older_than`, only those
     older than that when this gc began, or whose entry or checkpoint it removed: taking a lock
     may touch its file, so this gc's own locking must not make a lock look new). A process
     that was waiting on a removed lock file notices and takes a new one (filelock >= 4), so
-    removing them never lets two processes build one key."""
+    removing them never lets two processes build one key.
+
+    `max_size` in bytes or as text (`2GB`), `older_than` in seconds or as text (`30d`); at
+    least one policy must be given, and a `ValueError` names a bad one."""
+    if max_size is None and older_than is None and keep_last is None:
+        raise ValueError("cache gc needs --max-size, --older-than or --keep-last.")
+    if keep_last is not None and keep_last < 0:
+        raise ValueError(f"--keep-last must be >= 0, got {keep_last}.")
+    max_size = parse_size(max_size) if isinstance(max_size, str) else max_size
+    older_than = parse_age(older_than) if isinstance(older_than, str) else older_than
     report = GcReport()
     now = time.time()
     lock_ages = {path: now - path.stat().st_mtime for path in store.lock_files()} if older_than is not None else {}

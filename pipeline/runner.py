@@ -7,7 +7,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import torch
 
@@ -19,6 +19,10 @@ from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
 from trainers.devices import resolve_device
 from trainers.distributed import SINGLE, init_from_env, shutdown
+from trainers.loop import HISTORY_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class StageError(ValueError):
@@ -38,14 +42,36 @@ class StageOutcome:
 
 @dataclass
 class RunResult:
-    """What a run did; `run_dir` is None on the ranks of a torchrun job other than rank 0."""
+    """What a run did: each stage's outcome, the test metrics, the per-epoch history, the run
+    record (`run.json`'s content) and where it went. `run_dir` is None on the ranks of a torchrun
+    job other than rank 0."""
 
     run_dir: Path | None
     stages: list[StageOutcome]
     metrics: dict[str, Any]
-    history: list[dict[str, float]]
-    record: dict[str, Any]
+    epochs: list[dict[str, float]] = field(repr=False)  # the history's rows, as `history.csv` holds them
+    record: dict[str, Any] = field(repr=False)
     artifacts: dict[str, CachedArtifact] = field(default_factory=dict, repr=False)  # each stage's output, as this run met it
+    tracking_id: str | None = None  # the MLflow run it was logged to, when tracked
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch: train and validation loss and accuracy, learning rate, seconds."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs, columns=list(HISTORY_COLUMNS))
+
+    @property
+    def record_path(self) -> Path | None:
+        """`run.json` of this run (None on ranks other than 0)."""
+        return None if self.run_dir is None else self.run_dir / "run.json"
+
+    @property
+    def stage_table(self) -> pd.DataFrame:
+        """One row per stage: name, key, cache hit or miss, seconds, output digest."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(outcome) for outcome in self.stages])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Runs in MLflow (`--track mlflow`): each run's resolved config as parameters, its per-epoch
 metrics with their epoch as the step, its test metrics, each stage's cache hit or miss as tags,
 and `run.json` and `history.csv` as artifacts. An ablation is a parent run (its report, summary
-and figures as artifacts) with one child per variant and seed.
+and figures as artifacts; every effect's mean, interval and p-values as metrics) with one child
+per variant and seed.
 
 Runs are logged from the run records after they are written, through `MlflowClient` (no global
 active run), so trainings in worker processes or Ray tasks need no MLflow of their own. A run
@@ -10,19 +11,26 @@ whose training came from the cache is logged too, tagged `gainsplit.cached=true`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pipeline.errors import RunFailed
 
 FINAL_METRICS = ("test_accuracy", "test_loss", "best_epoch", "epochs_run", "kept_epoch")
 KEPT_METRICS = ("val_accuracy", "val_loss", "train_accuracy")  # of the weights kept: logged as kept_<name>, beside the per-epoch curves
 PARAM_LIMIT = 6000  # characters MLflow keeps of a parameter's value
 PARAMS_PER_BATCH, METRICS_PER_BATCH = 100, 1000  # what one MLflow log_batch call takes
 REPORT_FILES = ("report.md", "report.html", "summary.json", "runs.csv")
+EFFECT_FAMILIES = ("side_effects", "effects", "interactions")
+METRIC_KEY_LIMIT = 200  # characters of an effect's name kept in its metric keys (MLflow takes 250)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -51,9 +59,20 @@ class MlflowTracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store set-up chatter is not the user's business
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri = uri
-        self.client = MlflowClient(uri)
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        with self.reached():
+            self.client = MlflowClient(uri)
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+
+    @contextlib.contextmanager
+    def reached(self) -> Iterator[None]:
+        """MLflow refusing or not answering as `RunFailed` naming the tracking URI (exit status 1)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except (MlflowException, OSError) as exc:
+            raise RunFailed(f"MLflow at tracking.uri={self.uri} could not log: {exc.__class__.__name__}: {exc}") from exc
 
     def log_run(self, run_dir: Path, name: str | None = None, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
         """One MLflow run from `run_dir`'s record; returns its run id."""
@@ -98,8 +117,10 @@ class MlflowTracker:
         for run in summary["runs"]:
             tags = {"gainsplit.variant": run["variant"], "gainsplit.seed": str(run["seed"])}
             self.log_run(out_dir / run["run_dir"], f"{run['variant']} seed {run['seed']}", parent, tags)
+        now = int(time.time() * 1000)
         best = _number(summary["scores"][summary["best_variant"]]["test"]["mean"])
-        metrics = [Metric(f"best.test_{summary['metric']}", best, int(time.time() * 1000), 0)] if best is not None else []
+        metrics = [Metric(f"best.test_{summary['metric']}", best, now, 0)] if best is not None else []
+        metrics += [Metric(key, value, now, 0) for key, value in effect_metrics(summary).items()]
         self._log(parent, metrics, [Param(key, str(value)[:PARAM_LIMIT]) for key, value in _flatten(summary["ablation"]).items()])
         self.client.set_tag(parent, "gainsplit.best_variant", summary["best_variant"])
         self.client.set_tag(parent, "gainsplit.metric", summary["metric"])
@@ -118,6 +139,23 @@ class MlflowTracker:
             self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH])
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
+
+
+def effect_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Every effect of the ablation (and the verdict's net gain) as MLflow metrics:
+    `effect.<NN>.<name>.<mean|low|high|p|p_holm>`, the name with the characters MLflow refuses
+    replaced; NaN (one seed: no interval) is left out."""
+    effects = [effect for family in EFFECT_FAMILIES for effect in summary[family]]
+    if summary["verdict"]["gain"] is not None:
+        effects.append(summary["verdict"]["gain"])
+    logged = {}
+    for index, effect in enumerate(effects):
+        name = re.sub(r"[^\w.\- /]", "_", effect["name"])[:METRIC_KEY_LIMIT].rstrip()
+        values = {**{part: effect["summary"][part] for part in ("mean", "low", "high")}, "p": effect["p_value"], "p_holm": effect["p_holm"]}
+        for part, value in values.items():
+            if (number := _number(value)) is not None:
+                logged[f"effect.{index:02d}.{name}.{part}"] = number
+    return logged
 
 
 def _history(run_dir: Path) -> list[dict[str, str]]:

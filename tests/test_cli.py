@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,56 @@ def test_a_header_less_uci_table_runs_with_the_target_by_position(tmp_path, caps
     assert sum(sum(counts) for counts in record["data"]["class_counts"].values()) == 120  # no row taken for a header
     assert record["data"]["class_names"] == ["3", "5", "6"] and record["data"]["feature_names"] == ["0", "1", "2"]
     assert record["data"]["provenance"]["decimal"] == "," and summary["model"]["type"] == "mlp"
+
+
+def _fails_with(exc):
+    def fit_array(*args, **kwargs):
+        raise exc
+
+    return fit_array
+
+
+@pytest.mark.parametrize(
+    "raised, message",
+    [
+        pytest.param("diverged", r"error: training diverged: NaN or inf at epoch 2, batch 2.*a lower optim\.lr", id="diverged"),
+        pytest.param("oom", r"error: training ran out of memory on cpu; lower train\.batch_size", id="out-of-memory"),
+    ],
+)
+def test_a_run_that_fails_at_run_time_exits_1_and_keeps_the_data_stages(tmp_path, monkeypatch, capsys, raised, message):
+    import torch
+
+    import trainers.loop
+
+    exc = trainers.loop.TrainingDiverged("NaN or inf at epoch 2, batch 2") if raised == "diverged" else torch.OutOfMemoryError("out of memory")
+    monkeypatch.setattr(trainers.loop, "fit_array", _fails_with(exc))
+    args = ["run", *FAST, "train.device=cpu", "--quiet", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "entries cached before the failure are intact" in err
+    assert {p.parent.parent.name for p in (tmp_path / "c").glob("*/*/meta.json")} == {"collect", "augment", "scale"}
+    assert not (tmp_path / "r").exists()
+    assert main([*args, "train.epochs=0"]) == 2  # a configuration error is still the user's to fix: 2
+
+
+def test_a_fused_ablation_that_diverges_exits_1(tmp_path, monkeypatch, capsys):
+    import trainers.loop
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainers.loop, "fit_array", _fails_with(trainers.loop.TrainingDiverged("NaN or inf at epoch 1, batch 1")))
+    (tmp_path / "a.yaml").write_text(
+        "data: {source: 'sklearn:wine'}\nmodel: {hidden: [8]}\ntrain: {epochs: 2, device: cpu}\n"
+        "ablation:\n  seeds: [0, 1]\n  factors:\n    model.dropout: {side: model, values: [0.0, 0.3]}\n"
+    )
+    assert main(["ablate", "--config", "a.yaml", "--cache-dir", "c", "--out", "out", "--quiet"]) == 1
+    assert "error: training diverged" in capsys.readouterr().err and not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_an_unreachable_tracker_exits_1_before_any_work(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    args = ["run", *FAST, "tracking.uri=http://127.0.0.1:9", "--track", "mlflow", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")]
+    assert main(args) == 1
+    assert "error: MLflow at tracking.uri=http://127.0.0.1:9 could not log" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()

@@ -161,3 +161,14 @@ def test_a_cache_dir_that_is_a_file_is_an_error_not_an_empty_cache(tmp_path, cap
     for command in (["cache", "ls"], ["cache", "verify"], ["cache", "gc", "--keep-last", "1"], ["run", "train.device=cpu", "--runs-dir", str(tmp_path)]):
         assert main([*command, "--cache-dir", str(tmp_path / "not-a-folder")]) == 2
         assert "is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "policy, message",
+    [({}, r"needs --max-size, --older-than or --keep-last"), ({"keep_last": -1}, r"--keep-last must be >= 0, got -1"), ({"max_size": "2XB"}, r"2XB")],
+)
+def test_gc_checks_its_policies_itself_before_removing_anything(tmp_path, policy, message):
+    store = CacheStore(tmp_path / "c")
+    with pytest.raises(ValueError, match=message):
+        collect_garbage(store, **policy)
+    assert collect_garbage(store, max_size="1GB", older_than="30d").removed == []

@@ -188,8 +188,8 @@ def test_without_early_stopping_a_run_keeps_its_last_weights(dirs, overrides, re
     assert metrics["best_epoch"] < metrics["epochs_run"] == 8
     kept = metrics["best_epoch"] if restores else metrics["epochs_run"]
     assert metrics["kept_epoch"] == kept
-    assert metrics["val_accuracy"] == history[kept - 1]["val_accuracy"]
-    assert metrics["val_loss"] == history[kept - 1]["val_loss"]
+    assert metrics["val_accuracy"] == history["val_accuracy"][kept - 1]
+    assert metrics["val_loss"] == history["val_loss"][kept - 1]
 
 
 def test_the_record_names_the_network_built_and_its_parameter_count(dirs):

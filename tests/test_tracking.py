@@ -56,6 +56,14 @@ def test_an_ablation_is_a_parent_run_with_a_child_per_variant_and_seed(tmp_path,
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert parent.data.tags["gainsplit.best_variant"] == summary["best_variant"] and parent.data.params["metric"] == "accuracy"
+    # Every effect, with its interval and adjusted p-value, is a metric of the parent run.
+    effect = summary["effects"][0]
+    logged = {key: value for key, value in parent.data.metrics.items() if key.startswith("effect.")}
+    (mean_key,) = [key for key in logged if key.endswith(".mean") and "model.dropout from 0.0 to 0.3" in key]
+    stem = mean_key.removesuffix(".mean")
+    assert logged[mean_key] == pytest.approx(effect["summary"]["mean"])
+    assert logged[f"{stem}.p_holm"] == pytest.approx(effect["p_holm"]) and logged[f"{stem}.p"] == pytest.approx(effect["p_value"])
+    assert logged[f"{stem}.low"] <= logged[mean_key] <= logged[f"{stem}.high"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"report.md", "report.html", "summary.json", "runs.csv", "plots"} <= artifacts
     assert (tmp_path / "mlruns").is_dir()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.config import ConfigError, validate_model
 from pipeline.keys import canonical_json
 
 Side = Literal["data", "model"]
@@ -105,6 +106,14 @@ GENERATORS: dict[int, list[tuple[int, ...]]] = {
     7: [(0, 1, 2), (1, 2, 3), (0, 2, 3)],  # 2^(7-3), IV: E = ABC, F = BCD, G = ACD
     8: [(1, 2, 3), (0, 2, 3), (0, 1, 2), (0, 1, 3)],  # 2^(8-4), IV: E = BCD, F = ACD, G = ABC, H = ABD
 }
+
+
+def parse_ablation(section: dict[str, Any] | None, source: str = "the configuration") -> AblationConfig:
+    """A configuration's `ablation:` section as a design; a `ConfigError` names the key at fault,
+    or says that `source` has no such section."""
+    if section is None:
+        raise ConfigError(f"{source} has no 'ablation:' section (design, seeds, factors).")
+    return validate_model(AblationConfig, section, "ablation.")
 
 
 def fraction_signs(factors: int) -> list[tuple[int, ...]]:

@@ -66,7 +66,7 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
         reference = _per_seed((r for r in rows if r["variant"] == names[0]), metric)
         for name in names[1:]:
             treated = _per_seed((r for r in rows if r["variant"] == name), metric)
-            effects.append(paired_effect(f"{name} (vs {names[0]})", "variant", treated, reference, shared_samples, (-span, span)))
+            effects.append(paired_effect(name, "variant", treated, reference, shared_samples, (-span, span), f"vs {names[0]}"))
         return [effect for effect in effects if effect is not None]
     factors = ablation.factors
     baseline = {key: factor.values[0] for key, factor in factors.items()}
@@ -77,15 +77,16 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
             if ablation.design in ("full", "fractional"):
                 treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
                 reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
-                effects.append(paired_effect(f"{name} (averaged over the other factors)", factor.side, treated, reference, shared_samples, (-span, span)))
+                effects.append(paired_effect(name, factor.side, treated, reference, shared_samples, (-span, span), "averaged over the other factors"))
                 continue
             added = _per_seed(_cells(rows, {**baseline, key: value}), metric)
-            effects.append(paired_effect(f"{name} (all else at baseline)", factor.side, added, _per_seed(_cells(rows, baseline), metric), shared_samples, (-span, span)))
+            reference = _per_seed(_cells(rows, baseline), metric)
+            effects.append(paired_effect(name, factor.side, added, reference, shared_samples, (-span, span), "all else at baseline"))
         if ablation.design == "one_at_a_time" and ablation.remove_one and len(factors) > 2:
             without = _per_seed(_cells(rows, {**everything, key: baseline[key]}), metric)
             full = _per_seed(_cells(rows, everything), metric)
-            name = f"{_describe(key, baseline[key], everything[key])} (all else changed)"
-            effects.append(paired_effect(name, factor.side, full, without, shared_samples, (-span, span)))
+            name = _describe(key, baseline[key], everything[key])
+            effects.append(paired_effect(name, factor.side, full, without, shared_samples, (-span, span), "all else changed"))
     return [effect for effect in effects if effect is not None]
 
 

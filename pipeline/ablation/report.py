@@ -8,11 +8,14 @@ import csv
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.ablation import plots
 from pipeline.ablation.scores import METRICS, Metric
 from pipeline.ablation.stats import missing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUMMARY_FILE, FLIPPED_FILE = "summary.json", "flipped.npz"  # what an ablation folder holds besides runs/
 Block = tuple  # ("h2", text) | ("p", text) | ("table", headers, rows) | ("img", path, caption)
@@ -118,21 +121,25 @@ def load_runs(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
     return runs
 
 
-def write_runs_csv(runs: list[dict[str, Any]], path: Path) -> None:
+RUN_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "best_epoch", "epochs_run", "stop_reason")
+
+
+def runs_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per training: variant, seed, run folder, its metrics, diagnosis, and each stage's
+    seconds and cache hit or miss (what `runs.csv` holds)."""
     import pandas as pd
 
     rows = []
     for run in runs:
         record = run["record"]
         row = {"variant": run["variant"], "seed": run["seed"], "run_dir": run["run_dir"]}
-        for name in ("test_accuracy", "test_loss", "best_epoch", "epochs_run", "stop_reason"):
-            row[name] = record["metrics"][name]
+        row.update({name: record["metrics"].get(name) for name in RUN_METRICS})
         row["diagnosis"] = record["diagnosis"]["verdict"]
         for stage in record["stages"]:
             row[f"{stage['name']}_seconds"] = stage["seconds"]
             row[f"{stage['name']}_cache"] = stage["cache"]
         rows.append(row)
-    pd.DataFrame(rows).to_csv(path, index=False)
+    return pd.DataFrame(rows)
 
 
 def _curve_groups(summary: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, dict[str, list[list[dict[str, float]]]]]:
@@ -188,9 +195,10 @@ def _more_data_points(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(points, key=lambda p: p["train_samples"])
 
 
-def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, Any]]) -> list[Block]:
-    plot_dir = out_dir / "plots"
-    plot_dir.mkdir(exist_ok=True)
+def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, Any]], to: Path) -> list[Block]:
+    """The report's blocks from the ablation folder `out_dir`, its figures drawn into `to`/plots."""
+    plot_dir = to / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
     variants = summary["variants"]
     blocks: list[Block] = [("h1", "Ablation report")]
     seeds, metric = summary["ablation"]["seeds"], metric_of(summary)
@@ -360,25 +368,34 @@ def to_html(blocks: list[Block]) -> str:
     )
 
 
-def render(out_dir: str | Path, metric: str | None = None) -> Path:
-    """Write the report files from `<out>/summary.json` and the run records, in the ablation's
-    metric or in `metric` (read at ablate time for every metric, so nothing trains); return
-    `report.md`'s path."""
-    out_dir = Path(out_dir)
-    summary_path = out_dir / SUMMARY_FILE
+def read_summary(out_dir: str | Path, metric: str | None = None) -> dict[str, Any]:
+    """`<out>/summary.json`, read in the ablation's metric or in `metric` (every metric is read
+    at ablate time); a `ValueError` names the file and what is wrong with it."""
+    summary_path = Path(out_dir) / SUMMARY_FILE
     if not summary_path.exists():
-        raise ValueError(f"{out_dir} holds no summary.json: is it an ablation folder?")
+        raise ValueError(f"{out_dir} holds no {SUMMARY_FILE}: is it an ablation folder?")
     summary = _json_object(summary_path, SUMMARY_KEYS)
-    if metric is not None:
-        readings = summary.get("by_metric", {})
-        if metric not in readings:
-            known = ", ".join(readings) or "accuracy only (written before other metrics were read)"
-            raise ValueError(f"{summary_path} has no reading in metric {metric!r}; it has: {known}.")
-        summary = {**summary, **readings[metric]}
+    if metric is None:
+        return summary
+    readings = summary.get("by_metric", {})
+    if metric not in readings:
+        known = ", ".join(readings) or "accuracy only (written before other metrics were read)"
+        raise ValueError(f"{summary_path} has no reading in metric {metric!r}; it has: {known}.")
+    return {**summary, **readings[metric]}
+
+
+def render(out_dir: str | Path, metric: str | None = None, to: str | Path | None = None) -> Path:
+    """Write the report files (`report.md`, `report.html`, `runs.csv`, `plots/`) from the
+    ablation folder's summary and run records into `to` (default: the folder itself), in the
+    ablation's metric or in `metric`; nothing trains. Returns `report.md`'s path."""
+    out_dir = Path(out_dir)
+    to = out_dir if to is None else Path(to)
+    summary = read_summary(out_dir, metric)
     runs = load_runs(out_dir, summary)
-    write_runs_csv(runs, out_dir / "runs.csv")
-    blocks = build_blocks(out_dir, summary, runs)
-    (out_dir / "report.html").write_text(to_html(blocks), encoding="utf-8")
-    report = out_dir / "report.md"
-    report.write_text(to_markdown(blocks, out_dir), encoding="utf-8")
+    to.mkdir(parents=True, exist_ok=True)
+    runs_table(runs).to_csv(to / "runs.csv", index=False)
+    blocks = build_blocks(out_dir, summary, runs, to)
+    (to / "report.html").write_text(to_html(blocks), encoding="utf-8")
+    report = to / "report.md"
+    report.write_text(to_markdown(blocks, to), encoding="utf-8")
     return report

@@ -128,6 +128,7 @@ class Effect:
     p_value: float
     p_holm: float = math.nan
     detectable: float = math.nan  # the smallest effect these seeds and test samples find with 80% power
+    condition: str = ""  # what the effect is conditional on ("all else at baseline"); the name ends with it
 
     @property
     def within_noise(self) -> bool:
@@ -159,9 +160,11 @@ def paired_effect(
     reference: dict[int, np.ndarray],
     shared_samples: bool = False,
     bounds: Bounds = DIFFERENCE_RANGE,
+    condition: str = "",
 ) -> Effect | None:
     """Effect from per-seed score vectors (per test sample, or one number each); only seeds present
-    in both count, and each seed's difference is taken sample by sample. None when no seed pairs up."""
+    in both count, and each seed's difference is taken sample by sample. None when no seed pairs up.
+    A `condition` is appended to the name in parentheses and kept on its own."""
     seeds = sorted(set(treatment) & set(reference))
     if not seeds:
         return None
@@ -170,7 +173,8 @@ def paired_effect(
         pairs, shared_samples = [(ours.mean(keepdims=True), theirs.mean(keepdims=True)) for ours, theirs in pairs], False
     differences = [ours - theirs for ours, theirs in pairs]
     summary = summarize_runs(differences, shared_samples, bounds)
-    return Effect(name, side, summary, p_value(summary), detectable=detectable(summary))
+    named = f"{name} ({condition})" if condition else name
+    return Effect(named, side, summary, p_value(summary), detectable=detectable(summary), condition=condition)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
 import random
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +37,7 @@ import trainers.torchvision_models
 import transforms.compose
 from pipeline.cache import Artifact
 from pipeline.config import Config, changed_settings
+from pipeline.errors import RunFailed
 from pipeline.stages.augment import AUGMENTATION_CODE
 from pipeline.stages.base import RunContext, Stage
 from pipeline.stages.collect import SPLITS
@@ -200,12 +202,13 @@ def train_unit(
     array = build_array(configs, tuple(splits[0]["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
     if checkpoint is not None and checkpoint.exists() and not resume:
         log.warning("Starting over: %s holds an interrupted training; pass --resume to continue it.", checkpoint)
-    fitted = trainers.loop.fit_array(
-        array, [member_for(m.config, own, m.augment) for m, own in zip(members, splits)],
-        batch_size=first.train.batch_size, device=device, precision=precision, checkpoint=checkpoint,
-        checkpoint_every=first.train.checkpoint_every, resume=resume, distributed=distributed,
-        cuda_graphs=first.train.cuda_graphs, progress=progress,
-    )
+    with failures_at_run_time(device, len(members)):
+        fitted = trainers.loop.fit_array(
+            array, [member_for(m.config, own, m.augment) for m, own in zip(members, splits)],
+            batch_size=first.train.batch_size, device=device, precision=precision, checkpoint=checkpoint,
+            checkpoint_every=first.train.checkpoint_every, resume=resume, distributed=distributed,
+            cuda_graphs=first.train.cuda_graphs, progress=progress,
+        )
     scores = {split: trainers.loop.ArrayData([own[split] for own in splits], split) for split in SPLITS}
     test = trainers.loop.predict_array(array.module, scores["test"], device, precision)
     val = trainers.loop.predict_array(array.module, scores["val"], device, precision)
@@ -226,6 +229,18 @@ def train_unit(
         )
         for k, (m, own, result) in enumerate(zip(members, splits, fitted))
     ]
+
+
+@contextlib.contextmanager
+def failures_at_run_time(device: torch.device, members: int) -> Iterator[None]:
+    """A diverged training or running out of memory as `RunFailed`: the input may be fine, the run failed."""
+    try:
+        yield
+    except trainers.loop.TrainingDiverged as exc:
+        raise RunFailed(f"training diverged: {exc}; a lower optim.lr or gradient-friendlier settings may train") from exc
+    except torch.OutOfMemoryError as exc:
+        fused = f" ({members} fused members: --fuse off trains them one at a time)" if members > 1 else ""
+        raise RunFailed(f"training ran out of memory on {device}{fused}; lower train.batch_size or the network's width") from exc
 
 
 def data_on_device(config: Config, scaled: list[Mapping[str, np.ndarray]], device: torch.device) -> bool:

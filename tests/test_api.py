@@ -1,0 +1,110 @@
+"""The Python API as a notebook uses it: `run`, `ablate` and `load_ablation` return objects with
+DataFrames, and an ablation run from the command line reads back as the same tables."""
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+import pipeline
+from pipeline.cli import main
+from pipeline.config import ConfigError
+
+WINE = {
+    "data": {"source": "sklearn:wine"},
+    "augment": {"mode": "none"},
+    "model": {"hidden": [8]},
+    "train": {"epochs": 3, "device": "cpu"},
+    "ablation": {
+        "design": "full",
+        "seeds": [0, 1],
+        "factors": {
+            "scale.method": {"side": "data", "values": ["standard", "none"]},
+            "model.dropout": {"side": "model", "values": [0.0, 0.2]},
+        },
+    },
+}
+
+
+def test_run_returns_metrics_stages_and_the_history_as_a_dataframe(tmp_path):
+    result = pipeline.run(WINE, ["train.epochs=4"], cache_dir=tmp_path / "c", runs_dir=tmp_path / "runs")
+    assert [stage.name for stage in result.stages] == ["collect", "augment", "scale", "train"]
+    assert isinstance(result.history, pd.DataFrame) and list(result.history["epoch"]) == [1, 2, 3, 4]
+    assert result.record_path.exists() and result.record_path.parent.parent == tmp_path / "runs"
+    assert result.metrics["val_accuracy"] == result.history["val_accuracy"][result.metrics["kept_epoch"] - 1]
+    assert list(result.stage_table["cache"]) == ["miss"] * 4
+    again = pipeline.run(WINE, ["train.epochs=4"], cache_dir=tmp_path / "c", runs_dir=tmp_path / "runs")
+    assert list(again.stage_table["cache"]) == ["hit"] * 4 and again.metrics == result.metrics
+
+
+def test_a_config_is_a_dict_a_file_or_overrides_alike(tmp_path):
+    (tmp_path / "wine.yaml").write_text(yaml.safe_dump(WINE, sort_keys=False))
+    from pipeline.api import resolve_config
+
+    from_file = resolve_config(tmp_path / "wine.yaml", ["optim.lr=0.01"])
+    assert from_file == resolve_config(WINE, ["optim.lr=0.01"]) == resolve_config(resolve_config(WINE), ["optim.lr=0.01"])
+    with pytest.raises(ConfigError, match="optim.lr"):
+        resolve_config(WINE, ["optim.lrr=0.01"])
+
+
+def test_ablate_returns_effects_variants_and_runs_as_dataframes_and_the_cli_folder_reads_the_same(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ablation = pipeline.ablate(WINE, out="api", cache_dir="c")
+
+    effects = ablation.effects
+    assert list(effects.columns) == ["effect", "kind", "side", "condition", "mean", "low", "high", "p", "p_holm", "decided", "detectable", "sentence"]
+    assert set(effects["kind"]) >= {"side", "factor", "interaction"}
+    factor = effects[effects["kind"] == "factor"]
+    assert set(factor["condition"]) == {"averaged over the other factors"}
+    assert all(name.endswith("(averaged over the other factors)") for name in factor["effect"])
+    assert (effects["decided"] == (effects["p_holm"] < 0.05)).all()
+    assert ((effects["low"] <= effects["mean"]) & (effects["mean"] <= effects["high"])).all()
+    summary = ablation.summary
+    assert list(effects["sentence"][: len(summary["side_effects"])]) == [e["sentence"] for e in summary["side_effects"]]
+
+    variants = ablation.variants
+    assert list(variants["variant"]) == [v["name"] for v in summary["variants"]] and variants["variant"][0] == "baseline"
+    assert sorted(variants["scale.method"]) == ["none", "none", "standard", "standard"] and variants["scale.method"][0] == "standard"
+    assert (variants["seeds"] == 2).all() and variants["test_mean"].between(0, 1).all()
+    runs = ablation.runs
+    assert len(runs) == 8 and set(runs["seed"]) == {0, 1} and set(runs["train_cache"]) == {"miss"}
+    assert ablation.verdict in {e["sentence"] for e in summary["side_effects"] + summary["effects"]} | {
+        summary["verdict"]["gain"]["sentence"] if summary["verdict"]["gain"] else f"best variant on validation: the baseline 'baseline'"
+    }
+    assert (tmp_path / "api" / "report.md").exists()
+    html = ablation._repr_html_()
+    assert html.startswith("<p><b>Ablation</b>") and "<table" in html and "p (Holm)" in html
+
+    (tmp_path / "wine.yaml").write_text(yaml.safe_dump(WINE, sort_keys=False))
+    assert main(["ablate", "--config", "wine.yaml", "--cache-dir", "c", "--out", "cli", "--quiet"]) == 0
+    from_cli = pipeline.load_ablation(tmp_path / "cli")
+    pd.testing.assert_frame_equal(from_cli.effects, effects)
+    pd.testing.assert_frame_equal(from_cli.variants, variants)
+    assert list(from_cli.runs["train_cache"]) == ["hit"] * 8  # every training found in the cache the API filled
+    same = ["variant", "seed", "test_accuracy", "test_loss", "val_accuracy", "best_epoch", "epochs_run", "diagnosis"]
+    pd.testing.assert_frame_equal(from_cli.runs[same], runs[same])
+
+
+def test_an_ablation_reads_in_another_metric_and_renders_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    design = {**WINE, "ablation": {"seeds": [0, 1], "factors": {"model.dropout": {"side": "model", "values": [0.0, 0.2]}}}}
+    ablation = pipeline.ablate(design, ["train.epochs=2"], out="out", cache_dir="c", report=False)
+    assert not (tmp_path / "out" / "report.md").exists()
+    loss = ablation.in_metric("log_loss")
+    assert loss.metric == "log_loss" and loss.effects.attrs["metric"] == "log_loss"
+    assert not math.isclose(loss.effects["mean"][0], ablation.effects["mean"][0])
+    report = ablation.report(tmp_path / "elsewhere")
+    assert report == tmp_path / "elsewhere" / "report.md" and (tmp_path / "elsewhere" / "plots" / "effects.png").exists()
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_load_ablation_names_a_folder_that_is_not_an_ablation(tmp_path):
+    with pytest.raises(ValueError, match="holds no summary.json"):
+        pipeline.load_ablation(tmp_path)
+
+
+def test_ablate_refuses_a_config_without_an_ablation_section_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="no 'ablation:' section"):
+        pipeline.ablate({"train": {"epochs": 1}}, out=tmp_path / "out", cache_dir=tmp_path / "c")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
