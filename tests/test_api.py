@@ -53,12 +53,18 @@ def test_ablate_returns_effects_variants_and_runs_as_dataframes_and_the_cli_fold
     ablation = pipeline.ablate(WINE, out="api", cache_dir="c")
 
     effects = ablation.effects
-    assert list(effects.columns) == ["effect", "kind", "side", "condition", "mean", "low", "high", "p", "p_holm", "decided", "detectable", "sentence"]
+    assert list(effects.columns) == [
+        "effect", "kind", "side", "condition", "mean", "low", "high", "adjusted_low", "adjusted_high", "simultaneous_low",
+        "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "sentence",
+    ]
     assert set(effects["kind"]) >= {"side", "factor", "interaction"}
     factor = effects[effects["kind"] == "factor"]
     assert set(factor["condition"]) == {"averaged over the other factors"}
     assert all(name.endswith("(averaged over the other factors)") for name in factor["effect"])
     assert (effects["decided"] == (effects["p_holm"] < 0.05)).all()
+    excludes_zero = (effects["adjusted_low"] > 0) | (effects["adjusted_high"] < 0)
+    assert (effects["decided"] == excludes_zero).all()
+    assert ((effects["simultaneous_low"] <= effects["adjusted_low"]) & (effects["adjusted_low"] <= effects["low"])).all()
     assert ((effects["low"] <= effects["mean"]) & (effects["mean"] <= effects["high"])).all()
     summary = ablation.summary
     assert list(effects["sentence"][: len(summary["side_effects"])]) == [e["sentence"] for e in summary["side_effects"]]
@@ -108,3 +114,12 @@ def test_ablate_refuses_a_config_without_an_ablation_section_before_any_work(tmp
     with pytest.raises(ConfigError, match="no 'ablation:' section"):
         pipeline.ablate({"train": {"epochs": 1}}, out=tmp_path / "out", cache_dir=tmp_path / "c")
     assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_summary_from_before_decisions_is_named_not_a_traceback(tmp_path):
+    import json
+
+    (tmp_path / "summary.json").write_text(json.dumps({key: [] for key in ("ablation", "stages", "variants", "side_effects", "verdict", "best_variant", "baselines", "ensembles", "runs", "per_class_changes")}
+                                                      | {"effects": [{"name": "x", "p_holm": 0.5}]}))
+    with pytest.raises(ValueError, match="older gainsplit.*run the ablation again"):
+        pipeline.load_ablation(tmp_path)

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig
-from pipeline.ablation.stats import DIFFERENCE_RANGE, Effect, Summary, detectable, p_value, paired_effect, summarize_runs
+from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
+from pipeline.ablation.stats import DIFFERENCE_RANGE, Effect, Summary, detectable, p_value, paired_effect, summarize, summarize_runs
 
 SIMULATIONS = 1000
 
@@ -48,8 +49,9 @@ def test_seed_only_intervals_miss_the_shared_test_samples():
         # About 84% accuracy, so that a few dozen test samples flip between the variants.
         treated, reference, truth = simulated_ablation(rng, 5, 360, seed_spread=0.02, noise=0.1, skill=1.0)
         differences = [t.astype(float) - r for t, r in zip(treated, reference)]
-        for name, shared in (("seeds only", False), ("crossed", True)):
-            summary = summarize_runs(differences, shared, DIFFERENCE_RANGE)
+        seeds_only = summarize([float(d.mean()) for d in differences], DIFFERENCE_RANGE)
+        crossed = summarize_runs(differences, True, DIFFERENCE_RANGE)
+        for name, summary in (("seeds only", seeds_only), ("crossed", crossed)):
             covered[name] += summary.low <= truth <= summary.high
     assert covered["seeds only"] / SIMULATIONS < 0.85
     assert 0.93 <= covered["crossed"] / SIMULATIONS <= 0.97
@@ -57,9 +59,10 @@ def test_seed_only_intervals_miss_the_shared_test_samples():
 
 @pytest.mark.parametrize(("same_mistakes", "observations"), [(True, 360), (False, 3 * 360)])
 def test_seeds_that_score_alike_still_get_the_test_samples_uncertainty(same_mistakes, observations):
-    """Three seeds, each 354 of 360 right: the seed-only interval is zero-wide. Crossed, the
+    """Three seeds, each 354 of 360 right: the seeds' means do not vary at all. Crossed, the
     standard error is binomial: over the 360 samples when the seeds miss the same ones (the
-    samples are what varies), over all 1080 scores when each seed misses others."""
+    samples are what varies), over all 1080 scores when each seed misses others. Read as seeds
+    that each drew their own samples, it is floored at the samples' own noise: never zero-wide."""
     runs = []
     for seed in range(3):
         correct = np.ones(360)
@@ -68,7 +71,8 @@ def test_seeds_that_score_alike_still_get_the_test_samples_uncertainty(same_mist
         runs.append(correct)
     crossed = summarize_runs(runs, shared_samples=True, bounds=(0.0, 1.0))
     seeds_only = summarize_runs(runs, shared_samples=False, bounds=(0.0, 1.0))
-    assert seeds_only.high - seeds_only.low == 0
+    within = np.mean([run.var(ddof=1) for run in runs]) / 360
+    assert seeds_only.se == pytest.approx(math.sqrt(within / 3)) and seeds_only.low < seeds_only.mean < seeds_only.high
     assert crossed.mean == pytest.approx(354 / 360)
     assert crossed.se == pytest.approx(math.sqrt(crossed.mean * (1 - crossed.mean) / observations), rel=0.05)
     assert crossed.low < crossed.mean < crossed.high <= 1.0
@@ -80,15 +84,67 @@ def test_one_number_per_seed_is_the_t_test():
     low, high = scipy_stats.t.interval(0.95, 3, loc=np.mean(values), scale=scipy_stats.sem(values))
     assert (summary.low, summary.high) == pytest.approx((low, high))
     assert p_value(summary) == pytest.approx(scipy_stats.ttest_1samp(values, 0.0).pvalue)
-    # 80% power at the 5% level: (t_.975 + t_.80) standard errors.
-    assert detectable(summary) == pytest.approx((scipy_stats.t.ppf(0.975, 3) + scipy_stats.t.ppf(0.8, 3)) * scipy_stats.sem(values))
+    # 80% power at the 5% level, from the noncentral t with the interval's own 3 degrees of freedom.
+    found = detectable(summary)
+    critical, shift = scipy_stats.t.ppf(0.975, 3), found / scipy_stats.sem(values)
+    assert scipy_stats.nct.sf(critical, 3, shift) + scipy_stats.nct.cdf(-critical, 3, shift) == pytest.approx(0.8, abs=1e-6)
+    # The (t_.975 + t_.80) shortcut falls short: by 1.2% at 4 degrees of freedom.
+    shortcut = summarize_runs([np.array([v]) for v in [*values, 0.015]], shared_samples=False)
+    ratio = detectable(shortcut) / ((scipy_stats.t.ppf(0.975, 4) + scipy_stats.t.ppf(0.8, 4)) * shortcut.se)
+    assert ratio == pytest.approx(1.012, abs=0.001)
 
 
-def test_an_effect_whose_interval_holds_zero_is_called_noise():
-    inside = Effect("adding X", "model", Summary(5, 0.003, 0.01, -0.004, 0.010), 0.4)
-    outside = Effect("adding Y", "model", Summary(5, 0.012, 0.01, 0.005, 0.019), 0.01)
-    assert inside.sentence() == "adding X moved test accuracy by +0.3 points [-0.4, 1.0]: indistinguishable from noise"
-    assert outside.sentence() == "adding Y raised test accuracy by 1.2 points [0.5, 1.9]"
+def _effect(name, mean, se, p, n=5):
+    summary = Summary(n, mean, se * math.sqrt(n), mean - 2.776 * se, mean + 2.776 * se, se, n - 1, seed_var=se**2 * n)
+    return Effect(name, "model", summary, p)
+
+
+def test_an_effect_is_decided_by_its_adjusted_p_value_and_its_sentence_says_so():
+    inside = _effect("adding X", 0.003, 0.0025, 0.29).adjusted(0.29, 1)
+    outside = _effect("adding Y", 0.012, 0.0025, 0.008).adjusted(0.008, 1)
+    assert inside.sentence().startswith("adding X moved test accuracy by +0.3 points [-0.4, 1.0]: indistinguishable from noise; about ")
+    assert outside.decided and outside.sentence() == "adding Y raised test accuracy by 1.2 points [0.5, 1.9]"
+    # The same effect in a family of 7 tests whose Holm p-value is 0.056: not decided, and its
+    # adjusted interval, wider than the per-comparison one, reaches across zero.
+    among_seven = _effect("adding Y", 0.012, 0.0025, 0.008).adjusted(0.056, 7)
+    assert not among_seven.decided and among_seven.adjusted_low < 0 < among_seven.summary.low
+    assert among_seven.simultaneous_low <= among_seven.adjusted_low
+    assert "indistinguishable from noise after adjusting for 7 tests; about " in among_seven.sentence()
+    assert among_seven.seeds_to_decide > 5
+
+
+def test_the_adjusted_interval_excludes_zero_exactly_when_holm_decides():
+    rng = np.random.default_rng(0)
+    effects = [paired_effect(f"e{i}", "model", {s: rng.normal(shift, 0.01, 1) for s in range(5)}, {s: np.zeros(1) for s in range(5)})
+               for i, shift in enumerate([0.0, 0.004, 0.008, 0.012, 0.02, 0.03])]
+    (adjusted,) = adjust_together(effects)
+    for effect in adjusted:
+        assert effect.decided == (effect.p_holm < 0.05) == (effect.adjusted_low > 0 or effect.adjusted_high < 0)
+        assert effect.simultaneous_low <= effect.adjusted_low <= effect.summary.low
+    assert {effect.tests for effect in adjusted} == {6}
+
+
+def test_a_test_that_appears_twice_in_the_family_counts_once():
+    differences = {s: np.array([0.01 * (s + 1)]) for s in range(4)}
+    zero = {s: np.zeros(1) for s in range(4)}
+    twice = paired_effect("both sides together", "both", differences, zero)
+    gain = paired_effect("switching from baseline to both", "verdict", differences, zero)
+    other = paired_effect("x", "model", {s: np.array([0.001 * (-1) ** s]) for s in range(4)}, zero)
+    sides, verdict, factors = adjust_together([twice], [gain], [other])
+    assert sides[0].tests == verdict[0].tests == factors[0].tests == 2
+    assert sides[0].p_holm == verdict[0].p_holm == min(1.0, 2 * twice.p_value)
+
+
+def test_nothing_varied_gives_exact_intervals_never_a_zero_width_one():
+    all_right = summarize_runs([np.ones(36)] * 3, shared_samples=True, bounds=(0.0, 1.0))
+    assert (all_right.low, all_right.high) == pytest.approx((0.025 ** (1 / 36), 1.0))  # Clopper-Pearson, 36 of 36
+    drawn_apart = summarize_runs([np.ones(36)] * 3, shared_samples=False, bounds=(0.0, 1.0))
+    assert drawn_apart.low == pytest.approx(0.025 ** (1 / 108))  # each seed its own 36 samples: 108 of 108
+    same = paired_effect("x", "model", {s: np.ones(360) for s in range(5)}, {s: np.ones(360) for s in range(5)}, shared_samples=True)
+    reach = 1 - 0.025 ** (1 / 360)
+    assert (same.summary.low, same.summary.high) == pytest.approx((-reach, reach))
+    assert same.detectable == pytest.approx(reach) and same.p_value == 1.0 and not same.decided
+    assert same.sentence() == "x moved test accuracy by +0.0 points [-1.0, 1.0]: indistinguishable from noise"
 
 
 def test_paired_effects_difference_each_test_sample():
@@ -114,3 +170,48 @@ def test_an_effect_across_different_test_samples_compares_means():
     effect = paired_effect("x", "data", treated, reference, shared_samples=True)
     assert effect.summary.mean == pytest.approx(((0.75 - 1 / 3) + (1 - 2 / 3)) / 2)
     assert effect.summary.df == 1  # the t over the two seeds' differences of means
+
+
+def designed_rows(rng, data_shift, model_shift, seeds=3, samples=300):
+    """Per-sample correctness of a 2x2 design on shared test samples: each arm gets a sample right
+    when its difficulty is below the arm's skill plus the seed's luck; the shifts are the sides' effects."""
+    difficulty = rng.normal(size=samples)
+    rows = []
+    for data_on in (False, True):
+        for model_on in (False, True):
+            for seed in range(seeds):
+                skill = 1.0 + data_shift * data_on + model_shift * model_on + rng.normal(0, 0.05)
+                correct = (difficulty < skill + rng.normal(0, 0.2, samples)).astype(float)
+                settings = {"scale.method": "standard" if data_on else "none", "model.batch_norm": model_on}
+                rows.append({"variant": str(settings), "settings": settings, "seed": seed, "score": correct.mean(), "per_sample": {"score": correct}})
+    return rows
+
+
+@pytest.mark.parametrize(
+    "data_shift, model_shift, seed",
+    [(0.6, 0.0, 0), (0.0, 0.0, 1), (0.05, -0.6, 2), (0.02, 0.03, 3), (-0.3, 0.3, 4), (0.0, 0.0, 5)],
+)
+def test_no_sentence_claims_a_direction_its_adjusted_test_does_not_support(data_shift, model_shift, seed):
+    rng = np.random.default_rng(seed)
+    rows = designed_rows(rng, data_shift, model_shift)
+    ablation = AblationConfig(design="full", seeds=[0, 1, 2], factors={
+        "scale.method": {"side": "data", "values": ["none", "standard"]},
+        "model.batch_norm": {"side": "model", "values": [False, True]},
+    })
+    best = str({"scale.method": "standard", "model.batch_norm": True})
+    baseline = str({"scale.method": "none", "model.batch_norm": False})
+    families = adjust_together(
+        factor_effects(rows, ablation, "score", True), interaction_effects(rows, ablation, "score", True),
+        side_effects(rows, ablation, "score", True), [variant_effect(rows, best, baseline, "score", True)],
+    )
+    every = [effect for family in families for effect in family]
+    assert len({effect.tests for effect in every}) == 1 and every[0].tests < len(every)  # duplicates counted once
+    for effect in every:
+        sentence = effect.sentence()
+        claims = "raised" in sentence or "lowered" in sentence
+        assert claims == effect.decided == (effect.p_holm < 0.05), sentence
+        if claims:
+            assert ("raised" in sentence) == (effect.summary.mean > 0) and (effect.adjusted_low > 0 or effect.adjusted_high < 0)
+        else:
+            assert "indistinguishable from noise" in sentence and effect.adjusted_low <= 0 <= effect.adjusted_high
+        assert -1 <= effect.simultaneous_low <= effect.adjusted_low <= effect.summary.low <= effect.summary.high <= 1 or effect.side == "interaction"

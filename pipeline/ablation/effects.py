@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import defaultdict
-from dataclasses import replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -130,12 +130,25 @@ def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = 
     )
 
 
+def _same_test(effect: Effect) -> tuple:
+    """What tells one test from another: the same differences give the same summary (to float
+    rounding, whatever order their terms were summed in)."""
+    s = effect.summary
+    return (s.n, s.samples, *(None if math.isnan(value) else float(f"{value:.10g}") for value in (s.mean, s.se, s.df)))
+
+
 def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
-    """Holm-adjust every test of the report as one family (factor effects, side effects and
-    their interaction alike), so no p-value is read without the others it was tested beside."""
+    """Holm-adjust every test of the report as one family (factor effects, side effects, their
+    interaction and the verdict's net gain alike), so no p-value is read without the others it
+    was tested beside. A test that appears twice (the net gain of the 'both sides' variant is the
+    both-sides effect; a two-factor design's data-by-model interaction is its factor
+    interaction) counts once. Each effect is then decided by its Holm p-value (`Effect.adjusted`)."""
     everything = [effect for family in families for effect in family]
-    adjusted = iter(holm([effect.p_value for effect in everything]))
-    return [[replace(effect, p_holm=next(adjusted)) for effect in family] for family in families]
+    distinct = {_same_test(effect): effect.p_value for effect in reversed(everything)}
+    keys = list(distinct)
+    p_holm = dict(zip(keys, holm([distinct[key] for key in keys])))
+    tests = sum(not math.isnan(p) for p in distinct.values())
+    return [[effect.adjusted(p_holm[_same_test(effect)], max(1, tests)) for effect in family] for family in families]
 
 
 def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:

@@ -69,6 +69,11 @@ def _verdict(summary: dict[str, Any]) -> list[Block]:
     return [("h2", "Verdict"), ("p", " ".join(lines))]
 
 
+def _adjusted(effect: dict[str, Any]) -> dict[str, Any]:
+    """An effect's summary with its adjusted interval, the one that agrees with its decision."""
+    return {**effect["summary"], "low": effect["adjusted_low"], "high": effect["adjusted_high"]}
+
+
 def _uncertainty_text(summary: dict[str, Any]) -> str:
     """What the intervals cover, what they leave out, and the smallest effect they can detect."""
     testing = f"p-values: {summary['multiple_testing']}." if "multiple_testing" in summary else ""
@@ -82,9 +87,14 @@ def _uncertainty_text(summary: dict[str, Any]) -> str:
         size = f"{known['detectable_effect'] * metric.scale:.{metric.digits}f}" + (f" {metric.unit}" if metric.unit else f" in {metric.label}")
         text += (
             f"With {known['seeds']} seeds and {known['test_samples']} test samples, an effect must be about "
-            f"{size} to be found with 80% power (median over the effects); "
-            "an effect whose interval includes zero is indistinguishable from noise. "
+            f"{size} to be found with 80% power (median over the effects). "
         )
+    text += (
+        "One rule decides: an effect is decided when its Holm-adjusted p-value is below 5%. Sentences give its adjusted "
+        "interval, which excludes zero exactly then (at most as wide as the Bonferroni interval that covers every effect "
+        "at once, which summary.json keeps); an undecided effect is indistinguishable from noise, with the seeds that "
+        "would decide an effect of its size. "
+    )
     return text + testing
 
 
@@ -223,13 +233,17 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
             blocks += [("p", effect["sentence"].capitalize() + ".") for effect in interactions]
         every = sides + summary["effects"] + interactions
         rows = [
-            [e["name"], e["side"], metric.format(e["summary"]["mean"]), _ci(metric, e["summary"]), _p(e["p_value"]), _p(e["p_holm"])]
+            [e["name"], e["side"], metric.format(e["summary"]["mean"]), _ci(metric, e["summary"]), _ci(metric, _adjusted(e)),
+             _p(e["p_value"]), _p(e["p_holm"]), "yes" if e["decided"] else "no"]
             for e in every
         ]
-        blocks.append(("table", ["effect", "side", f"change ({metric.unit or metric.label})", "95% CI", "p", "p (Holm)"], rows))
+        headers = ["effect", "side", f"change ({metric.unit or metric.label})", "95% CI (per comparison)", "adjusted CI (Holm)",
+                   "p", "p (Holm)", "decided"]
+        blocks.append(("table", headers, rows))
         measure = f"test {metric.label}" + (f" ({metric.unit})" if metric.unit else "")
-        chart = plots.effects_chart(every, plot_dir / "effects.png", metric.scale, measure)
-        blocks.append(("img", chart, f"Effects on test {metric.label} with 95% intervals"))
+        drawn = [{**e, "summary": _adjusted(e), "side": e["side"] if e["decided"] else "undecided"} for e in every]
+        chart = plots.effects_chart(drawn, plot_dir / "effects.png", metric.scale, measure)
+        blocks.append(("img", chart, f"Effects on test {metric.label} with their adjusted intervals; grey: not decided"))
 
     blocks.append(("h2", "Variants"))
     stage_names = list(variants[0]["stages"])
@@ -375,6 +389,12 @@ def read_summary(out_dir: str | Path, metric: str | None = None) -> dict[str, An
     if not summary_path.exists():
         raise ValueError(f"{out_dir} holds no {SUMMARY_FILE}: is it an ablation folder?")
     summary = _json_object(summary_path, SUMMARY_KEYS)
+    effects = [effect for key in ("effects", "side_effects") for effect in summary[key]]
+    if any(not isinstance(effect, dict) or "decided" not in effect for effect in effects):
+        raise ValueError(
+            f"{summary_path} was written by an older gainsplit, before effects were decided by their adjusted p-values: "
+            "run the ablation again (its trainings are cached) to read it."
+        )
     if metric is None:
         return summary
     readings = summary.get("by_metric", {})

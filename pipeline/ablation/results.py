@@ -15,22 +15,24 @@ from pipeline.ablation.scores import METRICS
 if TYPE_CHECKING:
     import pandas as pd
 
-ALPHA = 0.05  # an effect is decided when its Holm-adjusted p-value is below this
 EFFECT_KINDS = (("side_effects", "side"), ("effects", "factor"), ("interactions", "interaction"))
-EFFECT_COLUMNS = ("effect", "kind", "side", "condition", "mean", "low", "high", "p", "p_holm", "decided", "detectable", "sentence")
-
-
-def _decided(p_holm: float | None) -> bool:
-    return p_holm is not None and not math.isnan(p_holm) and p_holm < ALPHA
+EFFECT_COLUMNS = (
+    "effect", "kind", "side", "condition", "mean", "low", "high", "adjusted_low", "adjusted_high", "simultaneous_low",
+    "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "sentence",
+)
 
 
 def _effect_row(effect: dict[str, Any], kind: str) -> dict[str, Any]:
     summary = effect["summary"]
-    values = {"mean": summary["mean"], "low": summary["low"], "high": summary["high"], "p": effect["p_value"], "p_holm": effect["p_holm"]}
+    values = {
+        "mean": summary["mean"], "low": summary["low"], "high": summary["high"],
+        **{name: effect[name] for name in ("adjusted_low", "adjusted_high", "simultaneous_low", "simultaneous_high")},
+        "p": effect["p_value"], "p_holm": effect["p_holm"], "detectable": effect["detectable"],
+    }
     values = {name: math.nan if value is None else value for name, value in values.items()}
     return {
-        "effect": effect["name"], "kind": kind, "side": effect["side"], "condition": effect.get("condition", ""), **values,
-        "decided": _decided(values["p_holm"]), "detectable": effect.get("detectable", math.nan), "sentence": effect["sentence"],
+        "effect": effect["name"], "kind": kind, "side": effect["side"], "condition": effect["condition"], **values,
+        "decided": effect["decided"], "seeds_to_decide": effect["seeds_to_decide"], "sentence": effect["sentence"],
     }
 
 
@@ -136,8 +138,9 @@ class Ablation:
     def _repr_html_(self) -> str:
         """The verdict and the effects table, for a notebook."""
         metric = METRICS[self.metric]
-        table = self.effects[["effect", "side", "mean", "low", "high", "p_holm", "decided"]]
-        table = table.rename(columns={"mean": f"change ({metric.unit or metric.label})", "low": "95% low", "high": "95% high", "p_holm": "p (Holm)"})
+        table = self.effects[["effect", "side", "mean", "adjusted_low", "adjusted_high", "p_holm", "decided"]]
+        names = {"mean": f"change ({metric.unit or metric.label})", "adjusted_low": "adjusted low", "adjusted_high": "adjusted high", "p_holm": "p (Holm)"}
+        table = table.rename(columns=names)
         scaled = {column: metric.format for column in table.columns[2:5]}
         return (
             f"<p><b>Ablation</b> {html.escape(str(self.folder))}: {html.escape(self.verdict)}.</p>"

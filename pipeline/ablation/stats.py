@@ -10,18 +10,34 @@ Clark 1973; Bouthillier et al. 2021 make the same case for ML benchmarks). A see
 t-interval would miss the test samples entirely there: every seed shares them. When each seed
 draws its own split, its mean already carries its own samples' noise, and the t-interval over
 seeds covers both. Intervals are cut to the range the quantity can take.
+
+Floors: a negative variance estimate of the crossed model is floored at the residual's share,
+and its Satterthwaite degrees of freedom at n - 1 (the seeds' own); where each seed draws its
+own test samples, the variance of a seed's mean is floored at its samples' own (the mean
+within-seed variance over N), with n - 1 degrees of freedom. Where nothing varies at all
+(every score the same), no t-interval exists: a proportion gets the exact Clopper-Pearson
+interval over the distinct test samples pooled (36 of 36 right: [0.903, 1]), and a paired
+difference that is zero on every sample gets the exact bound on how often the two arms could
+disagree unseen (zero of N discordant pairs), never [0, 0].
+
+Decisions: an effect is decided when its Holm-adjusted p-value (over every test of the report,
+each distinct test counted once) is below 5%. Beside each per-comparison interval, the adjusted
+interval (level 1 - 0.05 p / p_Holm) excludes zero exactly when Holm decides; the simultaneous
+interval (Bonferroni, level 1 - 0.05 / m) covers all m effects at once with 95% confidence.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE, POWER = 0.95, 0.80
+ALPHA = 1 - CONFIDENCE
+MOST_SEEDS = 10_000  # how far `seeds_to_decide` looks
 ACCURACY_RANGE, LOSS_RANGE, DIFFERENCE_RANGE = (0.0, 1.0), (0.0, math.inf), (-1.0, 1.0)
 Bounds = tuple[float, float]
 
@@ -54,10 +70,21 @@ class Summary:
     high: float
     se: float = math.nan
     df: float = math.nan
+    # One score's variance between seeds, between test samples (when every seed scores the same
+    # ones) and the rest: the mean's variance is seed/n + sample/N + residual/(n N).
+    seed_var: float = math.nan
+    sample_var: float = 0.0
+    residual_var: float = 0.0
+    samples: int = 1  # N: test samples per seed
+    # Nothing varied: no t-interval exists. "binomial": exact over `exact_trials` distinct test
+    # samples; "sign-flip": the values the exact sign-flip test over the seeds cannot reject.
+    exact: str = ""
+    exact_trials: int = 0
 
 
-def _crossed(x: np.ndarray) -> tuple[float, float]:
-    """Variance of the grand mean of an `(n seeds, N samples)` table of crossed random effects, and its degrees of freedom."""
+def _crossed(x: np.ndarray) -> tuple[float, float, tuple[float, float, float]]:
+    """Variance of the grand mean of an `(n seeds, N samples)` table of crossed random effects,
+    its degrees of freedom, and the variance components (seed, sample, residual)."""
     n, size = x.shape
     grand, seed_means, sample_means = x.mean(), x.mean(axis=1), x.mean(axis=0)
     ms_seed = size * float(((seed_means - grand) ** 2).sum()) / (n - 1)
@@ -68,7 +95,32 @@ def _crossed(x: np.ndarray) -> tuple[float, float]:
     variance = max(combined, ms_residual) / (n * size)  # a negative estimate is noise: floor at the residual's share
     denominator = ms_seed**2 / (n - 1) + ms_sample**2 / (size - 1) + ms_residual**2 / ((n - 1) * (size - 1))
     df = combined**2 / denominator if combined > 0 and denominator > 0 else n - 1
-    return variance, max(float(n - 1), df)
+    components = (max(0.0, (ms_seed - ms_residual) / size), max(0.0, (ms_sample - ms_residual) / n), ms_residual)
+    return variance, max(float(n - 1), df), components
+
+
+def _binomial(successes: int, trials: int, alpha: float) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a proportion at level 1 - alpha."""
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return low, high
+
+
+def _exact(mean: float, trials: int, bounds: Bounds, alpha: float) -> tuple[float, float]:
+    """Where nothing varied: a proportion's exact interval, or a zero difference's exact bound on
+    the share of samples on which the two arms could disagree (none of `trials` did)."""
+    if bounds[0] == 0:
+        return _binomial(round(mean * trials), trials, alpha)
+    reach = _binomial(0, trials, alpha)[1]
+    return -reach, reach
+
+
+def _nothing_varied(vectors: list[np.ndarray], bounds: Bounds) -> bool:
+    """Every score is the same 0 or 1 (a proportion), or every difference is 0."""
+    values = np.concatenate(vectors)
+    if bounds == (0.0, 1.0):
+        return bool(np.all(values == values[0]) and values[0] in (0.0, 1.0))
+    return bounds[0] == -bounds[1] and bool(np.all(values == 0))
 
 
 def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool, bounds: Bounds = (-math.inf, math.inf)) -> Summary:
@@ -83,15 +135,36 @@ def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool, bounds: B
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan)
     std = float(seed_means.std(ddof=1))
-    sizes = {np.size(vector) for vector in scores}
-    if shared_samples and len(sizes) == 1 and sizes.pop() > 1:
-        variance, df = _crossed(np.stack([np.asarray(vector, dtype=float) for vector in scores]))
-    else:
-        variance, df = std**2 / n, float(n - 1)
-    se = math.sqrt(variance)
-    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, df)) * se
-    low, high = bounds
-    return Summary(n, mean, std, max(low, mean - half), min(high, mean + half), se, df)
+    vectors = [np.asarray(vector, dtype=float).ravel() for vector in scores]
+    sizes = {vector.size for vector in vectors}
+    samples = sizes.pop() if len(sizes) == 1 else 1
+    crossed = shared_samples and samples > 1
+    if crossed:
+        variance, df, (seed_var, sample_var, residual_var) = _crossed(np.stack(vectors))
+    else:  # each seed's mean varies at least by its own samples' noise: floor at the within-seed variance
+        within = float(np.mean([vector.var(ddof=1) for vector in vectors])) / samples if samples > 1 else 0.0
+        per_seed = max(std**2, within)
+        variance, df, (seed_var, sample_var, residual_var) = per_seed / n, float(n - 1), (per_seed, 0.0, 0.0)
+    summary = Summary(n, mean, std, *bounds, math.sqrt(variance), df, seed_var, sample_var, residual_var, samples if crossed else 1)
+    if variance == 0 and samples > 1 and _nothing_varied(vectors, bounds):
+        summary = replace(summary, exact="binomial", exact_trials=samples if crossed else samples * n)
+    elif variance == 0:
+        summary = replace(summary, exact="sign-flip")
+    low, high = interval(summary, ALPHA, bounds)
+    return replace(summary, low=low, high=high)
+
+
+def interval(summary: Summary, alpha: float, bounds: Bounds = (-math.inf, math.inf)) -> tuple[float, float]:
+    """The summary's two-sided interval at level 1 - alpha, cut to `bounds`: a t-interval with
+    its standard error and degrees of freedom, or exact where nothing varied."""
+    if summary.exact == "binomial":
+        return _exact(summary.mean, summary.exact_trials, bounds, alpha)
+    if summary.exact == "sign-flip":  # every seed gave the same value: no other value is rejected below this many seeds
+        return (summary.mean, summary.mean) if sign_flip_p(summary.n) < alpha else bounds
+    if missing(summary.se):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(1 - alpha / 2, summary.df)) * summary.se
+    return max(bounds[0], summary.mean - half), min(bounds[1], summary.mean + half)
 
 
 def summarize(values: Sequence[float], bounds: Bounds = (-math.inf, math.inf)) -> Summary:
@@ -107,20 +180,70 @@ def p_value(summary: Summary) -> float:
     if summary.n < 2:
         return math.nan
     if summary.se == 0:
-        return 1.0 if summary.mean == 0 else min(1.0, 2.0 / 2.0**summary.n)
+        return 1.0 if summary.mean == 0 else sign_flip_p(summary.n)
     return float(2 * stats.t.sf(abs(summary.mean) / summary.se, summary.df))
 
 
-def detectable(summary: Summary) -> float:
-    """The smallest true effect this many seeds and test samples find with 80% power at the 5% level."""
-    if missing(summary.se):
+def sign_flip_p(seeds: int) -> float:
+    """The exact sign-flip p-value of `seeds` equal, non-zero values: 2 of the 2^n sign patterns
+    are as extreme."""
+    return min(1.0, 2.0 / 2.0**seeds)
+
+
+def _detectable(se: float, df: float, alpha: float) -> float:
+    """The effect a two-sided t-test at level `alpha` finds with 80% power: the noncentrality
+    where P(|T| > t crit) = 0.8 for T noncentral t with `df` degrees of freedom, times `se`."""
+    critical = float(stats.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(shift: float) -> float:
+        upper, lower = float(stats.nct.sf(critical, df, shift)), float(stats.nct.cdf(-critical, df, shift))
+        if math.isnan(upper):  # scipy's noncentral t gives out far in its tails: the normal is exact enough there
+            upper = float(stats.norm.sf(critical - shift))
+        return upper + (0.0 if math.isnan(lower) else lower) - POWER
+
+    shortcut = critical + float(stats.t.ppf(POWER, df))  # (t crit + t power) se: a little short, by 1-2% at df 4
+    return float(optimize.brentq(shortfall, 0.0, 2 * shortcut)) * se
+
+
+def detectable(summary: Summary, alpha: float = ALPHA) -> float:
+    """The smallest true effect this many seeds and test samples find with 80% power at level
+    `alpha`; where nothing varied, the exact bound (an effect that large would have shown)."""
+    if summary.exact == "binomial":
+        low, high = _exact(summary.mean, summary.exact_trials, DIFFERENCE_RANGE, alpha)
+        return high
+    if missing(summary.se) or summary.se == 0:
         return math.nan
-    return float((stats.t.ppf((1 + CONFIDENCE) / 2, summary.df) + stats.t.ppf(POWER, summary.df)) * summary.se)
+    return _detectable(summary.se, summary.df, alpha)
+
+
+def seeds_to_decide(summary: Summary, size: float, alpha: float) -> int | None:
+    """The fewest seeds that would find an effect of `size` with 80% power at level `alpha`,
+    with the variance components measured here (degrees of freedom n - 1, conservatively); None
+    when no number of seeds would (the shared test samples' own variance is too large), or there
+    is no effect or no variance to go by."""
+    if size == 0 or missing(summary.seed_var) or summary.exact == "binomial":
+        return None
+    if summary.exact == "sign-flip":
+        return next(seeds for seeds in range(2, MOST_SEEDS) if sign_flip_p(seeds) < alpha)
+    samples = summary.samples
+
+    def reach(seeds: int) -> float:
+        variance = summary.seed_var / seeds + summary.sample_var / samples + summary.residual_var / (seeds * samples)
+        return _detectable(math.sqrt(variance), seeds - 1, alpha) if variance > 0 else 0.0
+
+    if reach(MOST_SEEDS) > abs(size):
+        return None
+    fewest, most = 2, MOST_SEEDS
+    while fewest < most:
+        middle = (fewest + most) // 2
+        fewest, most = (fewest, middle) if reach(middle) <= abs(size) else (middle + 1, most)
+    return fewest
 
 
 @dataclass(frozen=True)
 class Effect:
-    """A paired difference (treatment minus reference, matched by seed and test sample) and its uncertainty."""
+    """A paired difference (treatment minus reference, matched by seed and test sample), its
+    uncertainty, and its decision within the report's family of tests (see `adjusted`)."""
 
     name: str
     side: str
@@ -129,23 +252,47 @@ class Effect:
     p_holm: float = math.nan
     detectable: float = math.nan  # the smallest effect these seeds and test samples find with 80% power
     condition: str = ""  # what the effect is conditional on ("all else at baseline"); the name ends with it
+    bounds: Bounds = DIFFERENCE_RANGE  # the range the difference can take
+    tests: int = 1  # distinct tests in the family its p-value was adjusted in
+    decided: bool = False  # Holm-adjusted p-value below 5%: the one rule sentences, tables and colours follow
+    adjusted_low: float = math.nan  # excludes zero exactly when `decided`
+    adjusted_high: float = math.nan
+    simultaneous_low: float = math.nan  # Bonferroni over the family: all of them cover at once, 95%
+    simultaneous_high: float = math.nan
+    seeds_to_decide: int | None = None  # undecided: seeds that would find an effect of this size, adjusted
 
-    @property
-    def within_noise(self) -> bool:
-        return not missing(self.summary.low) and self.summary.low <= 0 <= self.summary.high
+    def adjusted(self, p_holm: float, tests: int) -> Effect:
+        """This effect decided within a family of `tests` distinct tests, given its Holm p-value."""
+        level = ALPHA * self.p_value / p_holm if p_holm > 0 and self.p_value > 0 else ALPHA / tests
+        decided = not missing(p_holm) and p_holm < ALPHA
+        adjusted_low, adjusted_high = interval(self.summary, level, self.bounds)
+        simultaneous_low, simultaneous_high = interval(self.summary, ALPHA / tests, self.bounds)
+        needed = None if decided else seeds_to_decide(self.summary, self.summary.mean, ALPHA / tests)
+        return replace(
+            self, p_holm=p_holm, tests=tests, decided=decided, adjusted_low=adjusted_low, adjusted_high=adjusted_high,
+            simultaneous_low=simultaneous_low, simultaneous_high=simultaneous_high, seeds_to_decide=needed,
+        )
 
     def sentence(self, metric: str = "test accuracy", scale: float = 100.0, unit: str = "points", digits: int = 1) -> str:
-        """The effect in plain words, e.g. "adding X raised test accuracy by 1.2 points [0.6, 1.8]"."""
+        """The effect in plain words, by the one rule: "adding X raised test accuracy by 1.2 points
+        [0.4, 2.0]" when decided (the adjusted interval), else its size and interval, that it is
+        indistinguishable from noise, and what would decide it."""
         s = self.summary
-        verb = "raised" if s.mean > 0 else "lowered" if s.mean < 0 else "did not change"
         units = f" {unit}" if unit else ""
-        amount = f" by {abs(s.mean) * scale:.{digits}f}{units}" if s.mean else ""
         if missing(s.low):
-            return f"{self.name} {verb} {metric}{amount} (one seed: no interval)"
-        interval = f" [{s.low * scale:.{digits}f}, {s.high * scale:.{digits}f}]"
-        if self.within_noise:
-            return f"{self.name} moved {metric} by {s.mean * scale:+.{digits}f}{units}{interval}: indistinguishable from noise"
-        return f"{self.name} {verb} {metric}{amount}{interval}"
+            return f"{self.name} moved {metric} by {s.mean * scale:+.{digits}f}{units} (one seed: no interval, nothing decided)"
+        low, high = (self.adjusted_low, self.adjusted_high) if not missing(self.adjusted_low) else (s.low, s.high)
+        interval_text = f" [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+        if self.decided:
+            verb = "raised" if s.mean > 0 else "lowered"
+            return f"{self.name} {verb} {metric} by {abs(s.mean) * scale:.{digits}f}{units}{interval_text}"
+        family = f" after adjusting for {self.tests} tests" if self.tests > 1 else ""
+        text = f"{self.name} moved {metric} by {s.mean * scale:+.{digits}f}{units}{interval_text}: indistinguishable from noise{family}"
+        if s.mean and self.seeds_to_decide is not None:
+            return f"{text}; about {self.seeds_to_decide} seeds would decide an effect of this size"
+        if s.mean and not s.exact:
+            return f"{text}; more seeds cannot decide an effect of this size on this many test samples"
+        return text
 
 
 def paired_p_value(differences: np.ndarray) -> float:
@@ -174,7 +321,8 @@ def paired_effect(
     differences = [ours - theirs for ours, theirs in pairs]
     summary = summarize_runs(differences, shared_samples, bounds)
     named = f"{name} ({condition})" if condition else name
-    return Effect(named, side, summary, p_value(summary), detectable=detectable(summary), condition=condition)
+    effect = Effect(named, side, summary, p_value(summary), detectable=detectable(summary), condition=condition, bounds=bounds)
+    return effect.adjusted(effect.p_value, 1)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
