@@ -125,14 +125,26 @@ def test_the_adjusted_interval_excludes_zero_exactly_when_holm_decides():
 
 
 def test_a_test_that_appears_twice_in_the_family_counts_once():
-    differences = {s: np.array([0.01 * (s + 1)]) for s in range(4)}
-    zero = {s: np.zeros(1) for s in range(4)}
-    twice = paired_effect("both sides together", "both", differences, zero)
-    gain = paired_effect("switching from baseline to both", "verdict", differences, zero)
-    other = paired_effect("x", "model", {s: np.array([0.001 * (-1) ** s]) for s in range(4)}, zero)
-    sides, verdict, factors = adjust_together([twice], [gain], [other])
-    assert sides[0].tests == verdict[0].tests == factors[0].tests == 2
-    assert sides[0].p_holm == verdict[0].p_holm == min(1.0, 2 * twice.p_value)
+    # A 2x2 design: the net gain of the both-sides variant is the both-sides effect, and the
+    # data-by-model interaction is the two factors' interaction; effects that merely happen to
+    # share their numbers (here: none moved at all) are still tests of their own.
+    ablation = AblationConfig(design="full", seeds=[0, 1, 2], factors={
+        "scale.method": {"side": "data", "values": ["none", "standard"]},
+        "model.batch_norm": {"side": "model", "values": [False, True]},
+    })
+    best, baseline = str({"scale.method": "standard", "model.batch_norm": True}), str({"scale.method": "none", "model.batch_norm": False})
+    for rows in (designed_rows(np.random.default_rng(7), 0.3, 0.2), designed_rows(np.random.default_rng(7), 0.0, 0.0, samples=1)):
+        if rows[0]["per_sample"]["score"].size == 1:
+            for row in rows:
+                row["per_sample"]["score"] = np.ones(1)  # every arm scores the same: every effect is zero
+        factors, interactions, sides, verdict = adjust_together(
+            factor_effects(rows, ablation, "score", True), interaction_effects(rows, ablation, "score", True),
+            side_effects(rows, ablation, "score", True), [variant_effect(rows, best, baseline, "score", True)],
+        )
+        by_name = {effect.name: effect for effect in factors + interactions + sides + verdict}
+        assert len(by_name) == 8 and {effect.tests for effect in by_name.values()} == {6}
+        assert by_name["both sides together"].test_id == verdict[0].test_id and by_name["both sides together"].p_holm == verdict[0].p_holm
+        assert by_name["the data-by-model interaction"].test_id == interactions[0].test_id
 
 
 def test_nothing_varied_gives_exact_intervals_never_a_zero_width_one():

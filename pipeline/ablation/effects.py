@@ -6,10 +6,12 @@ a difference lies within +-span, an interaction of four cells within +-2 span.""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Iterable
 
 import numpy as np
@@ -22,6 +24,27 @@ Row = dict[str, Any]  # one training: "variant", "settings", "seed" and the metr
 
 def _cell(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True)
+
+
+Contrast = dict[str, float]  # cell -> weight: which cells an effect compares, and how
+
+
+def _contrast(*terms: tuple[float, Iterable[Row]]) -> Contrast:
+    """The linear contrast over cells that `sum(weight * mean over the term's cells)` computes."""
+    weights: dict[str, float] = defaultdict(float)
+    for weight, rows in terms:
+        cells = {_cell(row["settings"]) for row in rows}
+        for cell in cells:
+            weights[cell] += weight / len(cells)
+    return {cell: round(weight, 9) for cell, weight in weights.items() if abs(weight) > 1e-12}
+
+
+def _identified(effect: Effect | None, contrast: Contrast) -> Effect | None:
+    """The effect with the identity of its test: the contrast it computes, whatever its name or
+    the order its terms were summed in (two effects with one contrast are one test)."""
+    if effect is None:
+        return None
+    return replace(effect, test_id=hashlib.sha256(json.dumps(sorted(contrast.items())).encode()).hexdigest()[:16])
 
 
 def _per_seed(rows: Iterable[Row], metric: str) -> dict[int, np.ndarray]:
@@ -63,10 +86,11 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
     effects: list[Effect | None] = []
     if ablation.design == "list":
         names = list(ablation.variants)
-        reference = _per_seed((r for r in rows if r["variant"] == names[0]), metric)
+        first = [r for r in rows if r["variant"] == names[0]]
         for name in names[1:]:
-            treated = _per_seed((r for r in rows if r["variant"] == name), metric)
-            effects.append(paired_effect(name, "variant", treated, reference, shared_samples, (-span, span), f"vs {names[0]}"))
+            mine = [r for r in rows if r["variant"] == name]
+            effect = paired_effect(name, "variant", _per_seed(mine, metric), _per_seed(first, metric), shared_samples, (-span, span), f"vs {names[0]}")
+            effects.append(_identified(effect, _contrast((1, mine), (-1, first))))
         return [effect for effect in effects if effect is not None]
     factors = ablation.factors
     baseline = {key: factor.values[0] for key, factor in factors.items()}
@@ -75,18 +99,18 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
         for value in factor.values[1:]:
             name = _describe(key, baseline[key], value)
             if ablation.design in ("full", "fractional"):
-                treated = _per_seed((r for r in rows if r["settings"][key] == value), metric)
-                reference = _per_seed((r for r in rows if r["settings"][key] == baseline[key]), metric)
-                effects.append(paired_effect(name, factor.side, treated, reference, shared_samples, (-span, span), "averaged over the other factors"))
-                continue
-            added = _per_seed(_cells(rows, {**baseline, key: value}), metric)
-            reference = _per_seed(_cells(rows, baseline), metric)
-            effects.append(paired_effect(name, factor.side, added, reference, shared_samples, (-span, span), "all else at baseline"))
+                treated = [r for r in rows if r["settings"][key] == value]
+                reference = [r for r in rows if r["settings"][key] == baseline[key]]
+                condition = "averaged over the other factors"
+            else:
+                treated, reference, condition = _cells(rows, {**baseline, key: value}), _cells(rows, baseline), "all else at baseline"
+            effect = paired_effect(name, factor.side, _per_seed(treated, metric), _per_seed(reference, metric), shared_samples, (-span, span), condition)
+            effects.append(_identified(effect, _contrast((1, treated), (-1, reference))))
         if ablation.design == "one_at_a_time" and ablation.remove_one and len(factors) > 2:
-            without = _per_seed(_cells(rows, {**everything, key: baseline[key]}), metric)
-            full = _per_seed(_cells(rows, everything), metric)
+            without, full = _cells(rows, {**everything, key: baseline[key]}), _cells(rows, everything)
             name = _describe(key, baseline[key], everything[key])
-            effects.append(paired_effect(name, factor.side, full, without, shared_samples, (-span, span), "all else changed"))
+            effect = paired_effect(name, factor.side, _per_seed(full, metric), _per_seed(without, metric), shared_samples, (-span, span), "all else changed")
+            effects.append(_identified(effect, _contrast((1, full), (-1, without))))
     return [effect for effect in effects if effect is not None]
 
 
@@ -100,11 +124,12 @@ def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str =
     effects = []
     for (i, (a, fa)), (j, (b, fb)) in itertools.combinations(enumerate(factors), 2):
 
-        def cell(va: Any, vb: Any) -> dict[int, np.ndarray]:
-            return _per_seed((r for r in rows if r["settings"][a] == va and r["settings"][b] == vb), metric)
+        def cell(va: Any, vb: Any) -> list[Row]:
+            return [r for r in rows if r["settings"][a] == va and r["settings"][b] == vb]
 
         low_a, high_a, low_b, high_b = fa.values[0], fa.values[1], fb.values[0], fb.values[1]
-        both, first, second, neither = cell(high_a, high_b), cell(high_a, low_b), cell(low_a, high_b), cell(low_a, low_b)
+        arms = [(1, cell(high_a, high_b)), (-1, cell(high_a, low_b)), (-1, cell(low_a, high_b)), (1, cell(low_a, low_b))]
+        both, first, second, neither = (_per_seed(arm, metric) for _, arm in arms)
         seeds = sorted(set(both) & set(first) & set(second) & set(neither))
         contrast = {s: _signed_sum((1, both[s]), (-1, first[s]), (-1, second[s]), (1, neither[s])) for s in seeds}
         name = f"the interaction of {a} and {b}"
@@ -114,27 +139,22 @@ def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str =
             if aliases:
                 name += f" (aliased with {', '.join(aliases)})"
         zero = {s: np.zeros_like(contrast[s]) for s in seeds}
-        effects.append(paired_effect(name, "interaction", contrast, zero, shared_samples, bounds=(-2 * span, 2 * span)))
+        effect = paired_effect(name, "interaction", contrast, zero, shared_samples, bounds=(-2 * span, 2 * span))
+        effects.append(_identified(effect, _contrast(*arms)))
     return [effect for effect in effects if effect is not None]
 
 
 def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> Effect | None:
     """One variant against another, paired by seed (and test sample): the verdict's net gain."""
-    return paired_effect(
-        f"switching from {reference} to {treated}",
-        "verdict",
-        _per_seed((r for r in rows if r["variant"] == treated), metric),
-        _per_seed((r for r in rows if r["variant"] == reference), metric),
-        shared_samples,
-        (-span, span),
-    )
+    mine, theirs = [r for r in rows if r["variant"] == treated], [r for r in rows if r["variant"] == reference]
+    effect = paired_effect(f"switching from {reference} to {treated}", "verdict", _per_seed(mine, metric), _per_seed(theirs, metric), shared_samples, (-span, span))
+    return _identified(effect, _contrast((1, mine), (-1, theirs)))
 
 
-def _same_test(effect: Effect) -> tuple:
-    """What tells one test from another: the same differences give the same summary (to float
-    rounding, whatever order their terms were summed in)."""
-    s = effect.summary
-    return (s.n, s.samples, *(None if math.isnan(value) else float(f"{value:.10g}") for value in (s.mean, s.se, s.df)))
+def _same_test(effect: Effect) -> str:
+    """What tells one test from another: the contrast it computes (an effect made without one is
+    a test of its own)."""
+    return effect.test_id or f"unidentified-{id(effect)}"
 
 
 def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
@@ -164,29 +184,33 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
     if sides != {"data", "model"}:
         return []
 
-    def corner(*changed: str) -> dict[int, np.ndarray]:
-        settings = {key: (f.values[-1] if f.side in changed else f.values[0]) for key, f in factors.items()}
-        return _per_seed(_cells(rows, settings), metric)
+    def corner(*changed: str) -> list[Row]:
+        return _cells(rows, {key: (f.values[-1] if f.side in changed else f.values[0]) for key, f in factors.items()})
 
-    baseline, data, model, both = corner(), corner("data"), corner("model"), corner("data", "model")
+    cells = {"baseline": corner(), "data": corner("data"), "model": corner("model"), "both": corner("data", "model")}
+    baseline, data, model, both = (_per_seed(cells[name], metric) for name in ("baseline", "data", "model", "both"))
     seeds = sorted(set(baseline) & set(data) & set(model) & set(both))
     if not seeds:
         return []
     interaction = {s: _signed_sum((1, both[s]), (-1, data[s]), (-1, model[s]), (1, baseline[s])) for s in seeds}
     zero = {s: np.zeros_like(interaction[s]) for s in seeds}
+    reference = (-1, cells["baseline"])
     effects = [
-        paired_effect("the data-side changes", "data", data, baseline, shared_samples, (-span, span)),
-        paired_effect("the model-side changes", "model", model, baseline, shared_samples, (-span, span)),
-        paired_effect("both sides together", "both", both, baseline, shared_samples, (-span, span)),
-        paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2 * span, 2 * span)),
+        _identified(paired_effect("the data-side changes", "data", data, baseline, shared_samples, (-span, span)), _contrast((1, cells["data"]), reference)),
+        _identified(paired_effect("the model-side changes", "model", model, baseline, shared_samples, (-span, span)), _contrast((1, cells["model"]), reference)),
+        _identified(paired_effect("both sides together", "both", both, baseline, shared_samples, (-span, span)), _contrast((1, cells["both"]), reference)),
+        _identified(
+            paired_effect("the data-by-model interaction", "interaction", interaction, zero, shared_samples, bounds=(-2 * span, 2 * span)),
+            _contrast((1, cells["both"]), (-1, cells["data"]), (-1, cells["model"]), (1, cells["baseline"])),
+        ),
     ]
     if ablation.design == "one_at_a_time":
-        effects += [_within_side(rows, ablation, side, corner(side), baseline, metric, shared_samples, span) for side in ("data", "model")]
+        effects += [_within_side(rows, ablation, side, cells[side], cells["baseline"], metric, shared_samples, span) for side in ("data", "model")]
     return [effect for effect in effects if effect is not None]
 
 
 def _within_side(
-    rows: list[Row], ablation: AblationConfig, side: str, corner: dict[int, np.ndarray], baseline: dict[int, np.ndarray],
+    rows: list[Row], ablation: AblationConfig, side: str, corner_rows: list[Row], baseline_rows: list[Row],
     metric: str, shared_samples: bool, span: float = 1.0,
 ) -> Effect | None:
     """How far a side's changes made together differ from the sum of each made alone: the
@@ -195,11 +219,14 @@ def _within_side(
     if len(keys) < 2:
         return None
     start = {key: factor.values[0] for key, factor in ablation.factors.items()}
-    alone = [_per_seed(_cells(rows, {**start, key: ablation.factors[key].values[-1]}), metric) for key in keys]
+    singles = [_cells(rows, {**start, key: ablation.factors[key].values[-1]}) for key in keys]
+    corner, baseline = _per_seed(corner_rows, metric), _per_seed(baseline_rows, metric)
+    alone = [_per_seed(single, metric) for single in singles]
     seeds = sorted(set(corner) & set(baseline).intersection(*alone))
     if not seeds:
         return None
     gap = {s: _signed_sum((1, corner[s]), (len(alone) - 1, baseline[s]), *[(-1, single[s]) for single in alone]) for s in seeds}
     zero = {s: np.zeros_like(gap[s]) for s in seeds}
     bound = (len(keys) + 1) * span
-    return paired_effect(f"the interaction within the {side} side", "interaction", gap, zero, shared_samples, bounds=(-bound, bound))
+    effect = paired_effect(f"the interaction within the {side} side", "interaction", gap, zero, shared_samples, bounds=(-bound, bound))
+    return _identified(effect, _contrast((1, corner_rows), (len(alone) - 1, baseline_rows), *[(-1, single) for single in singles]))

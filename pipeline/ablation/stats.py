@@ -190,7 +190,7 @@ def sign_flip_p(seeds: int) -> float:
     return min(1.0, 2.0 / 2.0**seeds)
 
 
-def _detectable(se: float, df: float, alpha: float) -> float:
+def detectable_at(se: float, df: float, alpha: float) -> float:
     """The effect a two-sided t-test at level `alpha` finds with 80% power: the noncentrality
     where P(|T| > t crit) = 0.8 for T noncentral t with `df` degrees of freedom, times `se`."""
     critical = float(stats.t.ppf(1 - alpha / 2, df))
@@ -213,7 +213,7 @@ def detectable(summary: Summary, alpha: float = ALPHA) -> float:
         return high
     if missing(summary.se) or summary.se == 0:
         return math.nan
-    return _detectable(summary.se, summary.df, alpha)
+    return detectable_at(summary.se, summary.df, alpha)
 
 
 def seeds_to_decide(summary: Summary, size: float, alpha: float) -> int | None:
@@ -229,7 +229,7 @@ def seeds_to_decide(summary: Summary, size: float, alpha: float) -> int | None:
 
     def reach(seeds: int) -> float:
         variance = summary.seed_var / seeds + summary.sample_var / samples + summary.residual_var / (seeds * samples)
-        return _detectable(math.sqrt(variance), seeds - 1, alpha) if variance > 0 else 0.0
+        return detectable_at(math.sqrt(variance), seeds - 1, alpha) if variance > 0 else 0.0
 
     if reach(MOST_SEEDS) > abs(size):
         return None
@@ -260,6 +260,7 @@ class Effect:
     simultaneous_low: float = math.nan  # Bonferroni over the family: all of them cover at once, 95%
     simultaneous_high: float = math.nan
     seeds_to_decide: int | None = None  # undecided: seeds that would find an effect of this size, adjusted
+    test_id: str = ""  # the contrast over cells it tests: two effects with one id are one test
 
     def adjusted(self, p_holm: float, tests: int) -> Effect:
         """This effect decided within a family of `tests` distinct tests, given its Holm p-value."""
