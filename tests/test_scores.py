@@ -73,8 +73,11 @@ def test_an_ablation_reads_in_its_metric_and_re_renders_in_another(tmp_path, cap
     report = (out / "report.md").read_text()
     assert "Effects in test macro-F1 (percentage points)" in report and "| variant | test macro-F1 |" in report
     capsys.readouterr()
+    before = (out / "report.md").read_text()
     assert main(["report", str(out), "--metric", "log_loss"]) == 0
-    report = (out / "report.md").read_text()
+    assert capsys.readouterr().out.strip() == str(out / "by-log_loss" / "report.md")
+    assert (out / "report.md").read_text() == before  # the report in the ablation's own metric stays
+    report = (out / "by-log_loss" / "report.md").read_text()
     assert "Effects in test log loss;" in report and "lowest mean validation log loss" in report
     assert all(effect["sentence"][1:] in report for effect in summary["by_metric"]["log_loss"]["effects"])
     with pytest.raises(SystemExit) as usage:  # argparse names the choices

@@ -257,6 +257,9 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     headers = ["variant", f"test {metric.label}", "std", "95% CI", *([] if metric.name == "accuracy" else ["test acc"]), "test loss", "epochs",
                *[f"{s} s" for s in stage_names], "diagnosis"]
     blocks.append(("table", headers, rows))
+    blocks.append(("p", "Seconds per stage are means over the seeds; a training fused with others is charged its share "
+                        "of the array's time (the array's seconds over its members), so the column adds up to what the "
+                        "ablation spent, not to what one training alone would take."))
 
     blocks.append(("h2", "Algorithm selection and ensembles"))
     blocks.append(("p", f"The best variant is chosen by mean validation {metric.label}, the top variants of the ensemble by "
@@ -298,8 +301,10 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         blocks.append(("table", ["variant", "fixed", "broke", "net"], rows))
         flipped = _flipped_rows(out_dir)
         if flipped:
+            shown = f" (the first {len(flipped)} of the {len(summary['flips'])} changes)" if len(flipped) < len(summary["flips"]) else ""
             blocks.append(("img", plots.flipped_samples(flipped, plot_dir / "flipped.png"),
-                           "A few test images each change fixed (green) and broke (red), with their true class"))
+                           f"A few test images each change fixed (green) and broke (red) against the baseline with the same seed, "
+                           f"with their true class{shown}"))
     per_class = _per_class_table(summary)
     if per_class:
         blocks.append(("h2", "Which classes each change moved"))
@@ -406,11 +411,14 @@ def read_summary(out_dir: str | Path, metric: str | None = None) -> dict[str, An
 
 def render(out_dir: str | Path, metric: str | None = None, to: str | Path | None = None) -> Path:
     """Write the report files (`report.md`, `report.html`, `runs.csv`, `plots/`) from the
-    ablation folder's summary and run records into `to` (default: the folder itself), in the
-    ablation's metric or in `metric`; nothing trains. Returns `report.md`'s path."""
+    ablation folder's summary and run records into `to`, in the ablation's metric or in
+    `metric`; nothing trains. `to` defaults to the folder itself, and for another metric than
+    the ablation's to `<folder>/by-<metric>/`, beside the report in its own. Returns `report.md`'s path."""
     out_dir = Path(out_dir)
-    to = out_dir if to is None else Path(to)
     summary = read_summary(out_dir, metric)
+    if to is None:
+        to = out_dir if metric is None or metric == read_summary(out_dir).get("metric", "accuracy") else out_dir / f"by-{metric}"
+    to = Path(to)
     runs = load_runs(out_dir, summary)
     to.mkdir(parents=True, exist_ok=True)
     runs_table(runs).to_csv(to / "runs.csv", index=False)
