@@ -381,3 +381,30 @@ def test_no_function_of_the_loop_is_longer_than_60_lines():
     functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
     lengths = [(node.name, node.end_lineno - node.lineno + 1) for node in functions]  # def line to last line, nested ones too
     assert functions and [(name, lines) for name, lines in lengths if lines > 60] == []
+
+
+def test_advice_names_only_regularizers_that_apply_to_the_data():
+    from trainers.diagnosis import diagnose
+
+    curves = [
+        {"epoch": e, "train_accuracy": t, "val_accuracy": v, "train_loss": 0.1, "val_loss": loss, "lr": 1e-3, "seconds": 0.1}
+        for e, (t, v, loss) in enumerate(zip([0.9, 0.99, 1.0], [0.88, 0.9, 0.9], [0.5, 0.4, 0.45]), start=1)
+    ]
+    table = ["dropout", "batch normalization", "early stopping"]  # no augmentation for a table
+    assert diagnose(curves, uses=["dropout"], applies=table).advice.endswith("Regularize: batch normalization, early stopping.")
+    every = diagnose(curves, uses=table, applies=table).advice
+    assert "already uses dropout, batch normalization and early stopping: regularize more strongly (a higher dropout rate, weight decay)" in every
+    assert "augmentation" not in every
+
+
+def test_a_table_run_is_never_advised_to_augment(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.runner import run_pipeline
+
+    # Breast cancer with a wide network trained on past its best epoch overfits; the advice to
+    # regularize must not name augmentation, which a table cannot have.
+    config = load_config(None, ["data.source=sklearn:breast_cancer", "augment.mode=none", "model.hidden=[256, 256]", "train.epochs=40",
+                                "early_stop.enabled=false", "train.device=cpu", "optim.lr=0.01"])
+    diagnosis = run_pipeline(config, tmp_path / "c", tmp_path / "r", progress=False).record["diagnosis"]
+    assert diagnosis["verdict"] == "overfitting" and "Regularize: " in diagnosis["advice"]
+    assert "augmentation" not in diagnosis["advice"]

@@ -43,11 +43,19 @@ def val_loss_turn(history: Sequence[dict[str, float]], rise: float = RISE) -> in
     return int(best["epoch"]) if later and max(later) - best["val_loss"] > threshold else None
 
 
-def _advice_to_regularize(uses: Collection[str]) -> str:
-    missing = [technique for technique in REGULARIZERS if technique not in uses]
+def _advice_to_regularize(uses: Collection[str], applies: Collection[str]) -> str:
+    """Regularizers to try: those that apply to this data and network and the run does not use yet."""
+    missing = [technique for technique in REGULARIZERS if technique in applies and technique not in uses]
     if missing:
         return f"Regularize: {', '.join(missing)}."
-    return "It already uses dropout, batch normalization, augmentation and early stopping: regularize more strongly (a higher dropout rate, more augmentation, weight decay) or collect more data."
+    used = [technique for technique in REGULARIZERS if technique in uses]
+    stronger = ["a higher dropout rate" if "dropout" in used else "", "more augmentation" if "augmentation" in used else "", "weight decay"]
+    return (f"It already uses {_listed(used) or 'no regularizer that applies'}: regularize more strongly "
+            f"({', '.join(part for part in stronger if part)}) or collect more data.")
+
+
+def _listed(names: list[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def diagnose(
@@ -59,11 +67,13 @@ def diagnose(
     train_accuracy: float | None = None,
     val_samples: int | None = None,
     uses: Collection[str] = (),
+    applies: Collection[str] = REGULARIZERS,
 ) -> Diagnosis:
     """A verdict from the kept epoch (the last when not given), the train accuracy of its weights
     (the history's running one when not given), and the shape of the validation loss curve.
     `val_samples` scales the gap threshold to the validation set's noise; `uses` names the
-    regularizers the run already has, which the advice leaves out."""
+    regularizers the run already has, which the advice leaves out, and `applies` those that could
+    apply at all (augmentation only to images: a table cannot be augmented)."""
     if not history:
         raise ValueError("Cannot diagnose an empty history.")
     kept = history[(kept_epoch or len(history)) - 1]
@@ -79,7 +89,7 @@ def diagnose(
             signs.append(f"train accuracy is {difference * 100:.1f} points above validation")
         if turn is not None:
             signs.append(f"validation loss turned up after epoch {turn}, where early stopping belongs")
-        advice = f"{'; '.join(signs).capitalize()}. {_advice_to_regularize(uses)}"
+        advice = f"{'; '.join(signs).capitalize()}. {_advice_to_regularize(uses, applies)}"
         return Diagnosis("overfitting", advice, train_accuracy, val_accuracy, difference, turn)
     if train_accuracy < underfit:
         advice = f"Train accuracy is only {train_accuracy * 100:.1f}% and validation is close: use a bigger network, more epochs or a higher learning rate."

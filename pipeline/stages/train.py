@@ -362,6 +362,7 @@ def member_artifact(
         "diagnosis": trainers.diagnosis.diagnose(
             result.history, kept_epoch=result.kept_epoch, train_accuracy=train_accuracy,
             val_samples=int(splits["val"].x.shape[0]), uses=uses,
+            applies=[name for name in trainers.diagnosis.REGULARIZERS if name != "augmentation" or splits["train"].x.ndim == 4],
         ).as_dict(),
         "n_classes": len(class_names),
         "model": model,
