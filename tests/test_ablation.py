@@ -388,7 +388,7 @@ def test_flips_count_the_samples_a_change_fixed_and_broke():
     results = [TrainingResult(v, s, "", {}, {}) for v in ("baseline", "x") for s in (0, 1)]
     correct = [np.array(c, dtype=float) for c in ([1, 0, 0, 1], [1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0])]
     # Seed 0: x fixed samples 1 and 2, broke 0; seed 1: fixed 2, broke none.
-    assert flips(results, correct, "baseline") == {"x": {"fixed": 1.5, "broke": 0.5}}
+    assert flips(results, correct, "baseline") == {"x": {"fixed": 1.5, "broke": 0.5, "pairing": "per sample", "paired_samples": 4}}
 
 
 def test_ablation_overrides_on_the_command_line_shape_the_design_not_each_training(tmp_path, monkeypatch):
@@ -406,3 +406,147 @@ def test_ablation_overrides_on_the_command_line_shape_the_design_not_each_traini
     assert summary["ablation"]["seeds"] == [0, 1] and summary["ablation"]["remove_one"] is True
     run = json.loads((tmp_path / "out" / summary["runs"][0]["run_dir"] / "run.json").read_text())
     assert run["config"]["train"]["epochs"] == 1 and run["config"].get("ablation") is None
+
+
+# Seeds, alike variants and sides: refused before anything is built.
+
+DIGITS_FAST = {"train": {"epochs": 1, "device": "cpu"}, "model": {"channels": [8], "hidden": [16]}, "augment": {"mode": "none"}}
+
+
+def cache_entries(cache):
+    return [path for path in cache.rglob("*") if path.is_file()] if cache.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("section", "pattern"),
+    [
+        ({"design": "list", "variants": {"a": {}, "b": {"train.seed": 3}}}, r"variant 'b' sets train\.seed, but the seed list sets it in every run"),
+        (
+            {"design": "list", "vary": ["train", "split"], "variants": {"a": {}, "b": {"data.seed": 7}}},
+            r"variant 'b' sets data\.seed, but the seed list sets it in every run, as ablation\.vary lists 'split'; .*remove 'split' from ablation\.vary",
+        ),
+        (
+            {"vary": ["train", "augment"], "factors": {"augment.seed": {"side": "data", "values": [0, 1]}}},
+            r"factor augment\.seed cannot vary: the seed list sets it in every run, as ablation\.vary lists 'augment'",
+        ),
+    ],
+)
+def test_a_seed_the_seed_list_sets_is_refused_naming_the_variant_and_key(tmp_path, section, pattern):
+    from pipeline.ablation.design import parse_ablation
+    from pipeline.ablation.plan import plan_ablation
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=pattern):
+        plan_ablation(DIGITS_FAST, [], parse_ablation(section), tmp_path / "c", tmp_path / "r")
+
+
+def test_a_seed_the_configuration_sets_is_refused_unless_it_is_the_default(tmp_path):
+    from pipeline.ablation.design import parse_ablation
+    from pipeline.ablation.plan import plan_ablation
+    from pipeline.config import ConfigError
+
+    design = parse_ablation({"seeds": [0, 1], "factors": {"model.dropout": {"side": "model", "values": [0.0, 0.2]}}})
+    with pytest.raises(ConfigError, match=r"the configuration sets train\.seed=5, but the seed list sets it in every run"):
+        plan_ablation(DIGITS_FAST, ["train.seed=5"], design, tmp_path / "c", tmp_path / "r")
+    # A whole Config written out holds every seed at its default: nothing is lost.
+    plan = plan_ablation({**DIGITS_FAST, "data": {"seed": 0}}, ["train.seed=0"], design, tmp_path / "c", tmp_path / "r")
+    assert [task.config.train.seed for task in plan.tasks] == [0, 1, 0, 1]
+
+
+def test_a_seed_the_seed_list_does_not_set_is_the_variants_own(tmp_path):
+    from pipeline.ablation.design import parse_ablation
+    from pipeline.ablation.plan import plan_ablation
+
+    design = parse_ablation({"seeds": [0, 1], "factors": {"data.seed": {"side": "data", "values": [0, 7]}}})  # vary: [train]
+    tasks = plan_ablation(DIGITS_FAST, [], design, tmp_path / "c", tmp_path / "r").tasks
+    assert [(t.variant, t.seed, t.config.data.seed, t.config.train.seed) for t in tasks] == [
+        ("baseline", 0, 0, 0), ("baseline", 1, 0, 1), ("data.seed=7", 0, 7, 0), ("data.seed=7", 1, 7, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "pattern"),
+    [
+        # 0.002 is optim.lr's default: b is a.
+        ({"design": "list", "variants": {"a": {}, "b": {"optim.lr": 0.002}}}, r"variants 'a' \(sets nothing\) and 'b' \(sets optim\.lr=0\.002\) resolve to the same configuration"),
+        # Without early stopping, restore_best unset means false.
+        (
+            {"design": "list", "variants": {"a": {"early_stop.enabled": False}, "b": {"early_stop.enabled": False, "early_stop.restore_best": False}}},
+            r"variants 'a' \(sets early_stop\.enabled=false\) and 'b' .* resolve to the same configuration",
+        ),
+        ({"seeds": [0, 0], "factors": {"model.dropout": {"side": "model", "values": [0.0, 0.2]}}}, r"ablation\.seeds': seed 0 is listed twice"),
+        (
+            {"factors": {"scale.method": {"side": "model", "values": ["none", "standard"]}}},
+            r"factor scale\.method is read by the scale stage \(a data stage\) but is declared side: model; declare side: data",
+        ),
+        ({"factors": {"optim.lr": {"side": "data", "values": [0.001, 0.002]}}}, r"factor optim\.lr is read by the train stage \(the model side\) but is declared side: data"),
+    ],
+)
+def test_alike_variants_repeated_seeds_and_wrong_sides_are_refused_before_anything_is_cached(tmp_path, section, pattern):
+    import pipeline
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=pattern):
+        pipeline.ablate({**DIGITS_FAST, "ablation": section}, out=tmp_path / "out", cache_dir=tmp_path / "cache", report=False)
+    assert cache_entries(tmp_path / "cache") == []
+
+
+def test_variants_that_come_out_alike_once_their_data_is_built_are_refused_before_training(tmp_path):
+    from pipeline.ablation.design import parse_ablation
+    from pipeline.ablation.execute import run_ablation
+    from pipeline.config import ConfigError
+
+    # On images, augment.mode auto is offline: the two variants train the same thing.
+    design = parse_ablation({"design": "list", "seeds": [0], "variants": {"auto": {"augment.mode": "auto"}, "offline": {"augment.mode": "offline"}}})
+    with pytest.raises(ConfigError, match=r"variants 'auto' and 'offline' train the same thing once their data is built"):
+        run_ablation(DIGITS_FAST, [], design, tmp_path / "out", tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache" / "train").exists() or not any((tmp_path / "cache" / "train").iterdir())
+
+
+def test_a_variant_on_its_own_split_is_paired_on_the_test_samples_it_shares(tmp_path):
+    from datasets import load_source
+    from pipeline.ablation.design import parse_ablation
+    from pipeline.ablation.execute import run_ablation
+    from pipeline.config import load_config
+    from pipeline.stages.collect import split_indices
+
+    design = parse_ablation({"design": "list", "seeds": [0, 1], "variants": {"split 0": {}, "split 7": {"data.seed": 7}, "dropout": {"model.dropout": 0.3}}})
+    summary = run_ablation(DIGITS_FAST, [], design, tmp_path / "out", tmp_path / "cache", progress=False)
+    raw = load_source("sklearn:digits")
+    test = {seed: split_indices(raw, load_config(None, [f"data.seed={seed}"]))["test"] for seed in (0, 7)}
+    shared = len(np.intersect1d(test[0], test[7]))
+    assert 30 <= shared < len(test[0])
+    effects = {e["name"]: e for e in summary["effects"]}
+    assert effects["split 7 (vs split 0)"]["pairing"] == f"per sample, on the {shared} shared test samples"
+    assert effects["split 7 (vs split 0)"]["paired_samples"] == shared
+    assert (effects["dropout (vs split 0)"]["pairing"], effects["dropout (vs split 0)"]["paired_samples"]) == ("per sample", len(test[0]))
+    assert summary["flips"]["split 7"]["pairing"] == f"per sample, on the {shared} shared test samples"
+    assert summary["flips"]["split 7"]["fixed"] + summary["flips"]["split 7"]["broke"] <= shared
+    assert summary["flips"]["dropout"]["pairing"] == "per sample"
+    # The variant trained on its own split (not the seed list's), and its runs were no cache hits of the baseline's.
+    runs = {(r["variant"], r["seed"]): json.loads((tmp_path / "out" / r["run_dir"] / "run.json").read_text()) for r in summary["runs"]}
+    assert {runs[("split 7", seed)]["config"]["data"]["seed"] for seed in (0, 1)} == {7}
+    assert summary["stages"]["collect"] == {"built": 2, "hit": 4}
+
+
+def test_the_stage_time_chart_shows_cache_hits_beside_a_long_training():
+    from pipeline.ablation.plots import stage_times_figure
+
+    def stages(hits, train_hits):
+        return {name: {"seconds": 0.0 if hits else 0.01, "hits": hits} for name in ("collect", "augment", "scale")} | {
+            "train": {"seconds": 120.0, "hits": train_hits}
+        }
+
+    variants = [{"name": "baseline", "seeds": [0, 1, 2], "stages": stages(0, 0)}, {"name": "a, b", "seeds": [0, 1, 2], "stages": stages(3, 1)}]
+    figure = stage_times_figure(variants)
+    try:
+        bars, hits = figure.axes
+        cells = {text.get_gid(): text.get_text() for text in hits.texts}
+        assert cells["hits:a, b:collect"] == "3/3" and cells["hits:a, b:train"] == "1/3" and cells["hits:baseline:scale"] == "0/3"
+        assert hits.get_title() == "cache hits / runs"
+        hatched = [patch for patch in bars.patches if patch.get_hatch()]
+        assert len(hatched) == 3  # a, b's data stages: every run a hit
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)

@@ -12,7 +12,7 @@ from conftest import FAST
 from pipeline.cache import CacheStore
 from pipeline.config import ConfigError, load_config
 from pipeline.runner import StageError, run_pipeline, run_stages
-from pipeline.stages import RunContext
+from pipeline.stages import CollectStage, RunContext
 from test_sources import mnist_like
 
 QUIET = RunContext(progress=False)
@@ -181,3 +181,36 @@ def test_settings_a_source_does_not_read_stay_out_of_its_key(dirs, tmp_path):
         assert again.cache == "hit" and again.key == first.key, ignored
     changed, _ = collect(dirs, source, "augment.mode=none", "data.layout=channels_first")
     assert changed.cache == "miss"  # npz reads data.layout
+
+
+def collected(dirs, *overrides):
+    """The collect stage alone: its artifact by stage name, as `collect` gives it."""
+    config = load_config(None, [*FAST, *overrides])
+    return run_stages(config, CacheStore(dirs["cache_dir"]), context=QUIET, stages=[CollectStage()])[1]
+
+
+def test_every_split_names_its_samples_by_their_row_in_the_source(dirs):
+    from datasets import load_source
+
+    raw = load_source("sklearn:digits")
+    results = collected(dirs, "data.train_fraction=0.5", "data.seed=3")
+    arrays = results["collect"].artifact.arrays
+    for split in ("train", "val", "test"):
+        ids = np.asarray(arrays[f"id_{split}"])
+        assert ids.dtype == np.int64
+        np.testing.assert_array_equal(arrays[f"x_{split}"], raw.x[ids])
+        np.testing.assert_array_equal(arrays[f"y_{split}"], raw.y[ids])
+    assert len(np.intersect1d(arrays["id_train"], arrays["id_test"])) == len(np.intersect1d(arrays["id_val"], arrays["id_test"])) == 0
+    # Another split of the same source: its ids say which test samples the two share.
+    other = collected(dirs, "data.seed=7")
+    shared = np.intersect1d(arrays["id_test"], other["collect"].artifact.arrays["id_test"])
+    assert 0 < len(shared) < len(arrays["id_test"])
+
+
+def test_the_official_test_split_is_numbered_after_the_sources_own_rows(dirs, tmp_path):
+    mnist_like(tmp_path, "train", 60)
+    mnist_like(tmp_path, "t10k", 15, seed=3)
+    results = collected(dirs, f"data.source=idx:{tmp_path}", "data.use_official_test=true")
+    arrays = results["collect"].artifact.arrays
+    np.testing.assert_array_equal(arrays["id_test"], 60 + np.arange(15))
+    assert sorted(np.concatenate([arrays["id_train"], arrays["id_val"]]).tolist()) == list(range(60))

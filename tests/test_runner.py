@@ -10,7 +10,7 @@ from conftest import FAST
 from pipeline.cache import CacheStore
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline, run_stages
-from pipeline.stages import RunContext
+from pipeline.stages import RunContext, default_stages
 
 QUIET = RunContext(progress=False)
 
@@ -210,3 +210,18 @@ def test_scaled_data_that_is_not_finite_is_refused_naming_where():
     with pytest.raises(ValueError, match=r"the scaled train split holds inf at sample 1, feature 0"):
         finite(np.array([[1.0, 2.0], [np.inf, 3.0]], dtype=np.float32), "scaled train split")
     assert finite(np.ones((2, 2), dtype=np.float32), "scaled val split").shape == (2, 2)
+
+
+@pytest.mark.parametrize("mode", ["offline", "none"])
+def test_sample_ids_pass_through_augment_and_scale_unchanged(dirs, mode):
+    config = load_config(None, [*FAST, f"augment.mode={mode}", "augment.copies=2"])
+    _, results = run_stages(config, CacheStore(dirs["cache_dir"]), context=QUIET, stages=default_stages()[:3])
+    collected, augmented, scaled = (results[name].artifact.arrays for name in ("collect", "augment", "scale"))
+    for split in ("val", "test"):  # never augmented
+        np.testing.assert_array_equal(scaled[f"id_{split}"], collected[f"id_{split}"])
+    # Each augmented copy keeps the identity of the sample it was made from.
+    expected = np.tile(collected["id_train"], 3) if mode == "offline" else collected["id_train"]
+    np.testing.assert_array_equal(scaled["id_train"], expected)
+    assert scaled["id_train"].shape[0] == scaled["x_train"].shape[0]
+    if mode == "offline":
+        np.testing.assert_array_equal(augmented["id_train"], expected)

@@ -1,16 +1,20 @@
 """The statistics of an ablation, from its trainings' results: the variant table, the effects
 read in every metric (Holm-adjusted as one family), fixed and broken test samples, per-class
 changes, baselines and ensembles. `analyse` returns them as the summary `summary.json` holds;
-the report and `pipeline.api.Ablation` only read that."""
+the report and `pipeline.api.Ablation` only read that.
+
+Runs are compared on the test samples they share, by identity (`pipeline.ablation.pairing`):
+each effect and each fixed/broke count records its `pairing`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ from datasets import DataWarning
 from pipeline.ablation.design import AblationConfig, Variant
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.fusion import read_data
+from pipeline.ablation.pairing import Pairer, Pairing, decide, sample_ids
 from pipeline.ablation.plan import AblationPlan, Task, TrainingResult
 from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, missing, summarize, summarize_runs
@@ -63,24 +68,41 @@ class ScaledData:
         return self._read[key]
 
 
+def _quoted(names: list[str]) -> str:
+    """Variant names as a list no comma inside a name can confuse: each in double quotes (JSON's)."""
+    return ", ".join(json.dumps(name, ensure_ascii=False) for name in names)
+
+
 def ensembles(results: list[TrainingResult], variants: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy of averaging predicted probabilities: over the seeds of each variant, and over
-    the seeds of the top-k variants by validation accuracy (when they share their test split)."""
-    by_variant: dict[str, list[dict[str, np.ndarray]]] = {}
+    the seeds of the top-k variants by validation accuracy, where the runs averaged scored the
+    same test samples (not where each seed drew its own split: its probabilities are of other
+    samples). Each ensemble has a `label` to print; `variants` keeps the top-k's names as a list."""
+    by_variant: dict[str, list[TrainingResult]] = {}
     for result in results:
-        by_variant.setdefault(result.variant, []).append(result.predictions)
-    labels = {}
+        by_variant.setdefault(result.variant, []).append(result)
+
+    def averaged(runs: list[TrainingResult]) -> float | None:
+        samples = [sample_ids(run, len(run.predictions["y_test"])) for run in runs]
+        if not all(found.same_as(samples[0]) for found in samples[1:]):
+            return None
+        return ensemble_accuracy([run.predictions["test_probabilities"] for run in runs], runs[0].predictions["y_test"])
+
     per_variant = {}
     for name, runs in by_variant.items():
-        labels[name] = runs[0]["y_test"]
-        probabilities = [arrays["test_probabilities"] for arrays in runs]
-        per_variant[name] = {"seeds": len(runs), "test_accuracy": ensemble_accuracy(probabilities, labels[name])}
+        accuracy = averaged(runs)
+        per_variant[name] = {
+            "seeds": len(runs),
+            "test_accuracy": accuracy,
+            "label": f"ensemble of {len(runs)} seeds of {_quoted([name])}",
+            **({} if accuracy is not None else {"note": "its seeds scored different test samples (each drew its own split): not averaged"}),
+        }
     ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
     names = [v["name"] for v in ranked]
+    accuracy = averaged([run for name in names for run in by_variant[name]])
     top = None
-    if all(np.array_equal(labels[n], labels[names[0]]) for n in names):
-        probabilities = [arrays["test_probabilities"] for n in names for arrays in by_variant[n]]
-        top = {"variants": names, "test_accuracy": ensemble_accuracy(probabilities, labels[names[0]])}
+    if accuracy is not None:
+        top = {"variants": names, "test_accuracy": accuracy, "label": f"ensemble of the top {len(names)} variants by validation: {_quoted(names)}"}
     return {"per_variant": per_variant, "top_k": top}
 
 
@@ -109,50 +131,74 @@ def correct_on_test(results: list[TrainingResult]) -> list[np.ndarray]:
     return [(r.predictions["test_probabilities"].argmax(axis=1) == r.predictions["y_test"]).astype(float) for r in results]
 
 
-Pair = tuple[dict[str, Any], np.ndarray, np.ndarray]  # a variant's run, its per-sample correctness, the baseline's
+@dataclass
+class Matched:
+    """A variant's runs against the baseline's of the same seed, on the test samples both scored
+    (`pairing`): per seed, its result, its per-sample correctness and the baseline's on those
+    samples, and their positions in its own test arrays."""
+
+    pairing: Pairing
+    runs: list[tuple[TrainingResult, np.ndarray, np.ndarray, np.ndarray]]
 
 
-def against_baseline(results: list[TrainingResult], correct: list[np.ndarray], baseline: str) -> dict[str, list[Pair]]:
-    """Per variant other than the baseline, each of its runs with the baseline's run of the same
-    seed on the same test samples: (its result, its per-sample correctness, the baseline's)."""
+def against_baseline(results: list[TrainingResult], correct: list[np.ndarray], baseline: str, crossed: bool = True) -> dict[str, Matched]:
+    """Per variant other than the baseline, its runs matched with the baseline's run of the same
+    seed on the test samples they share, by identity (`crossed`: every seed scores the same test
+    samples, see `pairing.decide`); a variant whose test samples pair with the baseline's only
+    per seed (different test samples) is left out: no sample is compared."""
     by_run = {(r.variant, r.seed): (r, vector) for r, vector in zip(results, correct)}
-    pairs: dict[str, list[Pair]] = {}
-    for (variant, seed), (result, ours) in by_run.items():
-        theirs = by_run.get((baseline, seed), (None, None))[1]
-        if variant != baseline and theirs is not None and theirs.shape == ours.shape:
-            pairs.setdefault(variant, []).append((result, ours, theirs))
-    return pairs
+    samples = {run: sample_ids(result, len(vector)) for run, (result, vector) in by_run.items()}
+    matched: dict[str, Matched] = {}
+    for variant in dict.fromkeys(r.variant for r in results if r.variant != baseline):
+        seeds = [seed for (name, seed) in by_run if name == variant and (baseline, seed) in by_run]
+        if not seeds:
+            continue
+        pairing, positions = decide({seed: [samples[(variant, seed)], samples[(baseline, seed)]] for seed in seeds}, crossed)
+        if positions is None:
+            continue
+        runs = []
+        for seed in seeds:
+            (result, ours), (_, theirs) = by_run[(variant, seed)], by_run[(baseline, seed)]
+            mine, its = positions[seed]
+            runs.append((result, ours[mine], theirs[its], mine))
+        matched[variant] = Matched(pairing, runs)
+    return matched
 
 
-def flips(results: list[TrainingResult], correct: list[np.ndarray], baseline: str) -> dict[str, dict[str, float]]:
+def flips(results: list[TrainingResult], correct: list[np.ndarray], baseline: str, crossed: bool = True) -> dict[str, dict[str, Any]]:
     """Per variant, how many test samples it fixed (the baseline got them wrong, it right) and
-    broke (the other way round), mean over the seeds both ran: the churn a net effect hides."""
+    broke (the other way round), mean over the seeds both ran, counted on the samples both
+    scored, with that `pairing`: the churn a net effect hides."""
     return {
         variant: {
-            "fixed": float(np.mean([((ours == 1) & (theirs == 0)).sum() for _, ours, theirs in pairs])),
-            "broke": float(np.mean([((ours == 0) & (theirs == 1)).sum() for _, ours, theirs in pairs])),
+            "fixed": float(np.mean([((ours == 1) & (theirs == 0)).sum() for _, ours, theirs, _ in found.runs])),
+            "broke": float(np.mean([((ours == 0) & (theirs == 1)).sum() for _, ours, theirs, _ in found.runs])),
+            **found.pairing.fields(),
         }
-        for variant, pairs in against_baseline(results, correct, baseline).items()
+        for variant, found in against_baseline(results, correct, baseline, crossed).items()
     }
 
 
 FLIPPED_PER_KIND, FLIPPED_VARIANTS = 4, 8
 
 
-def flipped_samples(results: list[TrainingResult], correct: list[np.ndarray], baseline: str, data: ScaledData) -> dict[str, np.ndarray]:
+def flipped_samples(
+    results: list[TrainingResult], correct: list[np.ndarray], baseline: str, data: ScaledData, crossed: bool = True
+) -> dict[str, np.ndarray]:
     """For each of the first variants, a few test images it fixed and broke against the baseline
-    with the same seed, scaled back to [0, 1] for display, as the arrays of `flipped.npz`
-    (`images` (N, H, W, C), `labels` (class names), `variants`, `kinds`); empty for tables."""
+    with the same seed (among the samples both scored), scaled back to [0, 1] for display, as the
+    arrays of `flipped.npz` (`images` (N, H, W, C), `labels` (class names), `variants`, `kinds`);
+    empty for tables."""
     images_out, labels_out, variants_out, kinds_out = [], [], [], []
-    for variant, pairs in list(against_baseline(results, correct, baseline).items())[:FLIPPED_VARIANTS]:
-        result, ours, theirs = pairs[0]
+    for variant, found in list(against_baseline(results, correct, baseline, crossed).items())[:FLIPPED_VARIANTS]:
+        result, ours, theirs, positions = found.runs[0]
         arrays = data(result.record)
         images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             return {}
         names = result.record["data"]["class_names"]
         for kind, mask in (("fixed", (ours == 1) & (theirs == 0)), ("broke", (ours == 0) & (theirs == 1))):
-            for index in np.flatnonzero(mask)[:FLIPPED_PER_KIND]:
+            for index in positions[np.flatnonzero(mask)[:FLIPPED_PER_KIND]]:
                 image = images[index].transpose(1, 2, 0).astype(float)
                 images_out.append((image - image.min()) / max(float(np.ptp(image)), 1e-12))  # any scaling back to [0, 1]
                 labels_out.append(names[int(labels[index])])
@@ -283,12 +329,19 @@ def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str
     return chooser(scores, key=lambda name: scores[name]["validation"]["mean"])
 
 
+def pairer_for(results: list[TrainingResult], shared: bool) -> Pairer:
+    """What pairs the runs' test samples by identity in every reading of the ablation."""
+    return Pairer({(r.variant, r.seed): sample_ids(r, len(r.predictions["y_test"])) for r in results}, shared)
+
+
 def read_in(
-    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool
+    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool,
+    pairer: Pairer | None = None,
 ) -> dict[str, Any]:
     """The ablation read in one metric: each variant's test score (interval over seeds and test
-    samples) and validation score, the best variant by validation, and every effect on test,
-    Holm-adjusted as one family."""
+    samples) and validation score, the best variant by validation, and every effect on test
+    (each on the test samples its runs share, with its `pairing`), Holm-adjusted as one family."""
+    pairer = pairer or pairer_for(results, shared)
     parts = [per_sample(metric.name, *_predictions(r, "test")) for r in results]
     validation = [score(metric.name, *_predictions(r, "val")) for r in results]
     scores = {}
@@ -304,26 +357,42 @@ def read_in(
          "score": float(vector.mean()), "per_sample": {"score": vector}}
         for r, vector in zip(results, parts)
     ]
-    baseline = variants[0].name
-    gain = variant_effect(rows, best, baseline, "score", shared, metric.span) if best != baseline else None
-    effects, interactions, sides, verdict = adjust_together(
-        factor_effects(rows, ablation, "score", shared, metric.span),
-        interaction_effects(rows, ablation, "score", shared, metric.span),
-        side_effects(rows, ablation, "score", shared, metric.span),
-        [gain] if gain is not None else [],
-    )
+    by_run = {(r.variant, r.seed): (r, vector) for r, vector in zip(results, parts)}
 
-    def described(found: list[Effect]) -> list[dict[str, Any]]:
-        return [{**asdict(e), "sentence": metric.sentence(e)} for e in found]
+    def rescore(run: tuple[str, int], positions: np.ndarray) -> np.ndarray:
+        """A run's per-sample scores on some of its test samples, as if they were all it had."""
+        probabilities, labels = _predictions(by_run[run][0], "test")
+        try:
+            return per_sample(metric.name, probabilities[positions], labels[positions])
+        except ValueError:  # ROC-AUC of samples of one class: the whole set's pseudo-values stand in
+            return by_run[run][1][positions]
+
+    baseline = variants[0].name
+
+    def gain(rows: list[dict[str, Any]]) -> list[Effect]:
+        found = variant_effect(rows, best, baseline, "score", shared, metric.span) if best != baseline else None
+        return [found] if found is not None else []
+
+    families = [
+        pairer.effects("factors", lambda rows: factor_effects(rows, ablation, "score", shared, metric.span), rows, "score", rescore),
+        pairer.effects("interactions", lambda rows: interaction_effects(rows, ablation, "score", shared, metric.span), rows, "score", rescore),
+        pairer.effects("sides", lambda rows: side_effects(rows, ablation, "score", shared, metric.span), rows, "score", rescore),
+        pairer.effects(f"verdict: {best}", gain, rows, "score", rescore),
+    ]
+    effects, interactions, sides, verdict = adjust_together(*[[effect for effect, _ in family] for family in families])
+    pairings = [[pairing for _, pairing in family] for family in families]
+
+    def described(found: list[Effect], paired: list[Pairing]) -> list[dict[str, Any]]:
+        return [{**asdict(e), **pairing.fields(), "sentence": metric.sentence(e)} for e, pairing in zip(found, paired)]
 
     tests = len(effects) + len(interactions) + len(sides) + len(verdict)
     return {
         "metric": metric.name,
         "scores": scores,
-        "effects": described(effects),
-        "side_effects": described(sides),
-        "interactions": described(interactions),
-        "verdict": {"best_variant": best, "baseline": baseline, "gain": described(verdict)[0] if verdict else None},
+        "effects": described(effects, pairings[0]),
+        "side_effects": described(sides, pairings[2]),
+        "interactions": described(interactions, pairings[1]),
+        "verdict": {"best_variant": best, "baseline": baseline, "gain": described(verdict, pairings[3])[0] if verdict else None},
         "multiple_testing": f"Holm over all {tests} effects of this report",
         "uncertainty": uncertainty(ablation, shared, len(parts[0]), effects + interactions + sides),
         "best_variant": best,
@@ -339,7 +408,10 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
     shared = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
     table = variant_table(variants, results, correct, shared)
     classes = len(results[0].record["data"]["class_names"])
-    readings = {name: read_in(metric, ablation, variants, results, shared) for name, metric in METRICS.items() if applicable(name, classes)}
+    pairer = pairer_for(results, shared)
+    readings = {
+        name: read_in(metric, ablation, variants, results, shared, pairer) for name, metric in METRICS.items() if applicable(name, classes)
+    }
     chosen = readings[ablation.metric]
     summary = {
         "ablation": ablation.model_dump(mode="json"),
@@ -347,11 +419,11 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
         "variants": table,
         **chosen,  # metric, scores, effects, side_effects, interactions, verdict, multiple_testing, uncertainty, best_variant
         "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
-        "flips": flips(results, correct, variants[0].name),
+        "flips": flips(results, correct, variants[0].name, shared),
         "per_class_changes": per_class_changes(results, variants),
         "baselines": baselines(results, data, [variants[0].name, chosen["best_variant"]]),
         "ensembles": ensembles(results, table),
         "runs": [{"variant": r.variant, "seed": r.seed, "run_dir": r.run_dir} for r in results],
         "fused": fused,
     }
-    return summary, flipped_samples(results, correct, variants[0].name, data)
+    return summary, flipped_samples(results, correct, variants[0].name, data, shared)

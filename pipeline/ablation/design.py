@@ -24,6 +24,8 @@ from pipeline.config import ConfigError, validate_model
 from pipeline.keys import canonical_json
 
 Side = Literal["data", "model"]
+# The configuration's sections by the side of the pipeline whose stages read them.
+SECTIONS = {"data": ("data", "augment", "scale"), "model": ("model", "optim", "schedule", "early_stop", "train")}
 
 
 class Factor(BaseModel):
@@ -61,6 +63,9 @@ class AblationConfig(BaseModel):
     # What effects are computed on and the best variant is chosen by (on validation); the report
     # can be re-rendered in any other (`python -m pipeline report DIR --metric NAME`).
     metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"] = "accuracy"
+    # The smallest effect worth resolving, in the metric's report units (points for accuracy-like
+    # metrics): `ablate --plan` says whether the design can decide it and how many seeds would.
+    resolution: float | None = Field(None, gt=0)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -68,6 +73,29 @@ class AblationConfig(BaseModel):
         if isinstance(seeds, list) and any(isinstance(seed, bool) for seed in seeds):
             raise ValueError(f"seeds are integers, not booleans: {seeds}")
         return seeds
+
+    @field_validator("seeds")
+    @classmethod
+    def _each_seed_once(cls, seeds: list[int]) -> list[int]:
+        """A repeated seed would train the same runs again and count them as independent, narrowing the intervals."""
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is listed twice in {seeds}; each seed once")
+        return seeds
+
+    @field_validator("factors")
+    @classmethod
+    def _sides_match_the_stages(cls, factors: dict[str, Factor]) -> dict[str, Factor]:
+        """A factor's side is the side of the stage that reads its key: a data-stage setting tagged
+        model (or the other way round) would be counted in the wrong side's effect."""
+        for key, factor in factors.items():
+            section = key.split(".")[0]
+            for side, sections in SECTIONS.items():
+                if section in sections and factor.side != side:
+                    stage = {"data": "collect", "augment": "augment", "scale": "scale"}.get(section, "train")
+                    kind = "a data stage" if side == "data" else "the model side"
+                    raise ValueError(f"factor {key} is read by the {stage} stage ({kind}) but is declared side: {factor.side}; declare side: {side}")
+        return factors
 
     @model_validator(mode="after")
     def _design_has_what_it_needs(self) -> "AblationConfig":
@@ -91,10 +119,16 @@ class AblationConfig(BaseModel):
             raise ValueError(f"vary must list 'train' (the seed always sets train.seed) and each source once, got {self.vary}")
         return self
 
+    def seed_keys(self) -> dict[str, str]:
+        """The settings the seed list sets, by the source of variation (`vary`) that sets each."""
+        return {source: SEED_KEYS[source] for source in self.vary}
+
     def seed_overrides(self, seed: int) -> list[str]:
         """The settings one seed of the ablation sets."""
-        keys = {"train": "train.seed", "split": "data.seed", "augment": "augment.seed"}
-        return [f"{keys[source]}={seed}" for source in self.vary]
+        return [f"{key}={seed}" for key in self.seed_keys().values()]
+
+
+SEED_KEYS = {"train": "train.seed", "split": "data.seed", "augment": "augment.seed"}
 
 
 # Regular two-level fractions of resolution IV or better (Montgomery, Design and Analysis of

@@ -49,7 +49,9 @@ MEMBER_SETTINGS = {
 MAX_MEMBERS = 32
 QUIET = RunContext(progress=False)
 # What reading an ablation in needs of each run, by stage: small, so it travels with the result.
-PREDICTIONS = {"train": ("test_probabilities", "val_probabilities"), "scale": ("y_test", "y_val")}
+# `id_test` and `id_val` name each sample (see `pipeline.stages.collect`): runs on different
+# splits are paired by them (`pipeline.ablation.pairing`), never by position.
+PREDICTIONS = {"train": ("test_probabilities", "val_probabilities"), "scale": ("y_test", "y_val", "id_test", "id_val")}
 log = logging.getLogger(__name__)
 
 

@@ -59,7 +59,7 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     for axis in axes[-1]:
         axis.set_xlabel("epoch")
     # Margins in inches for the labels the panels carry, set by hand: tight_layout measured
-    # every tick label of every panel, half of this figure's 1.7 s on the 2-core CPU.
+    # every tick label of every panel, much of this figure's drawing time (docs/performance.md).
     width, height = figure.get_size_inches()
     title = 0.3  # above each row, for its factor's name
     figure.subplots_adjust(
@@ -96,24 +96,49 @@ def _wrap(label: str, width: int = 45) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
-def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
-    """Mean seconds per stage for each variant, stacked; hatched where every run was a cache hit."""
+def stage_times_figure(variants: list[dict[str, Any]]) -> Any:
+    """The stage-time chart as a matplotlib figure (see `stage_times`), not yet saved or closed."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(11, 0.55 * len(variants) + 1.5))
     stages = list(variants[0]["stages"])
+    rows = range(len(variants))
+    figure, (axis, hits_axis) = plt.subplots(
+        1, 2, figsize=(12, 0.55 * len(variants) + 1.5), sharey=True, gridspec_kw={"width_ratios": [4, 0.45 * len(stages) + 0.2]}
+    )
     left = [0.0] * len(variants)
-    for stage in stages:
+    for index, stage in enumerate(stages):
         widths = [v["stages"][stage]["seconds"] for v in variants]
         hatches = ["//" if v["stages"][stage]["hits"] == len(v["seeds"]) else "" for v in variants]
-        bars = axis.barh(range(len(variants)), widths, left=left, label=stage, edgecolor="black", linewidth=0.4)  # edges carry the hatching
+        bars = axis.barh(rows, widths, left=left, label=stage, color=f"C{index}", edgecolor="black", linewidth=0.4)  # edges carry the hatching
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
         left = [a + b for a, b in zip(left, widths)]
-    axis.set_yticks(range(len(variants)), [_wrap(v["name"]) for v in variants], fontsize=7)
+        # The hits as a table beside the bars: a stage that takes a millisecond beside a minute of
+        # training is too thin to show its hatching, but its cell shows every hit.
+        for row, variant in enumerate(variants):
+            hits, runs = variant["stages"][stage]["hits"], len(variant["seeds"])
+            share = hits / runs if runs else 0.0
+            hits_axis.add_patch(plt.Rectangle((index - 0.5, row - 0.5), 1, 1, facecolor=(1 - 0.6 * share, 1 - 0.2 * share, 1 - 0.6 * share), edgecolor="white"))
+            hits_axis.text(index, row, f"{hits}/{runs}", ha="center", va="center", fontsize=7, gid=f"hits:{variant['name']}:{stage}")
+    axis.set_yticks(list(rows), [_wrap(v["name"]) for v in variants], fontsize=7)
     axis.invert_yaxis()
-    axis.set_xlabel("seconds per run (mean over seeds); hatched: cache hits")
+    axis.set_xlabel("seconds per run (mean over seeds); hatched: every run a cache hit")
     axis.legend(fontsize=8, loc="lower right")
+    hits_axis.set_xlim(-0.5, len(stages) - 0.5)
+    hits_axis.set_xticks(range(len(stages)), stages, fontsize=7, rotation=45)
+    hits_axis.tick_params(left=False)
+    hits_axis.set_title("cache hits / runs", fontsize=8)
+    for spine in hits_axis.spines.values():
+        spine.set_visible(False)
     figure.tight_layout()
+    return figure
+
+
+def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
+    """Mean seconds per stage for each variant, stacked, hatched where every run was a cache hit;
+    beside it, per variant and stage, how many of its runs were cache hits (green the more), so
+    hits show even where training dwarfs the data stages."""
+    plt = _pyplot()
+    figure = stage_times_figure(variants)
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
@@ -142,7 +167,7 @@ def flipped_samples(rows: list[dict[str, Any]], path: Path) -> Path:
     fixed and broke are lists of (image as (H, W) or (H, W, 3) in [0, 1], label).
 
     The images are laid out as one mosaic on one axes: a grid of dozens of axes took matplotlib
-    1.6 s to lay out and draw on the 2-core CPU, the mosaic 0.2 s."""
+    several times as long to lay out and draw (docs/performance.md)."""
     import numpy as np
 
     plt = _pyplot()

@@ -1,6 +1,8 @@
 """Before an ablation trains anything: every run's stages planned, its data stages built (or
 found) and its network checked against the data, so a variant that cannot run stops the ablation
-with its name before the first training, not after an hour of others."""
+with its name before the first training, not after an hour of others. Two variants whose runs
+come out alike once their data is built (the same training key: `augment.mode` auto and offline
+on images) are refused here too: they would count one result twice."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import trainers.models
 from datasets import DataWarning
 from pipeline.ablation.scores import applicable
 from pipeline.ablation.plan import DATA_STAGES, Task, TrainingResult
-from pipeline.cache import CacheStore
+from pipeline.cache import CacheStore, output_digest
 from pipeline.config import Config, ConfigError
 from pipeline.runner import StageOutcome, plan_stages, run_stages
 from pipeline.stages import RunContext, default_stages
@@ -36,7 +38,9 @@ class Prepared:
     stages: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     solo: set[tuple[str, int]] = field(default_factory=set)
     fuses: dict[str, bool] = field(default_factory=dict)  # per distinct network and data shape, checked once: does it fuse
-    data: dict[str, tuple[list[StageOutcome], tuple[int, ...], int]] = field(default_factory=dict)  # per data setting: outcomes, shape, classes
+    # per data setting: outcomes, shape, classes, and the digests of the data stages' outputs (what the train key chains on)
+    data: dict[str, tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]] = field(default_factory=dict)
+    trains: dict[tuple[int, str], str] = field(default_factory=dict)  # (seed, train key) -> the variant that trains it
 
 
 def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy") -> Prepared:
@@ -58,8 +62,8 @@ def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy")
 def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
     try:
         config = task.config
-        plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
-        outcomes, shape, classes = _data_stages(task, prepared)
+        steps = plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
+        outcomes, shape, classes, digests = _data_stages(task, prepared)
         spec = config.model.model_dump(exclude={"sync_batch_norm"})
         network = json.dumps([spec, shape, classes, config.train.batch_size, config.train.device], sort_keys=True, default=str)
         if network not in prepared.fuses:  # runs differing in seed or data values share their network
@@ -68,23 +72,31 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
             raise ValueError(f"ablation.metric={metric} is for two classes; this data has {classes}")
     except ValueError as exc:
         raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
+    train_key = next(step for step in steps if step.stage.name == "train").keyed(digests).key
+    first = prepared.trains.setdefault((task.seed, train_key), task.variant)
+    if first != task.variant:
+        raise ConfigError(
+            f"ablation variants {first!r} and {task.variant!r} train the same thing once their data is built (seed {task.seed}: the same "
+            f"data and training settings, e.g. augment.mode auto is offline for images), so they would count one result twice; drop one. Nothing was trained."
+        )
     prepared.tasks.append(replace(task, data={outcome.name: outcome.key for outcome in outcomes}))
     prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
     if not prepared.fuses[network]:
         prepared.solo.add((task.variant, task.seed))
 
 
-def _data_stages(task: Task, prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int]:
+def _data_stages(task: Task, prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]:
     """The task's data stages built or found, once per distinct data setting: a run that shares
     its data with an earlier one finds it (a hit) without reading it again."""
     config = task.config
     setting = json.dumps([config.data.model_dump(mode="json"), config.augment.model_dump(mode="json"), config.scale.model_dump(mode="json")], sort_keys=True)
     if setting in prepared.data:
-        outcomes, shape, classes = prepared.data[setting]
-        return [replace(outcome, cache="hit", seconds=0.0) for outcome in outcomes], shape, classes
+        outcomes, shape, classes, digests = prepared.data[setting]
+        return [replace(outcome, cache="hit", seconds=0.0) for outcome in outcomes], shape, classes, digests
     outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[: len(DATA_STAGES)])
     shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
-    prepared.data[setting] = (outcomes, shape, len(results["collect"].artifact.info["class_names"]))
+    digests = {name: output_digest(cached) for name, cached in results.items()}
+    prepared.data[setting] = (outcomes, shape, len(results["collect"].artifact.info["class_names"]), digests)
     return outcomes, *prepared.data[setting][1:]
 
 

@@ -1,6 +1,7 @@
 """augment: grow the training split by augmented copies (offline), or hand the recipe to training (online).
 
 Validation and test data are never augmented: they are read from `collect` by later stages.
+An augmented copy keeps the identity of the sample it was made from (`id_train`, see `collect`).
 """
 
 from __future__ import annotations
@@ -99,4 +100,7 @@ class AugmentStage(Stage):
         grown_y = np.concatenate([y] * (settings.copies + 1))
         origin = np.tile(np.arange(x.shape[0], dtype=np.int64), settings.copies + 1)
         info["train_samples"] = {"original": int(x.shape[0]), "total": int(grown_x.shape[0])}
-        return Artifact({"x_train": grown_x, "y_train": grown_y, "origin_index": origin}, info)
+        arrays = {"x_train": grown_x, "y_train": grown_y, "origin_index": origin}
+        if "id_train" in collected:
+            arrays["id_train"] = np.asarray(collected["id_train"])[origin]
+        return Artifact(arrays, info)

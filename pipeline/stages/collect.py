@@ -1,4 +1,9 @@
-"""collect: load the source, validate it, split it into train / val / test, take the training subset."""
+"""collect: load the source, validate it, split it into train / val / test, take the training subset.
+
+Each split carries its samples' identities, `id_<split>` (int64): a sample's row in the loaded
+source, the rows of a source's own test split numbered after the others. Two runs that collect
+one source on different splits (another `data.seed` or `data.test_fraction`) can so be paired
+on the test samples they share, by identity rather than by position."""
 
 from __future__ import annotations
 
@@ -52,13 +57,20 @@ class CollectStage(Stage):
             sys.modules[source.load.__module__],
         )
 
-    def params(self, config: Config) -> dict[str, Any]:
-        """The `data` settings the source reads (not, say, `data.target` for an npz file), the split
-        settings, and what identifies the content."""
-        source, argument = datasets.parse_source(config.data.source)
+    def settings(self, config: Config) -> dict[str, Any]:
+        """The `data` settings the source reads (not, say, `data.target` for an npz file) and the
+        split settings: what of the configuration the collected data depends on, without reading
+        any file (an ablation compares its variants' data by these before building anything)."""
+        source, _ = datasets.parse_source(config.data.source)
         unread = set(SOURCE_OPTIONS) - set(SOURCE_OPTIONS if source.reads is None else source.reads)
+        return config.data.model_dump(mode="json", exclude=unread)
+
+    def params(self, config: Config) -> dict[str, Any]:
+        """The `data` settings the source reads, the split settings (`settings`), and what
+        identifies the content."""
+        source, argument = datasets.parse_source(config.data.source)
         return {
-            **config.data.model_dump(mode="json", exclude=unread),
+            **self.settings(config),
             # What the data is, not only where: file hashes or a library version,
             "content": source.fingerprint(argument, config.data.source_options(source.reads)),
             # and the loader's own code, which matters most for sources registered by plugins.
@@ -77,11 +89,13 @@ class CollectStage(Stage):
         arrays = {}
         for split, index in indices.items():
             arrays[f"x_{split}"], arrays[f"y_{split}"] = raw.x[index], raw.y[index]
+            arrays[f"id_{split}"] = np.asarray(index, dtype=np.int64)
         if "test" not in indices:
             test_x, test_y = raw.test
             if test_x.shape[1:] != raw.x.shape[1:]:
                 raise ValueError(f"{config.data.source}: test samples have shape {test_x.shape[1:]}, training samples {raw.x.shape[1:]}.")
             arrays["x_test"], arrays["y_test"] = test_x, test_y
+            arrays["id_test"] = len(raw.x) + np.arange(len(test_y), dtype=np.int64)  # after the source's own rows
         info = {
             "source": config.data.source,
             "kind": "image" if raw.x.ndim == 4 else "tabular",

@@ -1,4 +1,7 @@
-"""scale: fit min-max or standard scaling on the training split only, then apply it to every split."""
+"""scale: fit min-max or standard scaling on the training split only, then apply it to every split.
+
+The samples' identities (`id_<split>`, see `collect`) pass through unchanged, with the training
+split's as `augment` grew it."""
 
 from __future__ import annotations
 
@@ -56,8 +59,12 @@ class ScaleStage(Stage):
         collected, augmented = inputs["collect"].arrays, inputs["augment"].arrays
         raw = {split: collected[f"x_{split}"] for split in SPLITS}
         labels = {split: collected[f"y_{split}"] for split in SPLITS}
+        ids = {split: collected[f"id_{split}"] for split in SPLITS if f"id_{split}" in collected}
         if "x_train" in augmented:
             raw["train"], labels["train"] = augmented["x_train"], augmented["y_train"]
+            ids.pop("train", None)
+            if "id_train" in augmented:
+                ids["train"] = augmented["id_train"]
         scaler = make_scaler(config.scale)
         arrays: dict[str, np.ndarray] = {}
         info: dict[str, Any] = {"method": config.scale.method, "axis": config.scale.axis}
@@ -68,4 +75,6 @@ class ScaleStage(Stage):
             data = scaler.transform(raw[split]) if scaler else np.asarray(raw[split], dtype=np.float32)
             arrays[f"x_{split}"] = finite(data.astype(np.float32, copy=False), f"scaled {split} split")
             arrays[f"y_{split}"] = labels[split]
+            if split in ids:
+                arrays[f"id_{split}"] = np.asarray(ids[split], dtype=np.int64)
         return Artifact(arrays, info)
