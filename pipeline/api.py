@@ -21,6 +21,8 @@ from pipeline.config import Config, load_config, parse_override, read_config_fil
 from pipeline.errors import RunFailed
 
 if TYPE_CHECKING:
+    from pipeline.ablation.design import AblationConfig
+    from pipeline.ablation.planning import DesignPlan
     from pipeline.ablation.results import Ablation
     from pipeline.runner import RunResult
     from pipeline.tracking import MlflowTracker
@@ -102,12 +104,22 @@ def run(
     return result
 
 
-def _ablation_tree(config: ConfigSource) -> dict[str, Any]:
+def _ablation_parts(config: ConfigSource, overrides: Sequence[str]) -> tuple[Config, AblationConfig, dict[str, Any], list[str]]:
+    """An ablation's configuration (None: the embedded default) parsed: the whole, its design, the
+    base every training starts from, and the overrides that reach every training (`ablation.*`
+    overrides shape the design only)."""
+    from pipeline.ablation.design import parse_ablation
+
     if config is None:
         from pipeline.ablation.default import DEFAULT_ABLATION
 
-        return copy.deepcopy(DEFAULT_ABLATION)
-    return _tree(config) or {}
+        tree = copy.deepcopy(DEFAULT_ABLATION)
+    else:
+        tree = _tree(config) or {}
+    parsed = resolve_config(tree, overrides)
+    design = parse_ablation(parsed.ablation, str(config))
+    base = {key: value for key, value in tree.items() if key != "ablation"}
+    return parsed, design, base, [text for text in overrides if parse_override(text)[0].split(".")[0] != "ablation"]
 
 
 def ablate(
@@ -131,18 +143,13 @@ def ablate(
     (default: `ablations/<time>/`). `ablation.*` overrides shape the design; the others reach
     every training. Runs that differ only in member-level settings train as one fused array
     (`fuse`); `jobs` local worker processes, or Ray tasks (`executor="ray"`), share the cache."""
-    from pipeline.ablation.design import parse_ablation
     from pipeline.ablation.execute import run_ablation
     from pipeline.ablation.report import render
     from pipeline.ablation.results import Ablation
 
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}.")
-    tree = _ablation_tree(config)
-    parsed = resolve_config(tree, overrides)
-    design = parse_ablation(parsed.ablation, str(config))
-    base = {key: value for key, value in tree.items() if key != "ablation"}
-    run_overrides = [text for text in overrides if parse_override(text)[0].split(".")[0] != "ablation"]
+    parsed, design, base, run_overrides = _ablation_parts(config, overrides)
     folder = Path(out) if out is not None else Path("ablations") / time.strftime("%Y%m%d-%H%M%S")
     tracking = _tracker(track, parsed)
     run_ablation(
@@ -156,6 +163,30 @@ def ablate(
         with tracking.reached(), _kept(folder):
             ablation.tracking_id = tracking.log_ablation(folder, ablation.summary)
     return ablation
+
+
+def plan(
+    config: ConfigSource = None,
+    overrides: Sequence[str] = (),
+    *,
+    cache_dir: str | Path | None = None,
+    fuse: bool = True,
+    like: str | Path | None = None,
+) -> DesignPlan:
+    """What `ablate` with the same arguments would train and could decide, without training it:
+    trainings and fused units, an estimate of their time on this device (a one-epoch probe),
+    and the smallest effect the design decides with 80% power, from the variances of the
+    ablation in `like` or from the baseline's expected accuracy; with `ablation.resolution`,
+    whether the design resolves it and how many seeds would."""
+    from pipeline.ablation.planning import plan_design
+    from pipeline.ablation.scores import METRICS
+
+    _, design, base, run_overrides = _ablation_parts(config, overrides)
+    resolution = None if design.resolution is None else design.resolution / METRICS[design.metric].scale
+    return plan_design(
+        base, run_overrides, design, Path(cache_dir or default_cache_dir()), fuse=fuse,
+        like=None if like is None else Path(like), resolution=resolution,
+    )
 
 
 def load_ablation(folder: str | Path, metric: str | None = None) -> Ablation:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import warnings
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Sequence
 
 from datasets import DataWarning
@@ -19,6 +20,7 @@ from pipeline.config import ConfigError, config_to_yaml
 from pipeline.errors import RunFailed
 
 if TYPE_CHECKING:
+    from pipeline.ablation.planning import DesignPlan
     from pipeline.ablation.results import Ablation
     from pipeline.runner import RunResult
 
@@ -81,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the runs that differ only in member-level settings as one fused network (default: on)",
     )
     ablate.add_argument("--resume", action="store_true", help="continue interrupted trainings (fused or not) from their checkpoints")
+    ablate.add_argument(
+        "--plan", action="store_true",
+        help="train nothing: print the trainings, their units, a time estimate and the smallest effect the design decides",
+    )
+    ablate.add_argument("--like", metavar="DIR", help="with --plan: take the variances from the ablation in DIR")
     _add_output_arguments(ablate, "one result line (the verdict, the report)")
     _add_track_argument(ablate)
 
@@ -151,7 +158,14 @@ def format_summary(result: RunResult) -> str:
 
 
 def ablate(args: argparse.Namespace) -> int:
-    """Run the ablation in the config file (or the embedded default) and render its report."""
+    """Run the ablation in the config file (or the embedded default) and render its report; with
+    `--plan`, say what it would train and could decide instead."""
+    if args.like and not args.plan:
+        raise ValueError("--like is read by --plan only.")
+    if args.plan:
+        plan = api.plan(args.config, args.overrides, cache_dir=args.cache_dir, fuse=args.fuse == "on", like=args.like)
+        print(json.dumps(asdict(plan), indent=1, allow_nan=False, default=str) if args.json else format_plan(plan))
+        return 0
     quiet = args.quiet or args.json
     ablation = api.ablate(
         args.config, args.overrides, out=args.out, cache_dir=args.cache_dir, jobs=args.jobs, executor=args.executor,
@@ -161,6 +175,30 @@ def ablate(args: argparse.Namespace) -> int:
         print(f"mlflow: ablation run {ablation.tracking_id} (a child per variant and seed)", file=sys.stderr)
     print(ablation_summary(ablation, args))
     return 0
+
+
+def format_plan(plan: DesignPlan) -> str:
+    """What `ablate --plan` prints: the cost, then what the design can decide."""
+    units = ", ".join(f"{size}" for size in plan.units)
+    lines = [
+        f"trainings   {plan.trainings} ({plan.variants} variants x {plan.seeds} seeds), {plan.cached} already cached",
+        f"units       {len(plan.units)} ({units} members; a unit trains as one fused array)",
+        f"time        about {plan.estimated_seconds:.0f} s on this device at most ({plan.epochs} epochs each, "
+        f"{plan.seconds_per_member_epoch:.3f} s per member-epoch measured; early stopping only shortens it)",
+        f"detectable  {plan.detectable * 100:.1f} points with 80% power, adjusted over {plan.tests} tests, "
+        f"{plan.test_samples} test samples{' shared by every seed' if plan.shared_samples else ' per seed'}"
+        + ("; that is the whole range: this design decides no effect" if plan.detectable >= 1 else ""),
+        f"            from {plan.variance_source}",
+    ]
+    if plan.resolution is not None:
+        wanted = f"{plan.resolution * 100:.1f} points"
+        if plan.resolves:
+            lines.append(f"resolution  {wanted}: this design resolves it")
+        elif plan.seeds_to_resolve is not None:
+            lines.append(f"resolution  {wanted}: not with {plan.seeds} seeds; about {plan.seeds_to_resolve} seeds would")
+        else:
+            lines.append(f"resolution  {wanted}: no number of seeds would on {plan.test_samples} test samples; a larger test split would")
+    return "\n".join(lines)
 
 
 def ablation_summary(ablation: Ablation, args: argparse.Namespace) -> str:

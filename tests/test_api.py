@@ -123,3 +123,40 @@ def test_a_summary_from_before_decisions_is_named_not_a_traceback(tmp_path):
                                                       | {"effects": [{"name": "x", "p_holm": 0.5}]}))
     with pytest.raises(ValueError, match="older gainsplit.*run the ablation again"):
         pipeline.load_ablation(tmp_path)
+
+
+def test_plan_trains_nothing_and_counts_the_tests_the_ablation_will_adjust_over(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    plan = pipeline.api.plan(WINE, ["ablation.resolution=50"], cache_dir="c")
+    assert (plan.trainings, plan.variants, plan.seeds, plan.cached) == (8, 4, 2, 0) and sum(plan.units) == 8
+    assert not list((tmp_path / "c").glob("train/*/meta.json"))  # the probe is discarded
+    assert plan.estimated_seconds > 0 and plan.seconds_per_member_epoch > 0
+    # Two seeds: one degree of freedom, and an adjusted t that no effect within the range passes.
+    assert plan.detectable == 1.0 and plan.resolution == 0.5 and not plan.resolves and plan.seeds_to_resolve > 2
+    four = pipeline.api.plan(WINE, ["ablation.seeds=[0, 1, 2, 3]"], cache_dir="c")
+    assert four.trainings == 16 and four.resolution is None and four.resolves is None
+    ablation = pipeline.ablate(WINE, out="out", cache_dir="c", report=False)
+    assert {effect["tests"] for effect in ablation.summary["effects"]} == {plan.tests}
+    again = pipeline.api.plan(WINE, cache_dir="c", like="out")
+    assert again.cached == 8 and again.estimated_seconds < plan.estimated_seconds and "variances of the ablation in out" in again.variance_source
+
+    (tmp_path / "wine.yaml").write_text(yaml.safe_dump(WINE, sort_keys=False))
+    assert main(["ablate", "--plan", "--config", "wine.yaml", "--cache-dir", "c", "ablation.resolution=0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("trainings   8 (4 variants x 2 seeds), 8 already cached") and "resolution  0.1 points" in printed
+    assert main(["ablate", "--like", "out", "--config", "wine.yaml"]) == 2
+
+
+@pytest.mark.parametrize(
+    "detectable, seeds_to_resolve, expected",
+    [(0.004, 5, "resolution  0.5 points: this design resolves it"), (0.02, 12, "resolution  0.5 points: not with 5 seeds; about 12 seeds would"),
+     (1.0, None, "resolution  0.5 points: no number of seeds would on 360 test samples; a larger test split would")],
+)
+def test_the_plan_says_whether_the_design_resolves_what_the_user_asks(detectable, seeds_to_resolve, expected):
+    from pipeline.ablation.planning import DesignPlan
+    from pipeline.cli import format_plan
+
+    plan = DesignPlan(10, 5, 50, 0, [25, 25], 20, 0.05, 50.0, 12, 360, False, "a guess", detectable, 0.005, seeds_to_resolve)
+    lines = format_plan(plan).splitlines()
+    assert lines[-1] == expected and lines[2].startswith("time        about 50 s on this device at most")
+    assert ("this design decides no effect" in lines[3]) == (detectable >= 1)
