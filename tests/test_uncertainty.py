@@ -227,3 +227,19 @@ def test_no_sentence_claims_a_direction_its_adjusted_test_does_not_support(data_
         else:
             assert "indistinguishable from noise" in sentence and effect.adjusted_low <= 0 <= effect.adjusted_high
         assert -1 <= effect.simultaneous_low <= effect.adjusted_low <= effect.summary.low <= effect.summary.high <= 1 or effect.side == "interaction"
+
+
+@pytest.mark.parametrize("fixed_test_sets", [True, False])
+def test_means_of_different_test_sets_carry_each_test_sets_own_noise(fixed_test_sets):
+    # Four seeds whose arms scored different test samples (300 and 200 of them): the seeds agree
+    # closely, but each arm's accuracy is still one draw of its test set.
+    rng = np.random.default_rng(3)
+    treated = {s: (rng.random(300) < 0.9).astype(float) for s in range(4)}
+    reference = {s: (rng.random(200) < 0.85).astype(float) for s in range(4)}
+    effect = paired_effect("x", "data", treated, reference, shared_samples=fixed_test_sets)
+    means = [treated[s].mean() - reference[s].mean() for s in range(4)]
+    noise = np.mean([treated[s].var(ddof=1) / 300 + reference[s].var(ddof=1) / 200 for s in range(4)])
+    seeds_only = np.var(means, ddof=1) / 4
+    expected = seeds_only + noise if fixed_test_sets else max(np.var(means, ddof=1), noise) / 4
+    assert effect.summary.se == pytest.approx(math.sqrt(expected)) and effect.summary.df == 3
+    assert effect.summary.se > math.sqrt(seeds_only) if fixed_test_sets else effect.summary.se >= math.sqrt(seeds_only)

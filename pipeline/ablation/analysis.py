@@ -385,7 +385,7 @@ def read_in(
     def described(found: list[Effect], paired: list[Pairing]) -> list[dict[str, Any]]:
         return [{**asdict(e), **pairing.fields(), "sentence": metric.sentence(e)} for e, pairing in zip(found, paired)]
 
-    tests = len(effects) + len(interactions) + len(sides) + len(verdict)
+    tests = next((effect.tests for effect in effects + interactions + sides + verdict), 0)  # distinct: a test met twice counts once
     return {
         "metric": metric.name,
         "scores": scores,
@@ -393,7 +393,7 @@ def read_in(
         "side_effects": described(sides, pairings[2]),
         "interactions": described(interactions, pairings[1]),
         "verdict": {"best_variant": best, "baseline": baseline, "gain": described(verdict, pairings[3])[0] if verdict else None},
-        "multiple_testing": f"Holm over all {tests} effects of this report",
+        "multiple_testing": f"Holm over all {tests} distinct tests of this report",
         "uncertainty": uncertainty(ablation, shared, len(parts[0]), effects + interactions + sides),
         "best_variant": best,
     }

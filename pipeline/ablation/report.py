@@ -234,11 +234,11 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         every = sides + summary["effects"] + interactions
         rows = [
             [e["name"], e["side"], metric.format(e["summary"]["mean"]), _ci(metric, e["summary"]), _ci(metric, _adjusted(e)),
-             _p(e["p_value"]), _p(e["p_holm"]), "yes" if e["decided"] else "no"]
+             _p(e["p_value"]), _p(e["p_holm"]), "yes" if e["decided"] else "no", e.get("pairing", "per sample")]
             for e in every
         ]
         headers = ["effect", "side", f"change ({metric.unit or metric.label})", "95% CI (per comparison)", "adjusted CI (Holm)",
-                   "p", "p (Holm)", "decided"]
+                   "p", "p (Holm)", "decided", "paired"]
         blocks.append(("table", headers, rows))
         measure = f"test {metric.label}" + (f" ({metric.unit})" if metric.unit else "")
         drawn = [{**e, "summary": _adjusted(e), "side": e["side"] if e["decided"] else "undecided"} for e in every]
@@ -270,10 +270,9 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         data_of = baseline["data_of_variant"]
         rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"])] for name, score in baseline["models"].items()]
     ensembles = summary["ensembles"]
-    rows += [[f"ensemble of {e['seeds']} seeds: {name}", _pct(e["test_accuracy"])] for name, e in ensembles["per_variant"].items()]
+    rows += [[e["label"], _pct(e["test_accuracy"]) + (f" ({e['note']})" if "note" in e else "")] for e in ensembles["per_variant"].values()]
     if ensembles["top_k"]:
-        top = ensembles["top_k"]["variants"]
-        rows.append([f"ensemble of the top {len(top)} variants by validation ({', '.join(top)})", _pct(ensembles["top_k"]["test_accuracy"])])
+        rows.append([ensembles["top_k"]["label"], _pct(ensembles["top_k"]["test_accuracy"])])
     blocks.append(("table", ["model", "test acc"], rows))
 
     points = _more_data_points(summary)
@@ -297,8 +296,9 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     if summary.get("flips"):
         blocks.append(("h2", "Test samples each change fixed and broke"))
         blocks.append(("p", "Against the baseline with the same seed, mean over seeds: a small net effect can hide many samples changing sides."))
-        rows = [[name, f"{c['fixed']:.1f}", f"{c['broke']:.1f}", f"{c['fixed'] - c['broke']:+.1f}"] for name, c in summary["flips"].items()]
-        blocks.append(("table", ["variant", "fixed", "broke", "net"], rows))
+        rows = [[name, f"{c['fixed']:.1f}", f"{c['broke']:.1f}", f"{c['fixed'] - c['broke']:+.1f}", c.get("pairing", "per sample")]
+                for name, c in summary["flips"].items()]
+        blocks.append(("table", ["variant", "fixed", "broke", "net", "samples compared"], rows))
         flipped = _flipped_rows(out_dir)
         if flipped:
             shown = f" (the first {len(flipped)} of the {len(summary['flips'])} changes)" if len(flipped) < len(summary["flips"]) else ""

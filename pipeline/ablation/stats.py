@@ -301,6 +301,23 @@ def paired_p_value(differences: np.ndarray) -> float:
     return p_value(summarize(differences))
 
 
+def _of_means(pairs: list[tuple[np.ndarray, np.ndarray]], fixed_test_sets: bool, bounds: Bounds) -> Summary:
+    """The difference of per-seed means where the arms scored different test samples. Each arm's
+    mean carries its test samples' own noise (its per-sample variance over N): with test sets
+    fixed across seeds that noise is common to every seed and adds to the grand mean's variance
+    whole; where each seed draws its own, it floors each seed's difference's variance."""
+    summary = summarize([float(ours.mean() - theirs.mean()) for ours, theirs in pairs], bounds)
+    noise = float(np.mean([sum(arm.var(ddof=1) / arm.size for arm in pair if arm.size > 1) for pair in pairs]))
+    if summary.n < 2 or noise == 0:
+        return summary
+    seed_var = summary.std**2 if fixed_test_sets else max(summary.std**2, noise)
+    sample_var = noise if fixed_test_sets else 0.0
+    variance = seed_var / summary.n + sample_var
+    widened = replace(summary, se=math.sqrt(variance), seed_var=seed_var, sample_var=sample_var, residual_var=0.0, exact="")
+    low, high = interval(widened, ALPHA, bounds)
+    return replace(widened, low=low, high=high)
+
+
 def paired_effect(
     name: str,
     side: str,
@@ -317,10 +334,10 @@ def paired_effect(
     if not seeds:
         return None
     pairs = [(np.asarray(treatment[s], dtype=float), np.asarray(reference[s], dtype=float)) for s in seeds]
-    if any(ours.shape != theirs.shape for ours, theirs in pairs):  # different test samples (a data factor moved the split): compare means
-        pairs, shared_samples = [(ours.mean(keepdims=True), theirs.mean(keepdims=True)) for ours, theirs in pairs], False
-    differences = [ours - theirs for ours, theirs in pairs]
-    summary = summarize_runs(differences, shared_samples, bounds)
+    if any(ours.shape != theirs.shape for ours, theirs in pairs):  # different test samples (a data factor moved the split)
+        summary = _of_means(pairs, shared_samples, bounds)
+    else:
+        summary = summarize_runs([ours - theirs for ours, theirs in pairs], shared_samples, bounds)
     named = f"{name} ({condition})" if condition else name
     effect = Effect(named, side, summary, p_value(summary), detectable=detectable(summary), condition=condition, bounds=bounds)
     return effect.adjusted(effect.p_value, 1)
