@@ -98,7 +98,7 @@ def _components(disagreement: float, shared: bool, source: str) -> tuple[float, 
 
 @dataclass(frozen=True)
 class Probe:
-    """Two epochs of the largest unit, trained and discarded."""
+    """Two epochs of (up to ten members of) the largest unit, trained and discarded."""
 
     seconds_per_member_epoch: float  # the second epoch's: the first pays for warming up
     overhead_seconds: float  # per unit: building the array, evaluating it
@@ -109,8 +109,11 @@ class Probe:
 PROBE_EPOCHS = 2
 
 
+PROBE_MEMBERS = 10  # a fused array's time per member levels off well before this many
+
+
 def _probe(units: list[list[Task]], store: CacheStore) -> Probe:
-    unit = max(units, key=len)
+    unit = max(units, key=len)[:PROBE_MEMBERS]
     members, shared = [], {}
     for task in unit:
         _, results = read_data(task, store)
