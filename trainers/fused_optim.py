@@ -3,8 +3,13 @@
 Every parameter of a `FusedNet` keeps its members along dim 0, so `p.view(K, -1)` holds one
 member per row; learning rate, momentum, Nesterov, weight decay are `(K, 1)` tensors broadcast
 over those rows. The update rules are PyTorch's (SGD, Adam, AdamW, RMSprop with their default
-betas, alpha and eps), so each member moves as `torch.optim` would move it alone, up to float
-rounding. A frozen member (early-stopped) keeps its weights and optimizer state untouched.
+betas, alpha and eps), so each member moves as `torch.optim` would move it alone. Given the same
+gradients and a float32 learning rate (the training loop hands both kinds of array float32
+rates), an Adam or AdamW step without weight decay is torch's bit for bit: the same elementwise
+operations in the same order, the per-member step size and bias correction computed in float64
+and rounded once to float32 as torch rounds its Python floats. SGD with Nesterov, RMSprop and
+weight decay can differ in the last bit, where torch adds a term with a fused multiply-add.
+A frozen member (early-stopped) keeps its weights and optimizer state untouched.
 
 It is a `torch.optim.Optimizer` with one parameter group. Under fp16 it takes the gradient
 scale from `GradScaler` and unscales itself, so a member whose own gradients overflow skips its
@@ -186,11 +191,15 @@ class FusedOptimizer(torch.optim.Optimizer):
         group = self.group
         group["steps"] += stepping
         beta1, beta2 = ADAM_BETAS
+        # In float64, rounded once to float32, as torch.optim computes them in Python floats: in
+        # float32, 1 - 0.999 ** step loses five digits to cancellation (1.3e-5 relative at step 1),
+        # which moved every Adam step by about 6e-6 of itself.
+        steps = group["steps"].double()
         return {
             "decay": self._decay,
             "nesterov": self._nesterov,
-            "step_size": group["lr"] / (1 - beta1 ** group["steps"]),
-            "bias_correction2_sqrt": (1 - beta2 ** group["steps"]).sqrt(),
+            "step_size": (group["lr"].double() / (1 - beta1**steps)).to(group["lr"].dtype),
+            "bias_correction2_sqrt": (1 - beta2**steps).sqrt().to(group["lr"].dtype),
         }
 
     def _unscale(self, params: list[torch.Tensor]) -> torch.Tensor | None:
