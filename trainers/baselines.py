@@ -18,7 +18,7 @@ def sklearn_baselines(
 
     Logistic regression standardizes its features first (fitted on the training split), as
     scikit-learn advises for its lbfgs solver: on unscaled, augmented digits it took 1,674
-    iterations and 1.2 s (2.5 s on a GPU machine's host) instead of 67 iterations and 0.06 s."""
+    iterations instead of 67 (the time that cost is in docs/performance.md)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -38,8 +38,8 @@ def sklearn_baselines(
     flat_test = np.asarray(x_test, dtype=np.float32).reshape(len(x_test), -1)
     results = {}
     # One BLAS and OpenMP thread: these fits are too small to share out, and beside PyTorch's
-    # own OpenMP threads the pools' hand-offs dominated them (on the 2-core CPU, logistic
-    # regression took 1.2 s instead of 0.05 s, k-nearest neighbours 0.1 s instead of 0.004 s).
+    # own OpenMP threads the pools' hand-offs dominated them, many times over for logistic
+    # regression and k-nearest neighbours (docs/performance.md).
     # The random forest still builds its trees on joblib's threads (`n_jobs`).
     with threadpool_limits(limits=1):
         for name, model in models.items():

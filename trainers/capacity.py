@@ -50,8 +50,9 @@ def layer_outputs(model: nn.Module, input_shape: Sequence[int]) -> list[int] | N
     """The elements each layer of a network that `fuse` takes puts out per sample, from the
     layers' shape rules (PyTorch's documented ones); None for any other network, whose sizes
     a pass over shapes on the meta device reads instead. No tensor operation runs: on the meta
-    device the first one imports torch._dynamo for its Python shape rules (1.2 s a process on
-    the 2-core CPU), which a training of a fused network never needs otherwise."""
+    device the first one imports torch._dynamo for its Python shape rules (a costly import in
+    every process, see docs/performance.md), which a training of a fused network never needs
+    otherwise."""
     if not fusible(model):
         return None
     shape, sizes = tuple(input_shape), []

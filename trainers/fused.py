@@ -29,7 +29,7 @@ _MASK32 = 0xFFFFFFFF
 
 def to_channels(x: torch.Tensor) -> torch.Tensor:
     """`(K, B, C, H, W)` -> `(B, K*C, H, W)`; channels-last in memory on the CPU, where pooling and
-    convolution over many channels run many times faster that way (max pooling 18x on 480 channels)."""
+    convolution over many channels run many times faster that way (docs/performance.md)."""
     members, batch, channels, height, width = x.shape
     x = x.transpose(0, 1).reshape(batch, members * channels, height, width)
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
@@ -172,10 +172,10 @@ class FusedDropout(_NoMemberState, nn.Module):
     network), the call count and the element's index within the member, so member k draws the
     same masks whether it trains alone or beside others, and a resumed run draws what the
     uninterrupted one drew (the call count is a buffer). On CUDA a mask bit is a hash of those,
-    computed for every member in one pass; on the CPU, where that hash costs about three times
-    a random draw, each member draws 16-bit words from an SFC64 stream seeded by its key and the
-    call count (numpy's raw words: a sixth of the time of `torch.rand` with a seeded generator),
-    so there its rate is resolved to 1/65536. Under DDP each rank mixes its `rank` into the keys
+    computed for every member in one pass; on the CPU, where that hash costs more than a random
+    draw, each member draws 16-bit words from an SFC64 stream seeded by its key and the call
+    count (numpy's raw words, faster than `torch.rand` with a seeded generator), so there its
+    rate is resolved to 1/65536. Under DDP each rank mixes its `rank` into the keys
     (rank 0 keeps them as they are), so ranks draw different masks for their different samples.
     On the CPU the members that drop nothing are passed through and only the dropping members'
     slices are multiplied, forward and backward (`_ScaleMembers`); on CUDA every member is

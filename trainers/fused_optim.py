@@ -134,7 +134,8 @@ class FusedOptimizer(torch.optim.Optimizer):
         self._read_flags()
 
     # torch.optim guards these against torch.compile, and the guard imports torch._dynamo on its
-    # first call: 1.2 s per process on the 2-core CPU, for a training that compiles nothing.
+    # first call: a costly import in every process (docs/performance.md), for a training that
+    # compiles nothing.
     # This optimizer calls the unguarded methods (step never had the guard).
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _unguarded(torch.optim.Optimizer.add_param_group)(self, param_group)

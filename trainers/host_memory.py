@@ -2,8 +2,8 @@
 
 glibc's malloc serves every block over 128 KiB from a fresh `mmap` and hands it back to the OS
 when it is freed, so a CPU training step, which allocates and frees the same activation
-buffers every step, pays a page fault for every 4 KiB it touches: a quarter of a 25-member
-fused step on the 2-core CPU. PyTorch's CPU tuning guide swaps in jemalloc or tcmalloc for
+buffers every step, pays a page fault for every 4 KiB it touches, a large share of a fused
+step's time (docs/performance.md). PyTorch's CPU tuning guide swaps in jemalloc or tcmalloc for
 this; here glibc's own thresholds are raised, from inside the process, so nothing has to be
 preloaded. The cost: memory freed after training stays with the process (malloc reuses it).
 """

@@ -7,8 +7,8 @@ DEFAULT_ABLATION = {
         "design": "one_at_a_time",
         "seeds": [0, 1, 2, 3, 4],
         "vary": ["train", "split", "augment"],  # each seed its own split and augmentation draws too
-        # Removing each change from the all-on configuration too would take 80 trainings, 121 s
-        # on the 2-core CPU instead of 64 s: `ablation.remove_one=true` asks for it.
+        # Removing each change from the all-on configuration too would take 80 trainings instead
+        # of 50: `ablation.remove_one=true` asks for it.
         "remove_one": False,
         "factors": {
             "augment.mode": {"side": "data", "values": ["none", "offline"]},
