@@ -332,7 +332,7 @@ def test_tiny_ablation_end_to_end(tmp_path):
         "    data.train_fraction: {side: data, values: [0.5, 1.0]}\n"
         "    model.batch_norm: {side: model, values: [false, true]}\n"
     )
-    command = [sys.executable, "-m", "pipeline", "ablate", "--config", "tiny.yaml", "--out", "out", "--cache-dir", "c", "--jobs", "2"]
+    command = [sys.executable, "-m", "pipeline", "ablate", "--config", "tiny.yaml", "--out", "out", "--cache-dir", "c"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from trainers.distributed import Distributed, init_from_env, shutdown
 
 # Without BatchNorm (whose batch statistics are per rank on the CPU) two ranks' averaged gradients
 # are the full batch's gradient: the runs agree up to float rounding.
-SETTINGS = ["train.epochs=10", "train.device=cpu", "model.batch_norm=false", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
+SETTINGS = ["train.epochs=4", "train.device=cpu", "model.batch_norm=false", "--quiet", "--cache-dir", "cache", "--runs-dir", "runs"]
 
 
 def test_shards_partition_every_batch():
@@ -65,7 +65,14 @@ def torchrun(nproc: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.rounding
 def test_torchrun_two_processes_match_the_single_process_run(tmp_path):
+    """Two ranks' averaged gradients are the full batch's gradient summed in another order, so the
+    runs differ by float rounding, which Adam carries from step to step: within ten epochs the
+    losses drifted apart by 1e-7 to 5e-3 of themselves on default and AVX2 kernels (1 and 2
+    threads) and by 6e-4 on AVX-512, while another seed's differ by 4e-2 to 4e-1 from the second
+    epoch on. So the losses agree within 3e-2 of themselves and the accuracies within two
+    samples, not bit for bit."""
     ddp = torchrun(2, "train.distributed=ddp", *SETTINGS, cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (record_path,) = (tmp_path / "runs").glob("*/run.json")
@@ -76,11 +83,13 @@ def test_torchrun_two_processes_match_the_single_process_run(tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/run.json")]
     (alone,) = [r for r in records if r["world_size"] == 1]
-    assert record["metrics"]["test_accuracy"] == alone["metrics"]["test_accuracy"]
+    test_samples, val_samples = (sum(alone["data"]["class_counts"][split]) for split in ("test", "val"))
+    assert abs(record["metrics"]["test_accuracy"] - alone["metrics"]["test_accuracy"]) * test_samples <= 2 + 1e-9
     histories = [list(csv.DictReader((p.parent / "history.csv").read_text().splitlines())) for p in (tmp_path / "runs").glob("*/run.json")]
     for ours, theirs in zip(*histories, strict=True):
-        for column in ("train_loss", "val_loss", "val_accuracy"):
-            assert float(ours[column]) == pytest.approx(float(theirs[column]), rel=1e-4), column
+        for column in ("train_loss", "val_loss"):
+            assert float(ours[column]) == pytest.approx(float(theirs[column]), rel=3e-2), column
+        assert abs(float(ours["val_accuracy"]) - float(theirs["val_accuracy"])) * val_samples <= 2 + 1e-9
     # The data stages were built once, by rank 0 of the torchrun job, and reused by the single run.
     assert [s["cache"] for s in alone["stages"][:3]] == ["hit", "hit", "hit"]
 

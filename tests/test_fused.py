@@ -29,8 +29,21 @@ def members(specs, input_shape=SHAPE):
 CNN = {"type": "cnn", "channels": [4, 6], "hidden": [8]}
 MLP = {"type": "mlp", "hidden": [12, 8]}
 DROPOUTS = [{"dropout": 0.0}, {"dropout": 0.2, "dropout_input": 0.1}, {"dropout": 0.3}]
+# After many steps, two orders of summation leave weights apart by rounding that training carries
+# on; measured as a share of the distance training moved them, it is about 1e-6 on these small
+# networks (default and AVX2 kernels, 1 and 2 threads). TRAINED_APART allows 100 times that; a
+# member given another's learning rate, data or seed is off by 1e-2 or more.
+TRAINED_APART = 1e-4
 
 
+def distance_ratio(got, expected, start):
+    """||got - expected|| / ||expected - start|| over every floating-point tensor but BatchNorm's running statistics."""
+    names = [name for name, tensor in expected.items() if tensor.is_floating_point() and "running" not in name]
+    flat = lambda state: torch.cat([state[name].flatten() for name in names])
+    return float((flat(got) - flat(expected)).norm() / (flat(expected) - flat(start)).norm())
+
+
+@pytest.mark.rounding
 @pytest.mark.parametrize("base", [CNN, MLP], ids=["cnn", "mlp"])
 def test_fused_members_compute_what_each_network_computes(base):
     models = members([{**base, **extra} for extra in DROPOUTS])
@@ -87,6 +100,7 @@ def hashed(net, choice):
     return net
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("hashing", [False, True], ids=["generators", "hash"])
 def test_a_members_dropout_masks_do_not_depend_on_its_company(hashing):
     specs = [{**CNN, **extra} for extra in DROPOUTS]
@@ -181,6 +195,7 @@ def fused_and_alone(name):
     return fused, FusedOptimizer([fused], name, **settings), alone, references
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("name", SETTINGS)
 def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
     fused, optimizer, alone, references = fused_and_alone(name)
@@ -196,6 +211,7 @@ def test_fused_optimizer_moves_each_member_as_torch_optim_would(name):
         torch.testing.assert_close(fused.detach()[k], alone[k].detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("name", SETTINGS)
 def test_under_a_grad_scaler_only_the_member_that_overflows_skips_its_step(name):
     """fp16's GradScaler skips a step whose gradients overflow; in an array only that member's."""
@@ -248,10 +264,10 @@ def train_steps(fused, optimizer, data, smoothing, steps=20):
         optimizer.step()
 
 
+@pytest.mark.rounding
 def test_three_fused_members_train_as_three_solo_runs():
-    """K=3 fused and each member alone (an array of one), 20 steps: weights agree to 1e-5 on this
-    small CNN and random data. That is no promise for every network: on the default one, gradients
-    that are rounding noise near Adam's eps move weights further (see the default network's tests below)."""
+    """K=3 fused and each member alone (an array of one), 20 steps on random data: weights agree to
+    rounding carried through training (TRAINED_APART), and a member's neighbour is far off."""
     specs = [{**CNN, **extra} for extra in DROPOUTS]
     hyper = {"lr": [1e-2, 3e-3, 5e-3], "momentum": [0.9] * 3, "nesterov": [False] * 3, "weight_decay": [0.0, 1e-3, 0.0]}
     smoothing = torch.tensor([0.0, 0.1, 0.0])
@@ -261,22 +277,27 @@ def test_three_fused_members_train_as_three_solo_runs():
 
     together = fuse(members(specs), seeds=[0, 1, 2]).train()
     train_steps(together, FusedOptimizer(together.parameters(), "adam", **hyper), lambda s: batches[s], smoothing)
+    trained = []
     for k in range(3):
         alone = fuse([members(specs)[k]], seeds=[k]).train()
+        start = alone.member_state_dict(0)
         one = {key: values[k : k + 1] for key, values in hyper.items()}
         own_batches = lambda step: (batches[step][0][k : k + 1], batches[step][1][k : k + 1])
         train_steps(alone, FusedOptimizer(alone.parameters(), "adam", **one), own_batches, smoothing[k : k + 1])
-        expected, got = alone.member_state_dict(0), together.member_state_dict(k)
-        for name, tensor in expected.items():
-            torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=f"member {k}: {name}")
+        trained.append((alone.member_state_dict(0), start))
+        assert distance_ratio(together.member_state_dict(k), *trained[k]) <= TRAINED_APART, f"member {k}"
+    neighbour = dict(zip(trained[2][0], together.member_state_dict(0).values()))  # same shapes, other names
+    assert distance_ratio(neighbour, *trained[2]) > 100 * TRAINED_APART
 
 
+@pytest.mark.rounding
 def test_an_array_of_one_trains_as_the_plain_network_with_torch_optim():
     """Without dropout, the fused path (grouped conv, batched matmul, hand-written Adam) is the plain one."""
     spec = {**CNN, "dropout": 0.0}
     generator = torch.Generator().manual_seed(0)
     batches = [(torch.randn(16, *SHAPE, generator=generator), torch.randint(0, CLASSES, (16,), generator=generator)) for _ in range(20)]
     (plain,) = members([spec])
+    start = {name: tensor.clone() for name, tensor in plain.state_dict().items()}
     fused = fuse(members([spec]), seeds=[0]).train()
     optimizer = build_optimizer(plain.parameters(), {"name": "adam", "lr": 1e-2, "weight_decay": 1e-3})
     for x, y in batches:
@@ -287,11 +308,8 @@ def test_an_array_of_one_trains_as_the_plain_network_with_torch_optim():
     hyper = {"lr": [1e-2], "momentum": [0.9], "nesterov": [False], "weight_decay": [1e-3]}
     as_array = lambda step: (batches[step][0][None], batches[step][1][None])
     train_steps(fused, FusedOptimizer(fused.parameters(), "adam", **hyper), as_array, torch.zeros(1))
-    got = fused.member_state_dict(0)
-    # Other kernels (batched matmul, Adam's terms in another order) round differently, and Adam
-    # magnifies last-bit differences step by step: 1e-4 here, where a wrong formula is off by far more.
-    for name, tensor in plain.state_dict().items():
-        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    # Other kernels (batched matmul) sum in other orders, and training carries the rounding on.
+    assert distance_ratio(fused.member_state_dict(0), plain.state_dict(), start) <= TRAINED_APART
 
 
 # --- the loop: an array of members against each member trained alone ------------------------------
@@ -322,6 +340,7 @@ def array_setup():
     return specs, optims, members
 
 
+@pytest.mark.rounding
 def test_a_fused_array_trains_each_member_as_it_trains_alone():
     specs, optims, members = array_setup()
     together = fused_array(specs, optims, [0, 1, 2], (1, 8, 8), 10, torch.device("cpu"))
@@ -329,16 +348,15 @@ def test_a_fused_array_trains_each_member_as_it_trains_alone():
     assert results[1].stop_reason == "patience" and results[1].epochs_run < 12  # early stopping did stop it
     for k in range(3):
         alone = fused_array(specs[k : k + 1], optims[k : k + 1], [k], (1, 8, 8), 10, torch.device("cpu"))
+        start = alone.member_state_dict(0)
         (solo,) = fit_array(alone, members()[k : k + 1], batch_size=32, progress=False)
         outcome = lambda result: (result.epochs_run, result.best_epoch, result.stop_reason)
         assert outcome(results[k]) == outcome(solo)
         for fused_row, solo_row in zip(results[k].history, solo.history, strict=True):
             assert fused_row["val_accuracy"] == pytest.approx(solo_row["val_accuracy"], abs=0.005)
-            assert fused_row["train_loss"] == pytest.approx(solo_row["train_loss"], rel=1e-4)
+            assert fused_row["train_loss"] == pytest.approx(solo_row["train_loss"], rel=1e-3)  # measured: 2e-7
             assert fused_row["lr"] == pytest.approx(solo_row["lr"], rel=1e-9)
-        got, expected = together.member_state_dict(k), alone.member_state_dict(0)
-        for name, tensor in expected.items():
-            torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-5, msg=lambda m: f"member {k}, {name}: {m}")
+        assert distance_ratio(together.member_state_dict(k), alone.member_state_dict(0), start) <= TRAINED_APART, f"member {k}"
 
 
 class Interrupt(Exception):
@@ -423,6 +441,7 @@ def largest_relative_gap(got, expected):
     return max(float((got[name] - tensor).abs().max() / tensor.abs().max()) for name, tensor in expected.items())
 
 
+@pytest.mark.rounding
 def test_first_gradients_of_fused_members_equal_the_networks_alone_to_float_rounding():
     """Four members of the default network, each on its own batch of 64 digits: the first backward
     pass gives each member the gradients its plain network gets from F.cross_entropy, to within
@@ -452,6 +471,7 @@ def test_first_gradients_of_fused_members_equal_the_networks_alone_to_float_roun
         assert largest_relative_gap(got, alone[(k + 1) % 4]) > 100 * tolerance  # the tolerance tells members apart
 
 
+@pytest.mark.rounding
 def test_fused_adam_is_torch_adam_bit_for_bit_given_the_same_gradients():
     """The default optimizer (Adam, no weight decay), per-member learning rates as float32 values
     (as the loop hands them over), gradients from 1e-10 to 1 (where Adam's eps decides the step):
@@ -480,6 +500,7 @@ def test_fused_adam_is_torch_adam_bit_for_bit_given_the_same_gradients():
         assert torch.equal(fused.detach()[k], alone[k].detach()), f"member {k}"
 
 
+@pytest.mark.rounding
 def test_fused_members_train_to_the_results_they_reach_alone():
     """Four members of the default network trained two epochs by `fit_array` as one array, and each
     alone by `fit` (the plain network, torch's Adam). Their held-out results are the same within

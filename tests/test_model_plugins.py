@@ -1,6 +1,7 @@
 """Bring your own network: models registered by plugins and torchvision's, keyed on their code,
 refusing switches they ignore, fused when their layers fuse and trained alone when not."""
 
+import re
 import sys
 
 import pytest
@@ -17,7 +18,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.runner import run_pipeline
 from trainers import register_model
 from trainers.arrays import model_fuses
-from trainers.models import build_model
+from trainers.models import architecture, build_model
 from trainers.torchvision_models import with_input_channels
 
 PLUGIN = '''
@@ -132,7 +133,7 @@ def test_an_ablation_trains_runs_of_a_model_that_does_not_fuse_one_at_a_time(tmp
     factors = {"model.dropout": {"side": "model", "values": [0.0, 0.3]}}
     tasks = plan_ablation(base, [], AblationConfig(seeds=[0, 1], factors=factors), tmp_path / "c", tmp_path / "r").tasks
     prepared = prepare(tasks)
-    assert prepared.solo == {(task.variant, task.seed) for task in tasks}
+    assert prepared.solo == {task.run for task in tasks}
     assert [len(unit) for unit in fusion_units(tasks, fuse=True, solo=prepared.solo)] == [1, 1, 1, 1]
     chain = {"model": {"plugins": ["my_models"], "type": "chain"}, "train": {"epochs": 2, "device": "cpu"}}
     tasks = plan_ablation(chain, [], AblationConfig(seeds=[0, 1], factors={"optim.lr": {"side": "model", "values": [1e-3, 2e-3]}}), tmp_path / "c", tmp_path / "r").tasks
@@ -168,3 +169,20 @@ def test_torchvision_names_and_data_are_checked():
         build_model({"type": "torchvision:resnet18"}, (13,), 3)
     rgb_stem = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1))
     assert with_input_channels(rgb_stem, 5)[0].in_channels == 5
+
+
+def test_the_docs_model_plugin_registers_a_network_of_the_stated_size_that_fuses(tmp_path, monkeypatch):
+    """docs/models.md's `wide_mlp`: one hidden layer of `width` with batch norm, fused in ablations."""
+    page = (ROOT / "docs" / "models.md").read_text()
+    (tmp_path / "my_models.py").write_text(re.search(r"```python\n# my_models.py\n(.*?)```", page, re.S).group(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    saved = dict(trainers.registry.MODELS)
+    try:
+        config = load_config(None, ["model.plugins=[my_models]", "model.type=wide_mlp", "model.options={width: 256}", "model.dropout=0.3"])
+        spec = config.model.model_dump(exclude={"sync_batch_norm"})
+        assert architecture(spec, (1, 8, 8), 10)["parameters"] == (64 + 1) * 256 + 2 * 256 + 256 * 10 + 10
+        assert model_fuses(spec, (1, 8, 8), 10)
+    finally:
+        trainers.registry.MODELS.clear()
+        trainers.registry.MODELS.update(saved)
+        sys.modules.pop("my_models", None)
