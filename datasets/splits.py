@@ -37,6 +37,33 @@ def stratified_split(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def kfold_split(
+    y: np.ndarray, folds: int, fold: int, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the train, validation and test splits where the test split is fold `fold` of a
+    stratified `folds`-fold partition drawn by `seed`; validation is a stratified `val_fraction`
+    of all samples, taken from the other folds, and the rest trains.
+
+    The folds are equal in size, so every fold's splits have the same shapes (and their trainings
+    fuse): `len(y) % folds` samples, drawn by `seed`, are in no test fold and train in every fold.
+    Within each class, consecutive samples of a shuffled order go to consecutive folds, so each
+    class's count differs by at most one between folds. For one seed, the folds' test splits
+    partition every other sample.
+    """
+    if not 0 <= fold < folds:
+        raise ValueError(f"data.fold must be one of 0..{folds - 1} for data.folds={folds}, got {fold}.")
+    val_share = val_fraction * folds / (folds - 1)  # of the samples outside the test fold
+    if val_share >= 1.0:
+        raise ValueError(f"data.val_fraction={val_fraction} leaves no training samples beside a test fold of 1/{folds}; lower it below {(folds - 1) / folds:.3g}.")
+    order = np.random.default_rng(seed).permutation(len(y))
+    scored = order[len(y) % folds :]
+    scored = scored[np.argsort(y[scored], kind="stable")]  # grouped by class, shuffled within each
+    test = scored[fold::folds]
+    rest = np.setdiff1d(np.arange(len(y)), test)
+    train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
 def nested_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted positions of a stratified `fraction` of `y`; for one seed, smaller fractions lie inside larger ones.
 

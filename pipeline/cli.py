@@ -181,15 +181,22 @@ def format_plan(plan: DesignPlan) -> str:
     """What `ablate --plan` prints: the cost, then what the design can decide."""
     units = ", ".join(f"{size}" for size in plan.units)
     lines = [
-        f"trainings   {plan.trainings} ({plan.variants} variants x {plan.seeds} seeds), {plan.cached} already cached",
+        f"trainings   {plan.trainings} ({plan.variants} variants x {plan.seeds} seeds"
+        + (f" x {plan.folds} folds" if plan.folds else "") + f"), {plan.cached} already cached",
         f"units       {len(plan.units)} ({units} members; a unit trains as one fused array)",
         f"time        about {plan.estimated_seconds:.0f} s on this device at most ({plan.epochs} epochs each, "
         f"{plan.seconds_per_member_epoch:.3f} s per member-epoch measured; early stopping only shortens it)",
         f"detectable  {plan.detectable * 100:.1f} points with 80% power, adjusted over {plan.tests} tests, "
-        f"{plan.test_samples} test samples{' shared by every seed' if plan.shared_samples else ' per seed'}"
+        + (f"every sample tested once per seed ({plan.folds} folds of {plan.test_samples})" if plan.folds
+           else f"{plan.test_samples} test samples{' shared by every seed' if plan.shared_samples else ' per seed'}")
         + ("; that is the whole range: this design decides no effect" if plan.detectable >= 1 else ""),
         f"            from {plan.variance_source}",
     ]
+    if plan.kfold_detectable is not None and plan.kfold_detectable < plan.detectable:
+        lines.append(
+            f"k-fold      {plan.kfold_detectable * 100:.1f} points with 5 folds and these seeds, every sample tested "
+            "(ablation.resampling: {kind: kfold, folds: 5}; add split to ablation.vary)"
+        )
     if plan.resolution is not None:
         wanted = f"{plan.resolution * 100:.1f} points"
         if plan.resolves:
@@ -197,7 +204,8 @@ def format_plan(plan: DesignPlan) -> str:
         elif plan.seeds_to_resolve is not None:
             lines.append(f"resolution  {wanted}: not with {plan.seeds} seeds; about {plan.seeds_to_resolve} seeds would")
         else:
-            lines.append(f"resolution  {wanted}: no number of seeds would on {plan.test_samples} test samples; a larger test split would")
+            limit = "this dataset (the variance the folds' shared training data keeps)" if plan.folds else f"{plan.test_samples} test samples; a larger test split would"
+            lines.append(f"resolution  {wanted}: no number of seeds would on {limit}")
     return "\n".join(lines)
 
 

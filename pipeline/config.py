@@ -81,6 +81,10 @@ class DataConfig(_Section):
     use_official_test: bool = False
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
+    # k-fold: the test split is fold `fold` of `folds` (see `datasets.splits.kfold_split`), in
+    # place of a `test_fraction` held out.
+    folds: int | None = Field(None, ge=2)
+    fold: int = Field(0, ge=0)
 
     _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: import_plugins(plugins)))
 
@@ -89,6 +93,17 @@ class DataConfig(_Section):
     def _source_is_known(cls, source: str) -> str:
         parse_source(source)  # raises ValueError listing the known kinds
         return source
+
+    @model_validator(mode="after")
+    def _folds_fit(self) -> "DataConfig":
+        if self.folds is None and "fold" in self.model_fields_set and self.fold:
+            raise ValueError("data.fold is set but data.folds is not; set data.folds=K to split into K folds")
+        if self.folds is not None:
+            if self.use_official_test:
+                raise ValueError("data.folds and data.use_official_test exclude each other: folds make their own test splits")
+            if self.fold >= self.folds:
+                raise ValueError(f"data.fold must be one of 0..{self.folds - 1} for data.folds={self.folds}, got {self.fold}")
+        return self
 
     def source_options(self, reads: tuple[str, ...] | None = None) -> SourceOptions:
         """The settings a source reads; with `reads`, only those (the others at their defaults), so

@@ -116,7 +116,10 @@ class MlflowTracker:
         parent = self.client.create_run(self.experiment_id, run_name=out_dir.name, tags={"gainsplit.kind": "ablation"}).info.run_id
         for run in summary["runs"]:
             tags = {"gainsplit.variant": run["variant"], "gainsplit.seed": str(run["seed"])}
-            self.log_run(out_dir / run["run_dir"], f"{run['variant']} seed {run['seed']}", parent, tags)
+            name = f"{run['variant']} seed {run['seed']}"
+            if "fold" in run:
+                tags["gainsplit.fold"], name = str(run["fold"]), f"{name} fold {run['fold']}"
+            self.log_run(out_dir / run["run_dir"], name, parent, tags)
         now = int(time.time() * 1000)
         best = _number(summary["scores"][summary["best_variant"]]["test"]["mean"])
         metrics = [Metric(f"best.test_{summary['metric']}", best, now, 0)] if best is not None else []

@@ -133,6 +133,10 @@ def test_plugin_source_registered_with_the_decorator(dirs, tmp_path, monkeypatch
         ("data.source=xls:file.xls", r"'data\.source'.*Unknown data source kind 'xls'"),
         ("data.plugins=[no_such_module]", r"'data\.plugins'.*cannot import plugin module 'no_such_module'"),
         ("data.train_fraction=0", r"'data\.train_fraction'"),
+        ("data.folds=1", r"'data\.folds'"),
+        ("data.fold=2", r"data\.fold is set but data\.folds is not"),
+        ("data={folds: 5, fold: 5}", r"data\.fold must be one of 0\.\.4 for data\.folds=5"),
+        ("data={folds: 5, use_official_test: true}", r"data\.folds and data\.use_official_test exclude each other"),
     ],
 )
 def test_data_config_errors(override, pattern):
@@ -214,3 +218,36 @@ def test_the_official_test_split_is_numbered_after_the_sources_own_rows(dirs, tm
     arrays = results["collect"].artifact.arrays
     np.testing.assert_array_equal(arrays["id_test"], 60 + np.arange(15))
     assert sorted(np.concatenate([arrays["id_train"], arrays["id_val"]]).tolist()) == list(range(60))
+
+
+def test_k_fold_tests_every_sample_but_a_few_once_in_equal_stratified_folds():
+    from datasets.splits import kfold_split
+
+    y = np.repeat(np.arange(3), [50, 31, 22])  # 103 samples: 3 left out of 5 folds of 20
+    splits = [kfold_split(y, 5, fold, 0.15, seed=4) for fold in range(5)]
+    tests = [test for _, _, test in splits]
+    assert [len(test) for test in tests] == [20] * 5
+    scored = np.concatenate(tests)
+    assert len(np.unique(scored)) == 100  # disjoint
+    spare = np.setdiff1d(np.arange(103), scored)
+    for train, val, test in splits:
+        assert len(np.intersect1d(train, test)) == len(np.intersect1d(val, test)) == len(np.intersect1d(train, val)) == 0
+        assert len(train) + len(val) + len(test) == 103 and abs(len(val) - 0.15 * 103) <= 1
+        assert set(spare) <= set(train) | set(val)  # the left-out samples train in every fold
+    assert len({(len(train), len(val)) for train, val, _ in splits}) == 1  # equal shapes: the folds' trainings fuse
+    counts = np.array([np.bincount(y[test], minlength=3) for test in tests])
+    assert (counts.max(axis=0) - counts.min(axis=0) <= 1).all()  # stratified
+    assert not np.array_equal(kfold_split(y, 5, 0, 0.15, seed=5)[2], tests[0])  # another seed, another partition
+    with pytest.raises(ValueError, match=r"data\.val_fraction=0\.6 leaves no training samples"):
+        kfold_split(y, 2, 0, 0.6, seed=0)
+
+
+def test_a_fold_is_collected_keyed_on_the_fold_and_not_on_test_fraction(dirs):
+    default = CollectStage().settings(load_config(None, []))
+    assert "folds" not in default and "fold" not in default  # keys of runs without folds stay as they were
+    fold = lambda *more: load_config(None, ["data.folds=5", *more])
+    assert CollectStage().params(fold("data.fold=1")) != CollectStage().params(fold("data.fold=2"))
+    assert CollectStage().params(fold("data.test_fraction=0.3")) == CollectStage().params(fold())
+    arrays = collected(dirs, "data.folds=5", "data.fold=3")["collect"].artifact.arrays
+    assert len(arrays["id_test"]) == 1797 // 5
+    assert len(np.intersect1d(arrays["id_train"], arrays["id_test"])) == 0

@@ -22,11 +22,12 @@ import numpy as np
 from datasets import DataWarning
 from pipeline.ablation.design import AblationConfig, Variant
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
+from pipeline.ablation.folds import fold_design, merge_folds
 from pipeline.ablation.fusion import read_data
 from pipeline.ablation.pairing import Pairer, Pairing, decide, sample_ids
 from pipeline.ablation.plan import AblationPlan, Task, TrainingResult
 from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
-from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, missing, summarize, summarize_runs
+from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, Folds, missing, summarize, summarize_runs
 from pipeline.cache import CacheStore
 from trainers.baselines import ensemble_accuracy, sklearn_baselines
 
@@ -228,19 +229,26 @@ def per_class_changes(results: list[TrainingResult], variants: list[Variant]) ->
     return changes
 
 
-def uncertainty(ablation: AblationConfig, shared_samples: bool, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
+def uncertainty(ablation: AblationConfig, shared_samples: bool | Folds, test_samples: int, effects: list[Effect]) -> dict[str, Any]:
     """Which sources of variation the intervals cover, and the smallest effect they can detect."""
     sources = ["initialization, batch order and dropout masks (train.seed)"]
     if "split" in ablation.vary:
-        sources.append("the train/validation/test split (data.seed)")
+        sources.append("the train/validation/test split (data.seed)" if not isinstance(shared_samples, Folds) else "the partition into folds (data.seed)")
     if "augment" in ablation.vary:
         sources.append("the augmentation draws (augment.seed)")
-    sources.append("the test samples (" + ("every seed scores the same ones: crossed with the seeds)" if shared_samples else "each seed draws its own)"))
+    if isinstance(shared_samples, Folds):
+        sources.append(
+            f"the test samples and the training data the {shared_samples.k} folds' models share (every sample tested once per seed; "
+            f"Nadeau and Bengio's corrected variance, test/train = {shared_samples.test_samples}/{shared_samples.train_samples})"
+        )
+    else:
+        sources.append("the test samples (" + ("every seed scores the same ones: crossed with the seeds)" if shared_samples else "each seed draws its own)"))
     detectable = [e.detectable for e in effects if not missing(e.detectable)]
     return {
         "sources": sources,
         "fixed": [name for source, name in (("split", "the data split"), ("augment", "the augmentation draws")) if source not in ablation.vary],
-        "shared_test_samples": shared_samples,
+        "shared_test_samples": shared_samples is True,
+        "resampling": ablation.resampling.model_dump(mode="json"),
         "seeds": len(ablation.seeds),
         "test_samples": test_samples,
         "detectable_effect": float(np.median(detectable)) if detectable else math.nan,
@@ -282,7 +290,7 @@ def diagnosis_detail(records: list[dict[str, Any]], verdict: str) -> dict[str, A
 
 
 def variant_table(
-    variants: list[Variant], results: list[TrainingResult], correct: list[np.ndarray], shared_samples: bool
+    variants: list[Variant], results: list[TrainingResult], correct: list[np.ndarray], shared_samples: bool | Folds
 ) -> list[dict[str, Any]]:
     """Per variant: accuracy (its interval over seeds and test samples) and loss over seeds,
     epochs run, seconds and cache hits per stage."""
@@ -329,13 +337,14 @@ def best_by_validation(scores: dict[str, dict[str, Any]], metric: Metric) -> str
     return chooser(scores, key=lambda name: scores[name]["validation"]["mean"])
 
 
-def pairer_for(results: list[TrainingResult], shared: bool) -> Pairer:
-    """What pairs the runs' test samples by identity in every reading of the ablation."""
-    return Pairer({(r.variant, r.seed): sample_ids(r, len(r.predictions["y_test"])) for r in results}, shared)
+def pairer_for(results: list[TrainingResult], shared: bool | Folds) -> Pairer:
+    """What pairs the runs' test samples by identity in every reading of the ablation (k-fold
+    runs of one seed test the same samples; across seeds, other partitions, in other orders)."""
+    return Pairer({(r.variant, r.seed): sample_ids(r, len(r.predictions["y_test"])) for r in results}, shared is True)
 
 
 def read_in(
-    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool,
+    metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool | Folds,
     pairer: Pairer | None = None,
 ) -> dict[str, Any]:
     """The ablation read in one metric: each variant's test score (interval over seeds and test
@@ -404,8 +413,13 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
     results name them) and the flipped test samples' arrays (`flipped.npz`; empty for tables)."""
     ablation, variants = plan.ablation, plan.variants
     data = ScaledData(store, plan.tasks)
+    trainings = results
+    shared: bool | Folds = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
+    if ablation.resampling.kind == "kfold":  # each (variant, seed) as one run that tested every sample once
+        results = merge_folds(trainings)
+        shared = fold_design(trainings, ablation.resampling.folds)
     correct = correct_on_test(results)
-    shared = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
+    crossed = shared is True
     table = variant_table(variants, results, correct, shared)
     classes = len(results[0].record["data"]["class_names"])
     pairer = pairer_for(results, shared)
@@ -415,15 +429,15 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
     chosen = readings[ablation.metric]
     summary = {
         "ablation": ablation.model_dump(mode="json"),
-        "stages": stage_counts(results),
+        "stages": stage_counts(trainings),
         "variants": table,
         **chosen,  # metric, scores, effects, side_effects, interactions, verdict, multiple_testing, uncertainty, best_variant
         "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
-        "flips": flips(results, correct, variants[0].name, shared),
+        "flips": flips(results, correct, variants[0].name, crossed),
         "per_class_changes": per_class_changes(results, variants),
         "baselines": baselines(results, data, [variants[0].name, chosen["best_variant"]]),
         "ensembles": ensembles(results, table),
-        "runs": [{"variant": r.variant, "seed": r.seed, "run_dir": r.run_dir} for r in results],
+        "runs": [{"variant": r.variant, "seed": r.seed, **({} if r.fold is None else {"fold": r.fold}), "run_dir": r.run_dir} for r in trainings],
         "fused": fused,
     }
-    return summary, flipped_samples(results, correct, variants[0].name, data, shared)
+    return summary, flipped_samples(results, correct, variants[0].name, data, crossed)

@@ -26,6 +26,16 @@ from pipeline.keys import canonical_json
 Side = Literal["data", "model"]
 # The configuration's sections by the side of the pipeline whose stages read them.
 SECTIONS = {"data": ("data", "augment", "scale"), "model": ("model", "optim", "schedule", "early_stop", "train")}
+DEFAULT_FOLDS = 5
+# What k-fold resampling sets in every run: no factor or variant may vary it.
+FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
+
+
+def _leaves(tree: Any, prefix: str = "") -> list[str]:
+    """The dotted keys a (possibly nested) mapping of overrides sets."""
+    if not isinstance(tree, dict):
+        return [prefix]
+    return [leaf for name, value in tree.items() for leaf in _leaves(value, f"{prefix}.{name}" if prefix else str(name))]
 
 
 class Factor(BaseModel):
@@ -47,6 +57,25 @@ class Factor(BaseModel):
         return values
 
 
+class Resampling(BaseModel):
+    """How each seed's runs are tested: one held-out test split (`holdout`, the data section's
+    own), or `kfold`: each seed trains `folds` runs per variant, each tested on one fold of a
+    stratified partition that the seed draws, so every sample is tested once per seed by a model
+    that did not train on it (see `datasets.splits.kfold_split`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["holdout", "kfold"] = "holdout"
+    folds: int = Field(DEFAULT_FOLDS, ge=2, le=20)
+
+    @model_validator(mode="after")
+    def _folds_only_for_kfold(self) -> "Resampling":
+        """Another number of folds with a holdout would be ignored (the default, as a dumped config holds it, is not an error)."""
+        if self.kind == "holdout" and self.folds != DEFAULT_FOLDS:
+            raise ValueError(f"resampling.folds={self.folds} is set but resampling.kind is 'holdout'; set kind: kfold")
+        return self
+
+
 class AblationConfig(BaseModel):
     """The `ablation:` section of a config file."""
 
@@ -66,6 +95,7 @@ class AblationConfig(BaseModel):
     # The smallest effect worth resolving, in the metric's report units (points for accuracy-like
     # metrics): `ablate --plan` says whether the design can decide it and how many seeds would.
     resolution: float | None = Field(None, gt=0)
+    resampling: Resampling = Field(default_factory=Resampling)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -117,7 +147,22 @@ class AblationConfig(BaseModel):
                 raise ValueError(f"design 'fractional' needs exactly two values per factor; {', '.join(two_valued)} has more")
         if "train" not in self.vary or len(set(self.vary)) != len(self.vary):
             raise ValueError(f"vary must list 'train' (the seed always sets train.seed) and each source once, got {self.vary}")
+        folding = [key for key in self.factors if key in FOLD_KEYS] + [
+            f"{name}: {key}" for name, overrides in self.variants.items() for key in _leaves(overrides) if key in FOLD_KEYS
+        ]
+        if self.resampling.kind == "kfold" and folding:
+            raise ValueError(f"resampling kfold makes each run's test split, so {folding[0]} cannot vary; drop it")
+        if self.resampling.kind == "kfold" and "split" not in self.vary:
+            # Nadeau and Bengio's correction is for repeats on independent partitions.
+            raise ValueError("resampling kfold repeats the cross-validation on a new partition per seed: add 'split' to vary")
         return self
+
+    def fold_overrides(self) -> list[list[str]]:
+        """Per training of one (variant, seed): the overrides that pick its test split (one empty
+        list for a holdout; with k-fold, one per fold)."""
+        if self.resampling.kind == "holdout":
+            return [[]]
+        return [[f"data.folds={self.resampling.folds}", f"data.fold={fold}"] for fold in range(self.resampling.folds)]
 
     def seed_keys(self) -> dict[str, str]:
         """The settings the seed list sets, by the source of variation (`vary`) that sets each."""

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pipeline.ablation.design import AblationConfig, two_factor_aliases
-from pipeline.ablation.stats import Effect, holm, paired_effect
+from pipeline.ablation.stats import Effect, Folds, holm, paired_effect
 
 Row = dict[str, Any]  # one training: "variant", "settings", "seed" and the metric
 
@@ -73,7 +73,7 @@ def _cells(rows: list[Row], settings: dict[str, Any]) -> list[Row]:
     return [r for r in rows if _cell(r["settings"]) == _cell(settings)]
 
 
-def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
+def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool | Folds = False, span: float = 1.0) -> list[Effect]:
     """Each factor's effect for each non-baseline value (`shared_samples`: every seed scored the
     same test samples, so they are a crossed source of variation); each name says what the
     effect is conditional on.
@@ -114,7 +114,7 @@ def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "tes
     return [effect for effect in effects if effect is not None]
 
 
-def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
+def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool | Folds = False, span: float = 1.0) -> list[Effect]:
     """Two-factor interactions of full and fractional designs (two-valued factors): how much the
     second factor's effect changes when the first is switched, averaged over the others. In a
     fraction, each is read together with its aliases, which the name lists."""
@@ -144,7 +144,7 @@ def interaction_effects(rows: list[Row], ablation: AblationConfig, metric: str =
     return [effect for effect in effects if effect is not None]
 
 
-def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> Effect | None:
+def variant_effect(rows: list[Row], treated: str, reference: str, metric: str = "test_accuracy", shared_samples: bool | Folds = False, span: float = 1.0) -> Effect | None:
     """One variant against another, paired by seed (and test sample): the verdict's net gain."""
     mine, theirs = [r for r in rows if r["variant"] == treated], [r for r in rows if r["variant"] == reference]
     effect = paired_effect(f"switching from {reference} to {treated}", "verdict", _per_seed(mine, metric), _per_seed(theirs, metric), shared_samples, (-span, span))
@@ -171,7 +171,7 @@ def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
     return [[effect.adjusted(p_holm[_same_test(effect)], max(1, tests)) for effect in family] for family in families]
 
 
-def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool = False, span: float = 1.0) -> list[Effect]:
+def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool | Folds = False, span: float = 1.0) -> list[Effect]:
     """The data-side effect (every data factor changed), the model-side effect (every model
     factor changed), both together, and the interaction (both - data - model + baseline).
 
@@ -211,7 +211,7 @@ def side_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_
 
 def _within_side(
     rows: list[Row], ablation: AblationConfig, side: str, corner_rows: list[Row], baseline_rows: list[Row],
-    metric: str, shared_samples: bool, span: float = 1.0,
+    metric: str, shared_samples: bool | Folds, span: float = 1.0,
 ) -> Effect | None:
     """How far a side's changes made together differ from the sum of each made alone: the
     interaction within the side that one-at-a-time effects cannot show (None with one factor)."""

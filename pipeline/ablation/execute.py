@@ -27,10 +27,10 @@ from pipeline.cache import CacheStore
 
 def execute(
     tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
-    ray_options: dict[str, Any] | None = None, fuse: bool = True, solo: Collection[tuple[str, int]] = (),
+    ray_options: dict[str, Any] | None = None, fuse: bool = True, solo: Collection[tuple[str, int, int | None]] = (),
 ) -> list[TrainingResult]:
     """Run the trainings with the chosen executor, those that can train as one fused array
-    together (`fuse`), those in `solo` (variant, seed) one at a time; results come back in task order."""
+    together (`fuse`), those in `solo` (variant, seed, fold) one at a time; results come back in task order."""
     if executor not in EXECUTORS:
         raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
     units = fusion_units(tasks, fuse, solo=solo)

@@ -68,9 +68,9 @@ def fusion_key(config: Config) -> str:
 
 
 def fusion_units(
-    tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS, solo: Collection[tuple[str, int]] = ()
+    tasks: list[Task], fuse: bool, max_members: int = MAX_MEMBERS, solo: Collection[tuple[str, int, int | None]] = ()
 ) -> list[list[Task]]:
-    """The tasks in units of work: each task alone (`fuse` off, or its (variant, seed) in `solo`:
+    """The tasks in units of work: each task alone (`fuse` off, or its (variant, seed, fold) in `solo`:
     a network that does not fuse), or units of up to `max_members` tasks that may train as one array. Within a fusion group, the tasks whose data is collected
     and augmented alike up to the seeds (and so has the same shapes) stay in one unit where
     they fit: a unit trains one array per shape of data, and splitting a data variant across
@@ -78,10 +78,11 @@ def fusion_units(
     if not fuse:
         return [[task] for task in tasks]
     groups: dict[str, dict[str, list[Task]]] = {}
-    alone = [[task] for task in tasks if (task.variant, task.seed) in solo]
-    for task in (task for task in tasks if (task.variant, task.seed) not in solo):
+    alone = [[task] for task in tasks if task.run in solo]
+    for task in (task for task in tasks if task.run not in solo):
         config = task.config
-        settings = [config.data.model_dump(mode="json", exclude={"seed"}), config.augment.model_dump(mode="json", exclude={"seed"})]
+        # Seeds and folds draw other samples of the same shapes (k-fold's folds are equal in size).
+        settings = [config.data.model_dump(mode="json", exclude={"seed", "fold"}), config.augment.model_dump(mode="json", exclude={"seed"})]
         data_shape = json.dumps(settings, sort_keys=True)
         groups.setdefault(fusion_key(config), {}).setdefault(data_shape, []).append(task)
     return alone + [unit for by_data in groups.values() for unit in pack(list(by_data.values()), max_members)]
@@ -170,7 +171,7 @@ def _finish(run: PreparedRun, outcome: StageOutcome, cached: CachedArtifact) -> 
     record = run_record(task.config, [*run.data, outcome], results, task.cache_dir)
     run_dir = write_run_record(Path(task.runs_dir), record, cached.artifact.info["history"])
     predictions = {name: np.array(results[stage].artifact.arrays[name]) for stage, names in PREDICTIONS.items() for name in names}
-    return TrainingResult(task.variant, task.seed, str(run_dir), record, predictions)
+    return TrainingResult(task.variant, task.seed, str(run_dir), record, predictions, fold=task.fold)
 
 
 def _members_per_array(run: PreparedRun) -> int:

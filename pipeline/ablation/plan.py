@@ -38,6 +38,12 @@ class Task:
     runs_dir: str
     resume: bool = False  # continue an interrupted training from its checkpoint
     data: dict[str, str] = field(default_factory=dict)
+    fold: int | None = None  # k-fold resampling: the fold this training is tested on
+
+    @property
+    def run(self) -> tuple[str, int, int | None]:
+        """Which training of the ablation this is: (variant, seed, fold)."""
+        return self.variant, self.seed, self.fold
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ class TrainingResult:
     record: dict[str, Any]
     predictions: dict[str, np.ndarray]
     stages: list[dict[str, Any]] = field(default_factory=list)
+    fold: int | None = None  # k-fold: the fold it was tested on (None once its folds are merged, see `pipeline.ablation.folds`)
+
+    @property
+    def run(self) -> tuple[str, int, int | None]:
+        return self.variant, self.seed, self.fold
 
 
 def plan_ablation(
@@ -74,13 +85,15 @@ def plan_ablation(
     variants = expand(ablation)
     refuse_seeds_the_list_sets(base, overrides, ablation, variants)
     tasks = []
+    kfold = ablation.resampling.kind == "kfold"
     for variant in variants:
         for seed in ablation.seeds:
-            try:
-                config = load_config(None, [*overrides, *variant.overrides(), *ablation.seed_overrides(seed)], base=base)
-            except ConfigError as exc:
-                raise ConfigError(f"ablation variant {variant.name!r}: {exc}") from None
-            tasks.append(Task(variant.name, seed, config, str(cache_dir), str(runs_dir), resume))
+            for fold, picks in enumerate(ablation.fold_overrides()):
+                try:
+                    config = load_config(None, [*overrides, *variant.overrides(), *ablation.seed_overrides(seed), *picks], base=base)
+                except ConfigError as exc:
+                    raise ConfigError(f"ablation variant {variant.name!r}: {exc}") from None
+                tasks.append(Task(variant.name, seed, config, str(cache_dir), str(runs_dir), resume, fold=fold if kfold else None))
     refuse_alike_variants(variants, [task for task in tasks if task.seed == ablation.seeds[0]])
     return AblationPlan(ablation, variants, tasks)
 

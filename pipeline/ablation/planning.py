@@ -40,6 +40,7 @@ class DesignPlan:
 
     variants: int
     seeds: int
+    folds: int | None  # k-fold resampling: trainings per variant and seed
     trainings: int
     cached: int  # trainings whose result the cache already holds
     units: list[int]  # members per unit, as they will train
@@ -47,12 +48,13 @@ class DesignPlan:
     seconds_per_member_epoch: float  # measured by the probe
     estimated_seconds: float  # every uncached training running all its epochs: early stopping only shortens it
     tests: int  # distinct tests in the report's family (p-values are adjusted over these)
-    test_samples: int
+    test_samples: int  # per seed: of one fold under k-fold
     shared_samples: bool  # every seed scores the same test samples
     variance_source: str  # where the detectable effect's variances come from
     detectable: float  # the smallest effect decided with 80% power, adjusted over `tests`; the metric's span: none is
     resolution: float | None  # the effect the user wants resolved, if any
     seeds_to_resolve: int | None  # seeds that would resolve it (None: no number of seeds would)
+    kfold_detectable: float | None = None  # a holdout design's detectable effect were it 5-fold with these seeds
 
     @property
     def resolves(self) -> bool | None:
@@ -183,16 +185,41 @@ def plan_design(
         disagreement = 2 * accuracy * (1 - accuracy)
         source = f"an expected accuracy of {accuracy:.3f} ({where}), errors independent between variants"
         seed_var, sample_var, residual_var, source = _components(disagreement, shared, source)
-    seeds = len(ablation.seeds)
+    seeds, folds = len(ablation.seeds), ablation.resampling.folds if ablation.resampling.kind == "kfold" else None
+    counts = results["collect"].artifact.info["class_counts"]
+    kfold_detectable = None
+    if folds is None and like is None:
+        kfold_detectable = _kfold_detectable(seed_var + sample_var + residual_var, counts, seeds, ALPHA / tests, METRICS[ablation.metric].span)
+    if folds is not None and like is None:  # a fold estimate's variance, as `stats.Folds` splits it (Nadeau and Bengio)
+        per_fold = (seed_var + sample_var + residual_var) / samples
+        correction = samples / sum(counts["train"])
+        seed_var, sample_var, residual_var, samples = per_fold / folds, correction * per_fold, 0.0, 1
     variance = seed_var / seeds + sample_var / samples + residual_var / (seeds * samples)
     span = METRICS[ablation.metric].span
-    detectable = min(span, detectable_at(math.sqrt(variance), seeds - 1, ALPHA / tests)) if variance > 0 and seeds > 1 else span
+    df = seeds * folds - 1 if folds is not None else seeds - 1
+    detectable = min(span, detectable_at(math.sqrt(variance), df, ALPHA / tests)) if variance > 0 and df > 0 else span
     difference = Summary(seeds, 0.0, 0.0, 0.0, 0.0, seed_var=seed_var, sample_var=sample_var, residual_var=residual_var, samples=samples)
+    samples = int(results["scale"].artifact.arrays["y_test"].shape[0])
     return DesignPlan(
-        variants=len(plan.variants), seeds=seeds, trainings=len(plan.tasks), cached=cached, units=[len(unit) for unit in units],
+        variants=len(plan.variants), seeds=seeds, folds=folds, trainings=len(plan.tasks), cached=cached, units=[len(unit) for unit in units],
         epochs=epochs, seconds_per_member_epoch=probe.seconds_per_member_epoch,
         estimated_seconds=probe.seconds_per_member_epoch * epochs * (len(plan.tasks) - cached) + probe.overhead_seconds * len(units),
         tests=tests, test_samples=samples,
         shared_samples=shared, variance_source=source, detectable=detectable, resolution=resolution,
         seeds_to_resolve=None if resolution is None else seeds_to_decide(difference, resolution, ALPHA / tests),
+        kfold_detectable=kfold_detectable,
     )
+
+
+KFOLD_ALTERNATIVE = 5
+
+
+def _kfold_detectable(disagreement: float, counts: dict[str, list[int]], seeds: int, alpha: float, span: float) -> float:
+    """The effect 5-fold resampling with these seeds would detect on all of this data, given the
+    per-sample variance of a paired difference (`disagreement`): fold estimates of n/5 samples,
+    Nadeau and Bengio's correction with the training folds less validation."""
+    total = sum(sum(counts[split]) for split in ("train", "val", "test"))
+    fold, train = total // KFOLD_ALTERNATIVE, total - total // KFOLD_ALTERNATIVE - sum(counts["val"])
+    estimates = seeds * KFOLD_ALTERNATIVE
+    variance = (1 / estimates + fold / train) * disagreement / fold
+    return min(span, detectable_at(math.sqrt(variance), estimates - 1, alpha)) if variance > 0 else span

@@ -30,17 +30,17 @@ QUIET = RunContext(progress=False)
 
 @dataclass
 class Prepared:
-    """The tasks with their data stages' keys filled in, each run's (variant, seed) data-stage
+    """The tasks with their data stages' keys filled in, each run's (variant, seed, fold) data-stage
     outcomes as the ablation met them, and the runs whose network does not fuse (a plugin's or
     torchvision's): those train one at a time."""
 
     tasks: list[Task] = field(default_factory=list)
-    stages: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
-    solo: set[tuple[str, int]] = field(default_factory=set)
+    stages: dict[tuple[str, int, int | None], list[dict[str, Any]]] = field(default_factory=dict)
+    solo: set[tuple[str, int, int | None]] = field(default_factory=set)
     fuses: dict[str, bool] = field(default_factory=dict)  # per distinct network and data shape, checked once: does it fuse
     # per data setting: outcomes, shape, classes, and the digests of the data stages' outputs (what the train key chains on)
     data: dict[str, tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]] = field(default_factory=dict)
-    trains: dict[tuple[int, str], str] = field(default_factory=dict)  # (seed, train key) -> the variant that trains it
+    trains: dict[tuple[int, int | None, str], str] = field(default_factory=dict)  # (seed, fold, train key) -> the variant that trains it
 
 
 def prepare(tasks: list[Task], progress: bool = False, metric: str = "accuracy") -> Prepared:
@@ -73,16 +73,16 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
     except ValueError as exc:
         raise ConfigError(f"ablation variant {task.variant!r} (seed {task.seed}) cannot run, so nothing was trained: {exc}") from None
     train_key = next(step for step in steps if step.stage.name == "train").keyed(digests).key
-    first = prepared.trains.setdefault((task.seed, train_key), task.variant)
+    first = prepared.trains.setdefault((task.seed, task.fold, train_key), task.variant)
     if first != task.variant:
         raise ConfigError(
             f"ablation variants {first!r} and {task.variant!r} train the same thing once their data is built (seed {task.seed}: the same "
             f"data and training settings, e.g. augment.mode auto is offline for images), so they would count one result twice; drop one. Nothing was trained."
         )
     prepared.tasks.append(replace(task, data={outcome.name: outcome.key for outcome in outcomes}))
-    prepared.stages[(task.variant, task.seed)] = [asdict(outcome) for outcome in outcomes]
+    prepared.stages[task.run] = [asdict(outcome) for outcome in outcomes]
     if not prepared.fuses[network]:
-        prepared.solo.add((task.variant, task.seed))
+        prepared.solo.add(task.run)
 
 
 def _data_stages(task: Task, prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]:
@@ -110,6 +110,6 @@ def _check_network(spec: dict[str, Any], shape: tuple[int, ...], classes: int, c
 def ablation_stages(result: TrainingResult, prepared: Prepared) -> list[dict[str, Any]]:
     """A run's stages as the ablation met them: data stages as `prepare` built or found them,
     the rest (training) as the run's record says."""
-    data = prepared.stages[(result.variant, result.seed)]
+    data = prepared.stages[result.run]
     names = {stage["name"] for stage in data}
     return data + [stage for stage in result.record["stages"] if stage["name"] not in names]

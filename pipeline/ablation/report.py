@@ -135,14 +135,14 @@ RUN_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_
 
 
 def runs_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per training: variant, seed, run folder, its metrics, diagnosis, and each stage's
-    seconds and cache hit or miss (what `runs.csv` holds)."""
+    """One row per training: variant, seed (and fold, under k-fold), run folder, its metrics,
+    diagnosis, and each stage's seconds and cache hit or miss (what `runs.csv` holds)."""
     import pandas as pd
 
     rows = []
     for run in runs:
         record = run["record"]
-        row = {"variant": run["variant"], "seed": run["seed"], "run_dir": run["run_dir"]}
+        row = {"variant": run["variant"], "seed": run["seed"], **({"fold": run["fold"]} if "fold" in run else {}), "run_dir": run["run_dir"]}
         row.update({name: record["metrics"].get(name) for name in RUN_METRICS})
         row["diagnosis"] = record["diagnosis"]["verdict"]
         for stage in record["stages"]:

@@ -20,6 +20,14 @@ interval over the distinct test samples pooled (36 of 36 right: [0.903, 1]), and
 difference that is zero on every sample gets the exact bound on how often the two arms could
 disagree unseen (zero of N discordant pairs), never [0, 0].
 
+Cross-validation (`Folds`): every sample is tested once per seed, by the model of its fold, and
+the folds' models share most of their training data, so their scores are correlated and no
+unbiased estimator of the variance exists. The per-fold means `d_rj` (seed r, fold j; J = R K of
+them) get Nadeau and Bengio's corrected variance (2003), as Bouckaert and Frank's corrected
+repeated k-fold test (2004) uses it: `Var(mean) = (1/J + n_test/n_train) s^2`, with `s^2` the
+variance of the `d_rj` and J - 1 degrees of freedom. More seeds shrink only the first term: the
+second is the price of one dataset.
+
 Decisions: an effect is decided when its Holm-adjusted p-value (over every test of the report,
 each distinct test counted once) is below 5%. Beside each per-comparison interval, the adjusted
 interval (level 1 - 0.05 p / p_Holm) excludes zero exactly when Holm decides; the simultaneous
@@ -61,7 +69,8 @@ def json_safe(value: Any) -> Any:
 @dataclass(frozen=True)
 class Summary:
     """Mean over seeds, the standard deviation of the per-seed values, and the 95% interval of the
-    mean with its standard error and degrees of freedom (every source of variation counted)."""
+    mean with its standard error and degrees of freedom (every source of variation counted).
+    Under k-fold (`Folds`) `n` and `std` are of the seeds' fold estimates."""
 
     n: int
     mean: float
@@ -80,6 +89,40 @@ class Summary:
     # samples; "sign-flip": the values the exact sign-flip test over the seeds cannot reject.
     exact: str = ""
     exact_trials: int = 0
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Repeated k-fold cross-validation: each seed's per-sample scores are `k` equal test folds in
+    order, each scored by a model that trained on `train_samples` samples."""
+
+    k: int
+    test_samples: int  # per fold
+    train_samples: int
+
+    @property
+    def correction(self) -> float:
+        """Nadeau and Bengio's n_test / n_train: the share of a fold estimate's variance that the
+        folds' shared training data keeps however many folds are averaged."""
+        return self.test_samples / self.train_samples
+
+
+def _cross_validated(vectors: list[np.ndarray], folds: Folds, bounds: Bounds) -> Summary:
+    """Summary of seeds' k-fold score vectors with Nadeau and Bengio's corrected variance."""
+    per_fold = np.stack([vector.reshape(folds.k, -1).mean(axis=1) for vector in vectors])  # (seeds, folds)
+    seeds, values = len(vectors), per_fold.ravel()
+    mean, spread = float(values.mean()), float(values.var(ddof=1))
+    # n counts the fold estimates (the t-test's units); as components, seed/seeds + sample/1 is
+    # (1/(seeds k) + n_test/n_train) s^2, so `seeds_to_decide` counts seeds as seeds of k folds.
+    summary = Summary(
+        values.size, mean, float(values.std(ddof=1)), *bounds, math.sqrt((1 / values.size + folds.correction) * spread),
+        float(values.size - 1), seed_var=spread / folds.k, sample_var=folds.correction * spread, samples=1,
+    )
+    if spread == 0:
+        exact = "binomial" if _nothing_varied(vectors, bounds) else "sign-flip"
+        summary = replace(summary, exact=exact, exact_trials=vectors[0].size if exact == "binomial" else 0)
+    low, high = interval(summary, ALPHA, bounds)
+    return replace(summary, low=low, high=high)
 
 
 def _crossed(x: np.ndarray) -> tuple[float, float, tuple[float, float, float]]:
@@ -123,19 +166,24 @@ def _nothing_varied(vectors: list[np.ndarray], bounds: Bounds) -> bool:
     return bounds[0] == -bounds[1] and bool(np.all(values == 0))
 
 
-def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool, bounds: Bounds = (-math.inf, math.inf)) -> Summary:
+def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool | Folds, bounds: Bounds = (-math.inf, math.inf)) -> Summary:
     """Summary of per-seed score vectors (one value per test sample, or a single number per seed).
 
     `shared_samples`: every seed scored the same test samples, in the same order (crossed);
-    otherwise each seed's mean is one independent draw (a t-interval over seeds).
+    `Folds`: each seed's vector is its k folds in order (k-fold cross-validation, Nadeau and
+    Bengio's corrected variance); otherwise each seed's mean is one independent draw (a
+    t-interval over seeds).
     """
+    vectors = [np.asarray(vector, dtype=float).ravel() for vector in scores]
+    if isinstance(shared_samples, Folds) and vectors and all(v.size == shared_samples.k * shared_samples.test_samples for v in vectors):
+        return _cross_validated(vectors, shared_samples, bounds)
+    shared_samples = shared_samples is True
     seed_means = np.array([float(np.mean(vector)) for vector in scores])
     n = seed_means.size
     mean = float(seed_means.mean()) if n else math.nan
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan)
     std = float(seed_means.std(ddof=1))
-    vectors = [np.asarray(vector, dtype=float).ravel() for vector in scores]
     sizes = {vector.size for vector in vectors}
     samples = sizes.pop() if len(sizes) == 1 else 1
     crossed = shared_samples and samples > 1
@@ -327,7 +375,7 @@ def paired_effect(
     side: str,
     treatment: dict[int, np.ndarray],
     reference: dict[int, np.ndarray],
-    shared_samples: bool = False,
+    shared_samples: bool | Folds = False,
     bounds: Bounds = DIFFERENCE_RANGE,
     condition: str = "",
 ) -> Effect | None:
@@ -339,7 +387,7 @@ def paired_effect(
         return None
     pairs = [(np.asarray(treatment[s], dtype=float), np.asarray(reference[s], dtype=float)) for s in seeds]
     if any(ours.shape != theirs.shape for ours, theirs in pairs):  # different test samples (a data factor moved the split)
-        summary = _of_means(pairs, shared_samples, bounds)
+        summary = _of_means(pairs, shared_samples is True, bounds)
     else:
         summary = summarize_runs([ours - theirs for ours, theirs in pairs], shared_samples, bounds)
     named = f"{name} ({condition})" if condition else name

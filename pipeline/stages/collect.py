@@ -1,4 +1,5 @@
-"""collect: load the source, validate it, split it into train / val / test, take the training subset.
+"""collect: load the source, validate it, split it into train / val / test (or, with
+`data.folds`, test on one fold of a k-fold partition), take the training subset.
 
 Each split carries its samples' identities, `id_<split>` (int64): a sample's row in the loaded
 source, the rows of a source's own test split numbered after the others. Two runs that collect
@@ -36,6 +37,9 @@ def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray
             raise ValueError(f"data.use_official_test is true but {data.source} has no test split of its own.")
         datasets.splits.check_class_sizes(raw.y, raw.class_names, 2, data.source)
         train, val, _ = datasets.splits.stratified_split(raw.y, data.val_fraction, 0.0, data.seed)
+    elif data.folds is not None:
+        datasets.splits.check_class_sizes(raw.y, raw.class_names, 3, data.source)
+        train, val, test = datasets.splits.kfold_split(raw.y, data.folds, data.fold, data.val_fraction, data.seed)
     else:
         datasets.splits.check_class_sizes(raw.y, raw.class_names, 3, data.source)
         train, val, test = datasets.splits.stratified_split(raw.y, data.val_fraction, data.test_fraction, data.seed)
@@ -63,7 +67,9 @@ class CollectStage(Stage):
         any file (an ablation compares its variants' data by these before building anything)."""
         source, _ = datasets.parse_source(config.data.source)
         unread = set(SOURCE_OPTIONS) - set(SOURCE_OPTIONS if source.reads is None else source.reads)
-        return config.data.model_dump(mode="json", exclude=unread)
+        # k-fold replaces the held-out test fraction; without it, the fold settings stay out of the key.
+        unused = {"test_fraction"} if config.data.folds is not None else {"folds", "fold"}
+        return config.data.model_dump(mode="json", exclude=unread | unused)
 
     def params(self, config: Config) -> dict[str, Any]:
         """The `data` settings the source reads, the split settings (`settings`), and what
