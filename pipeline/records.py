@@ -33,7 +33,17 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "cuda_device": torch.cuda.get_device_name(torch.device(device)) if trained_on_cuda else None,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "device": device,
+        "host": platform.node(),
+        "ray_node": _ray_node(),
     }
+
+
+def _ray_node() -> str | None:
+    """The Ray node this process runs on, inside a Ray task (several nodes may share a host)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -1,17 +1,27 @@
 """The Ray executor gives the same ablation as the local one (a local Ray instance, 2 CPUs); GPUs
 for Ray tasks and for local worker processes."""
 
+import json
 import multiprocessing
+import os
+import secrets
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import ROOT
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.execute import run_ablation
 from pipeline.ablation.executors import claim_gpu, run_on_ray, wants_gpu
 from pipeline.ablation.plan import Task
 from pipeline.config import load_config
+from pipeline.errors import RunFailed
 
 SMALL = AblationConfig(
     design="full",
@@ -80,3 +90,65 @@ def test_local_workers_take_the_gpus_in_turn(fake_cuda, monkeypatch):
     fake_cuda.count = 1
     claim_gpu(counter)
     assert chosen == [0, 1, 0]  # one GPU: nothing to spread
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def alive_nodes(address: str, env: dict[str, str]) -> int:
+    """How many nodes the cluster at `address` counts alive, asked from another process."""
+    probe = "import ray; ray.init(address=%r, log_to_driver=False); print(sum(node['Alive'] for node in ray.nodes()))" % address
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    return int(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.split() else 0
+
+
+@pytest.mark.slow
+def test_an_ablation_runs_across_two_nodes_of_a_cluster_that_asks_for_a_token(tmp_path):
+    """docs/distributed.md's recipe on one host: a head and a second node started with
+    RAY_AUTH_MODE=token and one token file, the ablation's driver with the same; each node one
+    CPU, so the trainings (one task each, --fuse off) run on both. The nodes run with --block and
+    stop on SIGTERM, and keep their files (and the address a later `ray.init()` would pick up) in
+    a temporary folder of their own, so no other Ray on this machine is touched."""
+    pytest.importorskip("ray")
+    (tmp_path / "token").write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token"), "RAY_USAGE_STATS_ENABLED": "0"}
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
+    ray_start = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus", "1", "--disable-usage-stats", "--temp-dir", temp_dir]
+    (tmp_path / "tiny.yaml").write_text(
+        "train: {epochs: 2, device: cpu}\nmodel: {channels: [8], hidden: [16]}\n"
+        "ablation: {design: full, seeds: [0, 1], factors: {model.dropout: {side: model, values: [0.0, 0.3]}}}\n"
+    )
+    nodes = [subprocess.Popen([*ray_start, "--head", "--port", str(port), "--include-dashboard=false"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        assert any(alive_nodes(address, env) == 1 for _ in range(20)), "the head did not come up"
+        nodes.append(subprocess.Popen([*ray_start, "--address", address], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert any(alive_nodes(address, env) == 2 for _ in range(20)), "the second node did not join"
+        command = [sys.executable, "-m", "pipeline", "ablate", "--config", "tiny.yaml", "--executor", "ray", "--ray-address", address,
+                   "--fuse", "off", "--out", "out", "--cache-dir", "c", "--quiet"]
+        done = subprocess.run(command, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        for node in reversed(nodes):
+            node.terminate()
+            node.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    trained_on = {json.loads(path.read_text())["environment"]["ray_node"] for path in (tmp_path / "out" / "runs").glob("*/run.json")}
+    assert len(trained_on) == 2 and None not in trained_on
+
+
+def test_a_cluster_that_turns_the_driver_away_is_a_run_failure_that_names_the_token(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+
+    def refuse(**_options):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RunFailed, match=r"cannot reach the Ray cluster at 10\.0\.0\.1:6379: .*run with RAY_AUTH_MODE=token"):
+        run_on_ray([], [], "10.0.0.1:6379", lambda: None)

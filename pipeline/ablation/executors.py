@@ -18,6 +18,7 @@ from typing import Any, Callable
 from datasets import DataWarning
 from pipeline.ablation.fusion import run_unit
 from pipeline.ablation.plan import Task, TrainingResult
+from pipeline.errors import RunFailed
 
 EXECUTORS = ("local", "ray")
 
@@ -79,6 +80,17 @@ def wants_gpu(task: Task, cluster_gpus: float) -> bool:
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 
+def _token_hint() -> str:
+    """Ray 2.59 and later start clusters with token authentication: a driver without
+    RAY_AUTH_MODE=token sends no token and is turned away with a message about a crashed instance."""
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        return " (RAY_AUTH_MODE=token is set: is this the cluster's token, in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token?)"
+    return (
+        "; if the cluster uses token authentication (Ray 2.59 and later turn it on by default), run with RAY_AUTH_MODE=token "
+        "and the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (docs/distributed.md)"
+    )
+
+
 def run_on_ray(
     tasks: list[Task],
     units: list[Unit],
@@ -96,7 +108,10 @@ def run_on_ray(
         raise ValueError("--executor ray needs Ray: pip install 'gainsplit[ray]' (on every node of the cluster).") from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
+        except ConnectionError as exc:
+            raise RunFailed(f"cannot reach the Ray cluster at {address}: {exc}{_token_hint()}") from None
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         remote = ray.remote(run_unit)
