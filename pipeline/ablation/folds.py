@@ -3,7 +3,8 @@ read as one run that tested every sample once (`ablation.resampling: {kind: kfol
 
 A merged run's test predictions are its folds' in fold order, so its per-sample scores split
 back into the folds (`stats.Folds`) for Nadeau and Bengio's corrected variance; its metrics are
-the folds' means (the folds are equal in size, so the test accuracy is also the pooled one)."""
+the folds' means (the folds are equal in size, so the test accuracy is also the pooled one), its
+stage seconds the folds' sums."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def _mean_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _summed_stages(folds: list[TrainingResult]) -> list[dict[str, Any]]:
+    """Each stage once, as the K trainings met it together: their seconds added, a hit where every fold hit."""
+    merged = []
+    for stage in folds[0].stages:
+        alike = [next(s for s in fold.stages if s["name"] == stage["name"]) for fold in folds]
+        cache = "hit" if all(s["cache"] == "hit" for s in alike) else "miss"
+        merged.append({**stage, "seconds": float(sum(s["seconds"] for s in alike)), "cache": cache})
+    return merged
+
+
 def merge_folds(results: list[TrainingResult]) -> list[TrainingResult]:
     """Each (variant, seed)'s fold trainings as one result, in the order their first folds came."""
     grouped: dict[tuple[str, int], list[TrainingResult]] = {}
@@ -42,7 +53,7 @@ def merge_folds(results: list[TrainingResult]) -> list[TrainingResult]:
         folds = sorted(folds, key=lambda result: result.fold)
         predictions = {name: np.concatenate([fold.predictions[name] for fold in folds]) for name in PER_SAMPLE if name in folds[0].predictions}
         record = {**folds[0].record, "metrics": _mean_metrics([fold.record for fold in folds]), "folds": len(folds)}
-        merged.append(TrainingResult(variant, seed, folds[0].run_dir, record, predictions, folds[0].stages))
+        merged.append(TrainingResult(variant, seed, folds[0].run_dir, record, predictions, _summed_stages(folds)))
     return merged
 
 

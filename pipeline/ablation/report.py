@@ -257,7 +257,9 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     headers = ["variant", f"test {metric.label}", "std", "95% CI", *([] if metric.name == "accuracy" else ["test acc"]), "test loss", "epochs",
                *[f"{s} s" for s in stage_names], "diagnosis"]
     blocks.append(("table", headers, rows))
-    blocks.append(("p", "Seconds per stage are means over the seeds; a training fused with others is charged its share "
+    folds = summary["ablation"].get("resampling", {}).get("kind") == "kfold"
+    blocks.append(("p", "Seconds per stage are means over the seeds" + (" (each seed's folds added)" if folds else "")
+                        + "; a training fused with others is charged its share "
                         "of the array's time (the array's seconds over its members), so the column adds up to what the "
                         "ablation spent, not to what one training alone would take."))
 
