@@ -152,6 +152,8 @@ def test_a_k_fold_plan_counts_the_folds_and_a_holdout_plan_says_what_k_fold_woul
     kfold = {**WINE, "ablation": {**WINE["ablation"], "vary": ["train", "split"], "resampling": {"kind": "kfold", "folds": 3}}}
     plan = pipeline.api.plan(kfold, cache_dir="c")
     assert (plan.trainings, plan.folds, plan.kfold_detectable) == (24, 3, None)
+    with pytest.raises(ValueError, match=r"--like plans from a held-out ablation's variances"):
+        pipeline.api.plan(kfold, cache_dir="c", like=tmp_path)
     shared = pipeline.api.plan(WINE, ["ablation.seeds=[0, 1, 2]"], cache_dir="c")  # one test split of 36 samples for every seed
     assert shared.folds is None and shared.kfold_detectable < shared.detectable
     (tmp_path / "wine.yaml").write_text(yaml.safe_dump(kfold, sort_keys=False))
@@ -169,7 +171,7 @@ def test_the_plan_says_whether_the_design_resolves_what_the_user_asks(detectable
     from pipeline.ablation.planning import DesignPlan
     from pipeline.cli import format_plan
 
-    plan = DesignPlan(10, 5, None, 50, 0, [25, 25], 20, 0.05, 50.0, 12, 360, False, "a guess", detectable, 0.005, seeds_to_resolve)
+    plan = DesignPlan(10, 5, 50, 0, [25, 25], 20, 0.05, 50.0, 12, 360, False, "a guess", detectable, 0.005, seeds_to_resolve)
     lines = format_plan(plan).splitlines()
     assert lines[-1] == expected and lines[2].startswith("time        about 50 s on this device at most")
     assert ("this design decides no effect" in lines[3]) == (detectable >= 1)

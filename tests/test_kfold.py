@@ -52,6 +52,8 @@ def test_a_k_fold_ablation_tests_every_sample_once_per_seed_and_corrects_the_var
     assert summary["uncertainty"]["resampling"] == {"kind": "kfold", "folds": 4}
     assert any("Nadeau and Bengio" in source for source in summary["uncertainty"]["sources"])
 
+    flipped = np.load(tmp_path / "out" / "flipped.npz")  # images of samples from every fold, read from their own fold's data
+    assert len(flipped["images"]) > 0 and set(flipped["kinds"]) <= {"fixed", "broke"}
     ablation = load_ablation(tmp_path / "out")
     assert sorted(ablation.runs["fold"]) == sorted(list(range(4)) * 4)
     report = ablation.report(tmp_path / "out").read_text()

@@ -141,12 +141,18 @@ def test_an_ablation_runs_across_two_nodes_of_a_cluster_that_asks_for_a_token(tm
     assert len(trained_on) == 2 and None not in trained_on
 
 
-def test_a_cluster_that_turns_the_driver_away_is_a_run_failure_that_names_the_token(monkeypatch):
+@pytest.mark.parametrize("refusal", ["ConnectionError", "AuthenticationError"])
+def test_a_cluster_that_turns_the_driver_away_is_a_run_failure_that_names_the_token(monkeypatch, refusal):
+    """Ray 2.60 says "a previous instance has crashed" (ConnectionError) to a driver without the
+    token, and raises AuthenticationError where RAY_AUTH_MODE=token finds none."""
     ray = pytest.importorskip("ray")
+    import ray.exceptions
+
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    errors = {"ConnectionError": ConnectionError, "AuthenticationError": ray.exceptions.AuthenticationError}
 
     def refuse(**_options):
-        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+        raise errors[refusal]("Failed to connect to Ray cluster at 10.0.0.1:6379")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)

@@ -96,7 +96,7 @@ def ensembles(results: list[TrainingResult], variants: list[dict[str, Any]]) -> 
             "seeds": len(runs),
             "test_accuracy": accuracy,
             "label": f"ensemble of {len(runs)} seeds of {_quoted([name])}",
-            **({} if accuracy is not None else {"note": "its seeds scored different test samples (each drew its own split): not averaged"}),
+            **({} if accuracy is not None else {"note": "its seeds scored different test samples, or the same in another order (each drew its own split or partition): not averaged"}),
         }
     ranked = sorted(variants, key=lambda v: v["val_accuracy"]["mean"], reverse=True)[:TOP_K]
     names = [v["name"] for v in ranked]
@@ -117,7 +117,8 @@ def baselines(results: list[TrainingResult], data: ScaledData, variant_names: li
         if key not in done:
             arrays = data(record)
             scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
-            done[key] = {"data_of_variant": variant, "models": scores}
+            folded = any(r.folds for r in results)  # k-fold: the first fold's split stands for the data
+            done[key] = {"data_of_variant": f"{variant}, fold 0" if folded else variant, "models": scores}
     return list(done.values())
 
 
@@ -193,13 +194,17 @@ def flipped_samples(
     images_out, labels_out, variants_out, kinds_out = [], [], [], []
     for variant, found in list(against_baseline(results, correct, baseline, crossed).items())[:FLIPPED_VARIANTS]:
         result, ours, theirs, positions = found.runs[0]
-        arrays = data(result.record)
-        images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            return {}
+        # Under k-fold the positions run over the folds' test samples in fold order.
+        parts = result.folds or [result]
+        size = len(parts[0].predictions["y_test"])
         names = result.record["data"]["class_names"]
         for kind, mask in (("fixed", (ours == 1) & (theirs == 0)), ("broke", (ours == 0) & (theirs == 1))):
-            for index in positions[np.flatnonzero(mask)[:FLIPPED_PER_KIND]]:
+            for position in positions[np.flatnonzero(mask)[:FLIPPED_PER_KIND]]:
+                part, index = divmod(int(position), size)
+                arrays = data(parts[part].record)
+                images, labels = np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"])
+                if images.ndim != 4 or images.shape[1] not in (1, 3):
+                    return {}
                 image = images[index].transpose(1, 2, 0).astype(float)
                 images_out.append((image - image.min()) / max(float(np.ptp(image)), 1e-12))  # any scaling back to [0, 1]
                 labels_out.append(names[int(labels[index])])

@@ -83,7 +83,7 @@ def wants_gpu(task: Task, cluster_gpus: float) -> bool:
 def _token_hint() -> str:
     """Ray 2.59 and later start clusters with token authentication: a driver without
     RAY_AUTH_MODE=token sends no token and is turned away with a message about a crashed instance."""
-    if os.environ.get("RAY_AUTH_MODE") == "token":
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
         return " (RAY_AUTH_MODE=token is set: is this the cluster's token, in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token?)"
     return (
         "; if the cluster uses token authentication (Ray 2.59 and later turn it on by default), run with RAY_AUTH_MODE=token "
@@ -110,7 +110,7 @@ def run_on_ray(
     if started_here:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_options or {}))
-        except ConnectionError as exc:
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
             raise RunFailed(f"cannot reach the Ray cluster at {address}: {exc}{_token_hint()}") from None
     try:
         gpus = ray.cluster_resources().get("GPU", 0)

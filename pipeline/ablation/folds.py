@@ -53,7 +53,7 @@ def merge_folds(results: list[TrainingResult]) -> list[TrainingResult]:
         folds = sorted(folds, key=lambda result: result.fold)
         predictions = {name: np.concatenate([fold.predictions[name] for fold in folds]) for name in PER_SAMPLE if name in folds[0].predictions}
         record = {**folds[0].record, "metrics": _mean_metrics([fold.record for fold in folds]), "folds": len(folds)}
-        merged.append(TrainingResult(variant, seed, folds[0].run_dir, record, predictions, _summed_stages(folds)))
+        merged.append(TrainingResult(variant, seed, folds[0].run_dir, record, predictions, _summed_stages(folds), folds=folds))
     return merged
 
 

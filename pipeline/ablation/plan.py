@@ -69,6 +69,7 @@ class TrainingResult:
     predictions: dict[str, np.ndarray]
     stages: list[dict[str, Any]] = field(default_factory=list)
     fold: int | None = None  # k-fold: the fold it was tested on (None once its folds are merged, see `pipeline.ablation.folds`)
+    folds: list[TrainingResult] = field(default_factory=list)  # k-fold, merged: its fold trainings in fold order
 
     @property
     def run(self) -> tuple[str, int, int | None]:

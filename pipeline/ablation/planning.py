@@ -40,7 +40,6 @@ class DesignPlan:
 
     variants: int
     seeds: int
-    folds: int | None  # k-fold resampling: trainings per variant and seed
     trainings: int
     cached: int  # trainings whose result the cache already holds
     units: list[int]  # members per unit, as they will train
@@ -55,6 +54,7 @@ class DesignPlan:
     resolution: float | None  # the effect the user wants resolved, if any
     seeds_to_resolve: int | None  # seeds that would resolve it (None: no number of seeds would)
     kfold_detectable: float | None = None  # a holdout design's detectable effect were it 5-fold with these seeds
+    folds: int | None = None  # k-fold resampling: trainings per variant and seed
 
     @property
     def resolves(self) -> bool | None:
@@ -175,6 +175,8 @@ def plan_design(
     samples = int(results["scale"].artifact.arrays["y_test"].shape[0])
     shared = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
     tests = _family_size(plan, samples)
+    if like is not None and ablation.resampling.kind == "kfold":
+        raise ValueError("--like plans from a held-out ablation's variances; a k-fold design is planned without it (its folds change what they mean)")
     if like is not None:
         seed_var, sample_var, residual_var, source = _components_like(like)
     elif probe.disagreement is not None:

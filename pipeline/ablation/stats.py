@@ -107,10 +107,20 @@ class Folds:
         return self.test_samples / self.train_samples
 
 
+def _check_folds(vectors: list[np.ndarray], folds: Folds) -> None:
+    """Every seed's scores are its k folds: anything else (runs on other samples) has no corrected variance to fall back on."""
+    expected = folds.k * folds.test_samples
+    if any(vector.size != expected for vector in vectors):
+        raise ValueError(
+            f"k-fold scores of {sorted({vector.size for vector in vectors})} samples where {folds.k} folds of {folds.test_samples} were expected: "
+            "a variant tested other samples (a data setting that changes which samples there are cannot vary under k-fold)"
+        )
+
+
 def _cross_validated(vectors: list[np.ndarray], folds: Folds, bounds: Bounds) -> Summary:
     """Summary of seeds' k-fold score vectors with Nadeau and Bengio's corrected variance."""
     per_fold = np.stack([vector.reshape(folds.k, -1).mean(axis=1) for vector in vectors])  # (seeds, folds)
-    seeds, values = len(vectors), per_fold.ravel()
+    values = per_fold.ravel()
     mean, spread = float(values.mean()), float(values.var(ddof=1))
     # n counts the fold estimates (the t-test's units); as components, seed/seeds + sample/1 is
     # (1/(seeds k) + n_test/n_train) s^2, so `seeds_to_decide` counts seeds as seeds of k folds.
@@ -118,9 +128,12 @@ def _cross_validated(vectors: list[np.ndarray], folds: Folds, bounds: Bounds) ->
         values.size, mean, float(values.std(ddof=1)), *bounds, math.sqrt((1 / values.size + folds.correction) * spread),
         float(values.size - 1), seed_var=spread / folds.k, sample_var=folds.correction * spread, samples=1,
     )
-    if spread == 0:
+    if np.allclose(values, values[0], rtol=0.0, atol=1e-12):  # equal up to float summation: nothing varied
+        summary = replace(summary, se=0.0, std=0.0, seed_var=0.0, sample_var=0.0)
         exact = "binomial" if _nothing_varied(vectors, bounds) else "sign-flip"
-        summary = replace(summary, exact=exact, exact_trials=vectors[0].size if exact == "binomial" else 0)
+        # A seed's folds share their training data: the sign-flip test counts seeds, not folds.
+        summary = replace(summary, n=summary.n if exact == "binomial" else len(vectors), exact=exact,
+                          exact_trials=vectors[0].size if exact == "binomial" else 0)
     low, high = interval(summary, ALPHA, bounds)
     return replace(summary, low=low, high=high)
 
@@ -175,7 +188,8 @@ def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool | Folds, b
     t-interval over seeds).
     """
     vectors = [np.asarray(vector, dtype=float).ravel() for vector in scores]
-    if isinstance(shared_samples, Folds) and vectors and all(v.size == shared_samples.k * shared_samples.test_samples for v in vectors):
+    if isinstance(shared_samples, Folds):
+        _check_folds(vectors, shared_samples)
         return _cross_validated(vectors, shared_samples, bounds)
     shared_samples = shared_samples is True
     seed_means = np.array([float(np.mean(vector)) for vector in scores])
@@ -387,6 +401,8 @@ def paired_effect(
         return None
     pairs = [(np.asarray(treatment[s], dtype=float), np.asarray(reference[s], dtype=float)) for s in seeds]
     if any(ours.shape != theirs.shape for ours, theirs in pairs):  # different test samples (a data factor moved the split)
+        if isinstance(shared_samples, Folds):
+            _check_folds([ours for ours, _ in pairs] + [theirs for _, theirs in pairs], shared_samples)
         summary = _of_means(pairs, shared_samples is True, bounds)
     else:
         summary = summarize_runs([ours - theirs for ours, theirs in pairs], shared_samples, bounds)
