@@ -52,6 +52,19 @@ def test_a_k_fold_ablation_tests_every_sample_once_per_seed_and_corrects_the_var
     assert summary["uncertainty"]["resampling"] == {"kind": "kfold", "folds": 4}
     assert any("Nadeau and Bengio" in source for source in summary["uncertainty"]["sources"])
 
+    # Macro-F1 is each fold's model's on its own fold, averaged (not one F1 of the folds' pooled predictions).
+    from sklearn.metrics import f1_score
+
+    def fold_f1(record):
+        train_key = next(stage["key"] for stage in record["stages"] if stage["name"] == "train")
+        scale_key = next(stage["key"] for stage in record["stages"] if stage["name"] == "scale")
+        predicted = np.load(tmp_path / "cache" / "train" / train_key / "test_probabilities.npy").argmax(axis=1)
+        return f1_score(np.load(tmp_path / "cache" / "scale" / scale_key / "y_test.npy"), predicted, average="macro")
+
+    for name in names:
+        expected = np.mean([fold_f1(records[(name, seed, fold)]) for seed in (0, 1) for fold in range(4)])
+        assert summary["by_metric"]["macro_f1"]["scores"][name]["test"]["mean"] == pytest.approx(expected, abs=1e-9)
+
     flipped = np.load(tmp_path / "out" / "flipped.npz")  # images of samples from every fold, read from their own fold's data
     assert len(flipped["images"]) > 0 and set(flipped["kinds"]) <= {"fixed", "broke"}
     ablation = load_ablation(tmp_path / "out")

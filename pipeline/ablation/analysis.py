@@ -356,8 +356,9 @@ def read_in(
     samples) and validation score, the best variant by validation, and every effect on test
     (each on the test samples its runs share, with its `pairing`), Holm-adjusted as one family."""
     pairer = pairer or pairer_for(results, shared)
-    parts = [per_sample(metric.name, *_predictions(r, "test")) for r in results]
-    validation = [score(metric.name, *_predictions(r, "val")) for r in results]
+    # Under k-fold each fold's model is scored on its own fold, then the folds are put together.
+    parts = [np.concatenate([per_sample(metric.name, *_predictions(part, "test")) for part in (r.folds or [r])]) for r in results]
+    validation = [float(np.mean([score(metric.name, *_predictions(part, "val")) for part in (r.folds or [r])])) for r in results]
     scores = {}
     for variant in variants:
         mine = [i for i, r in enumerate(results) if r.variant == variant.name]
