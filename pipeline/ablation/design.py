@@ -31,11 +31,14 @@ DEFAULT_FOLDS = 5
 FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
 
 
-def _leaves(tree: Any, prefix: str = "") -> list[str]:
-    """The dotted keys a (possibly nested) mapping of overrides sets."""
+def dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a nested mapping as dotted keys: `{"train": {"seed": 3}}` -> `{"train.seed": 3}`."""
     if not isinstance(tree, dict):
-        return [prefix]
-    return [leaf for name, value in tree.items() for leaf in _leaves(value, f"{prefix}.{name}" if prefix else str(name))]
+        return {prefix: tree}
+    leaves: dict[str, Any] = {}
+    for name, value in tree.items():
+        leaves.update(dotted(value, f"{prefix}.{name}" if prefix else str(name)))
+    return leaves
 
 
 class Factor(BaseModel):
@@ -148,7 +151,7 @@ class AblationConfig(BaseModel):
         if "train" not in self.vary or len(set(self.vary)) != len(self.vary):
             raise ValueError(f"vary must list 'train' (the seed always sets train.seed) and each source once, got {self.vary}")
         folding = [key for key in self.factors if key in FOLD_KEYS] + [
-            f"{name}: {key}" for name, overrides in self.variants.items() for key in _leaves(overrides) if key in FOLD_KEYS
+            f"{name}: {key}" for name, overrides in self.variants.items() for key in dotted(overrides) if key in FOLD_KEYS
         ]
         if self.resampling.kind == "kfold" and folding:
             raise ValueError(f"resampling kfold makes each run's test split, so {folding[0]} cannot vary; drop it")

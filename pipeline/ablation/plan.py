@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.ablation.design import AblationConfig, Variant, expand
+from pipeline.ablation.design import AblationConfig, Variant, dotted, expand
 from pipeline.config import Config, ConfigError, load_config, parse_override
 from pipeline.keys import canonical_json
 from pipeline.stages import AugmentStage, CollectStage, ScaleStage, TrainStage
@@ -99,22 +99,12 @@ def plan_ablation(
     return AblationPlan(ablation, variants, tasks)
 
 
-def _dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """The leaves of a nested mapping as dotted keys: `{"train": {"seed": 3}}` -> `{"train.seed": 3}`."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    leaves: dict[str, Any] = {}
-    for name, value in tree.items():
-        leaves.update(_dotted(value, f"{prefix}.{name}" if prefix else str(name)))
-    return leaves
-
-
 def _set_by(overrides: list[str]) -> dict[str, Any]:
     """What dotted `key=value` overrides set, each as its leaves (`train={seed: 3}` sets train.seed)."""
     leaves: dict[str, Any] = {}
     for text in overrides:
         key, value = parse_override(text)
-        leaves.update(_dotted(value, key))
+        leaves.update(dotted(value, key))
     return leaves
 
 
@@ -132,8 +122,8 @@ def refuse_seeds_the_list_sets(base: dict[str, Any], overrides: list[str], ablat
     variant (the list would silently override it, and the variant would train, and be cached, as
     another's), or the configuration every run shares, unless it sets the default (a whole
     `Config` written out holds every seed at 0)."""
-    defaults = _dotted(Config().model_dump(mode="json"))
-    shared = {**_dotted(base), **_set_by(overrides)}
+    defaults = dotted(Config().model_dump(mode="json"))
+    shared = {**dotted(base), **_set_by(overrides)}
     for source, key in ablation.seed_keys().items():
         why = "the seed list sets it in every run" + ("" if source == "train" else f", as ablation.vary lists '{source}'")
         if key in ablation.factors:

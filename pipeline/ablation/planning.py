@@ -189,19 +189,19 @@ def plan_design(
         seed_var, sample_var, residual_var, source = _components(disagreement, shared, source)
     seeds, folds = len(ablation.seeds), ablation.resampling.folds if ablation.resampling.kind == "kfold" else None
     counts = results["collect"].artifact.info["class_counts"]
+    span = METRICS[ablation.metric].span
     kfold_detectable = None
+    averaged_over = samples  # the test samples a seed's mean averages; one fold estimate's under k-fold
     if folds is None and like is None:
-        kfold_detectable = _kfold_detectable(seed_var + sample_var + residual_var, counts, seeds, ALPHA / tests, METRICS[ablation.metric].span)
+        kfold_detectable = _kfold_detectable(seed_var + sample_var + residual_var, counts, seeds, ALPHA / tests, span)
     if folds is not None and like is None:  # a fold estimate's variance, as `stats.Folds` splits it (Nadeau and Bengio)
         per_fold = (seed_var + sample_var + residual_var) / samples
         correction = samples / sum(counts["train"])
-        seed_var, sample_var, residual_var, samples = per_fold / folds, correction * per_fold, 0.0, 1
-    variance = seed_var / seeds + sample_var / samples + residual_var / (seeds * samples)
-    span = METRICS[ablation.metric].span
+        seed_var, sample_var, residual_var, averaged_over = per_fold / folds, correction * per_fold, 0.0, 1
+    variance = seed_var / seeds + sample_var / averaged_over + residual_var / (seeds * averaged_over)
     df = seeds * folds - 1 if folds is not None else seeds - 1
     detectable = min(span, detectable_at(math.sqrt(variance), df, ALPHA / tests)) if variance > 0 and df > 0 else span
-    difference = Summary(seeds, 0.0, 0.0, 0.0, 0.0, seed_var=seed_var, sample_var=sample_var, residual_var=residual_var, samples=samples)
-    samples = int(results["scale"].artifact.arrays["y_test"].shape[0])
+    difference = Summary(seeds, 0.0, 0.0, 0.0, 0.0, seed_var=seed_var, sample_var=sample_var, residual_var=residual_var, samples=averaged_over)
     return DesignPlan(
         variants=len(plan.variants), seeds=seeds, folds=folds, trainings=len(plan.tasks), cached=cached, units=[len(unit) for unit in units],
         epochs=epochs, seconds_per_member_epoch=probe.seconds_per_member_epoch,
