@@ -192,6 +192,12 @@ def format_plan(plan: DesignPlan) -> str:
         + ("; that is the whole range: this design decides no effect" if plan.detectable >= 1 else ""),
         f"            from {plan.variance_source}",
     ]
+    if plan.looks:
+        most = plan.trainings // plan.seeds * plan.looks[-1]
+        lines.append(
+            f"looks       at {', '.join(map(str, plan.looks))} seeds until every effect is decided: the above is the first look's; "
+            f"at most {most} trainings, about {plan.estimated_seconds * most / plan.trainings:.0f} s"
+        )
     if plan.kfold_detectable is not None and plan.kfold_detectable < plan.detectable:
         lines.append(
             f"k-fold      {plan.kfold_detectable * 100:.1f} points with 5 folds and these seeds, every sample tested "

@@ -27,6 +27,7 @@ from pipeline.ablation.fusion import read_data
 from pipeline.ablation.pairing import Pairer, Pairing, decide, sample_ids
 from pipeline.ablation.plan import AblationPlan, Task, TrainingResult
 from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, score
+from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, Folds, missing, summarize, summarize_runs
 from pipeline.cache import CacheStore
 from trainers.baselines import ensemble_accuracy, sklearn_baselines
@@ -238,7 +239,11 @@ def uncertainty(ablation: AblationConfig, shared_samples: bool | Folds, test_sam
     """Which sources of variation the intervals cover, and the smallest effect they can detect."""
     sources = ["initialization, batch order and dropout masks (train.seed)"]
     if "split" in ablation.vary:
-        sources.append("the train/validation/test split (data.seed)" if not isinstance(shared_samples, Folds) else "the partition into folds (data.seed)")
+        sources.append(
+            "the train/validation/test split (data.seed) of this dataset's samples (every seed splits the same ones, so the intervals "
+            "say what other splits of them would give, not what another dataset would)"
+            if not isinstance(shared_samples, Folds) else "the partition into folds (data.seed)"
+        )
     if "augment" in ablation.vary:
         sources.append("the augmentation draws (augment.seed)")
     if isinstance(shared_samples, Folds):
@@ -350,11 +355,12 @@ def pairer_for(results: list[TrainingResult], shared: bool | Folds) -> Pairer:
 
 def read_in(
     metric: Metric, ablation: AblationConfig, variants: list[Variant], results: list[TrainingResult], shared: bool | Folds,
-    pairer: Pairer | None = None,
+    pairer: Pairer | None = None, looks: Looks | None = None,
 ) -> dict[str, Any]:
     """The ablation read in one metric: each variant's test score (interval over seeds and test
     samples) and validation score, the best variant by validation, and every effect on test
-    (each on the test samples its runs share, with its `pairing`), Holm-adjusted as one family."""
+    (each on the test samples its runs share, with its `pairing`), Holm-adjusted as one family
+    (with `looks`, over repeated p-values: see `pipeline.ablation.sequential`)."""
     pairer = pairer or pairer_for(results, shared)
     # Under k-fold each fold's model is scored on its own fold, then the folds are put together.
     parts = [np.concatenate([per_sample(metric.name, *_predictions(part, "test")) for part in (r.folds or [r])]) for r in results]
@@ -394,7 +400,7 @@ def read_in(
         pairer.effects("sides", lambda rows: side_effects(rows, ablation, "score", shared, metric.span), rows, "score", rescore),
         pairer.effects(f"verdict: {best}", gain, rows, "score", rescore),
     ]
-    effects, interactions, sides, verdict = adjust_together(*[[effect for effect, _ in family] for family in families])
+    effects, interactions, sides, verdict = adjust_together(*[[effect for effect, _ in family] for family in families], looks=looks)
     pairings = [[pairing for _, pairing in family] for family in families]
 
     def described(found: list[Effect], paired: list[Pairing]) -> list[dict[str, Any]]:
@@ -414,9 +420,12 @@ def read_in(
     }
 
 
-def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore, fused: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def analyse(
+    plan: AblationPlan, results: list[TrainingResult], store: CacheStore, fused: bool, looks: Looks | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The ablation's summary (every table and reading of `summary.json`, run folders as the
-    results name them) and the flipped test samples' arrays (`flipped.npz`; empty for tables)."""
+    results name them) and the flipped test samples' arrays (`flipped.npz`; empty for tables).
+    `looks`: a seeds-until-decided ablation's planned looks, of which this is the last taken."""
     ablation, variants = plan.ablation, plan.variants
     data = ScaledData(store, plan.tasks)
     trainings = results
@@ -430,7 +439,7 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
     classes = len(results[0].record["data"]["class_names"])
     pairer = pairer_for(results, shared)
     readings = {
-        name: read_in(metric, ablation, variants, results, shared, pairer) for name, metric in METRICS.items() if applicable(name, classes)
+        name: read_in(metric, ablation, variants, results, shared, pairer, looks) for name, metric in METRICS.items() if applicable(name, classes)
     }
     chosen = readings[ablation.metric]
     summary = {
@@ -445,5 +454,6 @@ def analyse(plan: AblationPlan, results: list[TrainingResult], store: CacheStore
         "ensembles": ensembles(results, table),
         "runs": [{"variant": r.variant, "seed": r.seed, **({} if r.fold is None else {"fold": r.fold}), "run_dir": r.run_dir} for r in trainings],
         "fused": fused,
+        "sequential": None if looks is None else looks.describe(),
     }
     return summary, flipped_samples(results, correct, variants[0].name, data, crossed)

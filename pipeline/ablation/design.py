@@ -27,6 +27,7 @@ Side = Literal["data", "model"]
 # The configuration's sections by the side of the pipeline whose stages read them.
 SECTIONS = {"data": ("data", "augment", "scale"), "model": ("model", "optim", "schedule", "early_stop", "train")}
 DEFAULT_FOLDS = 5
+MIN_FIRST_LOOK = 3  # seeds of a seeds-until-decided ablation's first look
 # What k-fold resampling sets in every run: no factor or variant may vary it.
 FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
 
@@ -79,6 +80,21 @@ class Resampling(BaseModel):
         return self
 
 
+class UntilDecided(BaseModel):
+    """Seeds until decided: after the listed seeds, add `step` seeds at a time (the next unused
+    integers; default as many as listed) until every effect is decided or its interval is
+    narrower than `resolution` (in the metric's report units, points for accuracy), or
+    `max_seeds` have trained. Every look is planned up front, and the report's p-values and
+    intervals are repeated ones over all of them, against `boundary` (`pipeline.ablation.sequential`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_seeds: int = Field(ge=2, le=1000)
+    resolution: float | None = Field(None, gt=0)
+    step: int | None = Field(None, ge=1)
+    boundary: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+
+
 class AblationConfig(BaseModel):
     """The `ablation:` section of a config file."""
 
@@ -99,6 +115,7 @@ class AblationConfig(BaseModel):
     # metrics): `ablate --plan` says whether the design can decide it and how many seeds would.
     resolution: float | None = Field(None, gt=0)
     resampling: Resampling = Field(default_factory=Resampling)
+    until_decided: UntilDecided | None = None
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -159,6 +176,37 @@ class AblationConfig(BaseModel):
             # Nadeau and Bengio's correction is for repeats on independent partitions.
             raise ValueError("resampling kfold repeats the cross-validation on a new partition per seed: add 'split' to vary")
         return self
+
+    @model_validator(mode="after")
+    def _room_for_more_seeds(self) -> "AblationConfig":
+        if self.until_decided is not None and len(self.seeds) < MIN_FIRST_LOOK:
+            # A first look at 2 seeds (1 degree of freedom) is too heavy-tailed for the repeated
+            # p-values' normal boundary: 5.7% false decisions measured where 5% is promised.
+            raise ValueError(f"until_decided needs at least {MIN_FIRST_LOOK} seeds listed for its first look, got {self.seeds}")
+        if self.until_decided is not None and self.until_decided.max_seeds <= len(self.seeds):
+            raise ValueError(
+                f"until_decided.max_seeds={self.until_decided.max_seeds} leaves no seed to add to the {len(self.seeds)} listed in seeds; "
+                "raise max_seeds, or drop until_decided"
+            )
+        return self
+
+    def looks(self) -> tuple[int, ...]:
+        """The seed counts at which the ablation looks at its results: the listed seeds' alone, or
+        with `until_decided` every planned look."""
+        if self.until_decided is None:
+            return (len(self.seeds),)
+        step = self.until_decided.step or len(self.seeds)
+        return tuple(sorted({*range(len(self.seeds), self.until_decided.max_seeds, step), self.until_decided.max_seeds}))
+
+    def all_seeds(self) -> list[int]:
+        """The listed seeds, then (with `until_decided`) the next unused integers up to `max_seeds`."""
+        seeds = list(self.seeds)
+        candidate = 0
+        while len(seeds) < self.looks()[-1]:
+            if candidate not in seeds:
+                seeds.append(candidate)
+            candidate += 1
+        return seeds
 
     def fold_overrides(self) -> list[list[str]]:
         """Per training of one (variant, seed): the overrides that pick its test split (one empty

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from pipeline.ablation.design import AblationConfig, two_factor_aliases
+from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import Effect, Folds, holm, paired_effect
 
 Row = dict[str, Any]  # one training: "variant", "settings", "seed" and the metric
@@ -157,12 +158,15 @@ def _same_test(effect: Effect) -> str:
     return effect.test_id or f"unidentified-{id(effect)}"
 
 
-def adjust_together(*families: list[Effect]) -> list[list[Effect]]:
+def adjust_together(*families: list[Effect], looks: Looks | None = None) -> list[list[Effect]]:
     """Holm-adjust every test of the report as one family (factor effects, side effects, their
     interaction and the verdict's net gain alike), so no p-value is read without the others it
     was tested beside. A test that appears twice (the net gain of the 'both sides' variant is the
     both-sides effect; a two-factor design's data-by-model interaction is its factor
-    interaction) counts once. Each effect is then decided by its Holm p-value (`Effect.adjusted`)."""
+    interaction) counts once. Each effect is then decided by its Holm p-value (`Effect.adjusted`).
+    With `looks` (seeds until decided) the p-values Holm adjusts are the repeated ones."""
+    if looks is not None:
+        families = tuple([effect.sequential(looks) for effect in family] for family in families)
     everything = [effect for family in families for effect in family]
     distinct = {_same_test(effect): effect.p_value for effect in reversed(everything)}
     keys = list(distinct)

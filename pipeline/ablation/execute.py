@@ -19,9 +19,11 @@ from pipeline.ablation.analysis import analyse
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
-from pipeline.ablation.plan import Task, TrainingResult, plan_ablation
+from pipeline.ablation.plan import AblationPlan, Task, TrainingResult, plan_ablation
 from pipeline.ablation.prepare import ablation_stages, prepare
 from pipeline.ablation.report import FLIPPED_FILE, SUMMARY_FILE
+from pipeline.ablation.scores import METRICS
+from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import json_safe
 from pipeline.cache import CacheStore
 
@@ -60,15 +62,30 @@ def run_ablation(
     resume: bool = False,
 ) -> dict[str, Any]:
     """Run every training of the ablation and write `<out>/summary.json` (and `flipped.npz` for
-    image data); return the summary. Plan -> prepare data -> train -> analyse, each once."""
-    plan = plan_ablation(base, overrides, ablation, cache_dir.resolve(), out_dir.resolve() / "runs", resume)
+    image data); return the summary. Plan -> prepare data -> train -> analyse, each once; with
+    `ablation.until_decided`, again for each look's added seeds (trained as fused batches) until
+    `stop_reason` has one."""
     started = time.perf_counter()
-    prepared = prepare(plan.tasks, progress, ablation.metric)
-    plan = replace(plan, tasks=prepared.tasks)
-    results = execute(plan.tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
-    for result in results:
-        result.stages = ablation_stages(result, prepared)
-    summary, flipped = analyse(plan, results, CacheStore(cache_dir), fuse)
+    counts, seeds = ablation.looks(), ablation.all_seeds()
+    store = CacheStore(cache_dir)
+    tasks: list[Task] = []
+    results: list[TrainingResult] = []
+    for taken, count in enumerate(counts, 1):
+        design = ablation.model_copy(update={"seeds": seeds[:count]})
+        plan = plan_ablation(base, overrides, design, cache_dir.resolve(), out_dir.resolve() / "runs", resume)
+        trained = {task.seed for task in tasks}
+        prepared = prepare([task for task in plan.tasks if task.seed not in trained], progress, ablation.metric)
+        fresh = execute(prepared.tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
+        for result in fresh:
+            result.stages = ablation_stages(result, prepared)
+        tasks, results = _in_plan_order(plan, tasks + prepared.tasks, results + fresh)
+        looks = Looks(counts, taken, ablation.until_decided.boundary) if ablation.until_decided is not None else None
+        summary, flipped = analyse(replace(plan, tasks=tasks), results, store, fuse, looks)
+        reason = stop_reason(summary, ablation, taken == len(counts))
+        if reason:
+            break
+    if summary["sequential"] is not None:
+        summary["sequential"]["stopped"] = reason
     for run in summary["runs"]:
         run["run_dir"] = os.path.relpath(run["run_dir"], out_dir)
     summary["seconds"] = time.perf_counter() - started
@@ -78,3 +95,30 @@ def run_ablation(
         np.savez(out_dir / FLIPPED_FILE, **flipped)
     (out_dir / SUMMARY_FILE).write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary
+
+
+def _in_plan_order(plan: AblationPlan, tasks: list[Task], results: list[TrainingResult]) -> tuple[list[Task], list[TrainingResult]]:
+    """Tasks and results as one plan of every seed so far would order them (variant, seed, fold)."""
+    order = {task.run: position for position, task in enumerate(plan.tasks)}
+    return sorted(tasks, key=lambda task: order[task.run]), sorted(results, key=lambda result: order[result.run])
+
+
+def stop_reason(summary: dict[str, Any], ablation: AblationConfig, last_look: bool) -> str:
+    """Why the ablation stops after this look ("" to go on): every effect of its metric decided,
+    or undecided with an interval narrower than `until_decided.resolution`; or no look left."""
+    if ablation.until_decided is None:
+        return "the seeds listed"
+    resolution = ablation.until_decided.resolution
+    scale = METRICS[ablation.metric].scale
+    gain = summary["verdict"]["gain"]
+    effects = summary["effects"] + summary["interactions"] + summary["side_effects"] + ([gain] if gain else [])
+    open_ = [
+        effect for effect in effects
+        if not effect["decided"] and (resolution is None or not (effect["adjusted_high"] - effect["adjusted_low"]) * scale < resolution)
+    ]
+    if not open_:
+        narrow = f" or narrower than {resolution:g}" if resolution is not None else ""
+        return f"every effect was decided{narrow}"
+    if last_look:
+        return f"max_seeds ({ablation.until_decided.max_seeds}) reached with {len(open_)} of {len(effects)} effects open"
+    return ""

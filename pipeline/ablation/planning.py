@@ -55,6 +55,7 @@ class DesignPlan:
     seeds_to_resolve: int | None  # seeds that would resolve it (None: no number of seeds would)
     kfold_detectable: float | None = None  # a holdout design's detectable effect were it 5-fold with these seeds
     folds: int | None = None  # k-fold resampling: trainings per variant and seed
+    looks: tuple[int, ...] = ()  # seeds until decided: the seed counts it may look at (the plan above is the first look's)
 
     @property
     def resolves(self) -> bool | None:
@@ -209,7 +210,7 @@ def plan_design(
         tests=tests, test_samples=samples,
         shared_samples=shared, variance_source=source, detectable=detectable, resolution=resolution,
         seeds_to_resolve=None if resolution is None else seeds_to_decide(difference, resolution, ALPHA / tests),
-        kfold_detectable=kfold_detectable,
+        kfold_detectable=kfold_detectable, looks=ablation.looks() if ablation.until_decided is not None else (),
     )
 
 

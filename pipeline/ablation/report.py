@@ -95,7 +95,22 @@ def _uncertainty_text(summary: dict[str, Any]) -> str:
         "at once, which summary.json keeps); an undecided effect is indistinguishable from noise, with the seeds that "
         "would decide an effect of its size. "
     )
-    return text + testing
+    return text + _looks_text(summary.get("sequential")) + testing
+
+
+BOUNDARY_NAMES = {"pocock": "Pocock's", "obrien_fleming": "O'Brien and Fleming's"}
+
+
+def _looks_text(looks: dict[str, Any] | None) -> str:
+    """How a seeds-until-decided ablation looked, why it stopped, and what its numbers are."""
+    if not looks:
+        return ""
+    planned = ", ".join(str(count) for count in looks["planned"])
+    return (
+        f"Seeds until decided: looked {looks['taken']} of {len(looks['planned'])} planned times (at {planned} seeds) and stopped at "
+        f"{looks['seeds']} seeds: {looks['stopped']}. Its p-values and intervals are repeated ones ({BOUNDARY_NAMES[looks['boundary']]} "
+        "boundary over every planned look), so they keep their 95% wherever the ablation stopped. "
+    )
 
 
 SUMMARY_KEYS = (

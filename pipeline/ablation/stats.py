@@ -38,10 +38,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
+
+if TYPE_CHECKING:
+    from pipeline.ablation.sequential import Looks
 
 CONFIDENCE, POWER = 0.95, 0.80
 ALPHA = 1 - CONFIDENCE
@@ -225,7 +228,7 @@ def interval(summary: Summary, alpha: float, bounds: Bounds = (-math.inf, math.i
         return (summary.mean, summary.mean) if sign_flip_p(summary.n) < alpha else bounds
     if missing(summary.se):
         return math.nan, math.nan
-    half = float(stats.t.ppf(1 - alpha / 2, summary.df)) * summary.se
+    half = float(special.stdtrit(summary.df, 1 - alpha / 2)) * summary.se
     return max(bounds[0], summary.mean - half), min(bounds[1], summary.mean + half)
 
 
@@ -243,7 +246,7 @@ def p_value(summary: Summary) -> float:
         return math.nan
     if summary.se == 0:
         return 1.0 if summary.mean == 0 else sign_flip_p(summary.n)
-    return float(2 * stats.t.sf(abs(summary.mean) / summary.se, summary.df))
+    return float(2 * special.stdtr(summary.df, -abs(summary.mean) / summary.se))
 
 
 def sign_flip_p(seeds: int) -> float:
@@ -255,15 +258,15 @@ def sign_flip_p(seeds: int) -> float:
 def detectable_at(se: float, df: float, alpha: float) -> float:
     """The effect a two-sided t-test at level `alpha` finds with 80% power: the noncentrality
     where P(|T| > t crit) = 0.8 for T noncentral t with `df` degrees of freedom, times `se`."""
-    critical = float(stats.t.ppf(1 - alpha / 2, df))
+    critical = float(special.stdtrit(df, 1 - alpha / 2))
 
     def shortfall(shift: float) -> float:
-        upper, lower = float(stats.nct.sf(critical, df, shift)), float(stats.nct.cdf(-critical, df, shift))
+        upper, lower = 1.0 - float(special.nctdtr(df, shift, critical)), float(special.nctdtr(df, shift, -critical))
         if math.isnan(upper):  # scipy's noncentral t gives out far in its tails: the normal is exact enough there
             upper = float(stats.norm.sf(critical - shift))
         return upper + (0.0 if math.isnan(lower) else lower) - POWER
 
-    shortcut = critical + float(stats.t.ppf(POWER, df))  # (t crit + t power) se: a little short, by 1-2% at df 4
+    shortcut = critical + float(special.stdtrit(df, POWER))  # (t crit + t power) se: a little short, by 1-2% at df 4
     return float(optimize.brentq(shortfall, 0.0, 2 * shortcut)) * se
 
 
@@ -293,7 +296,7 @@ def seeds_to_decide(summary: Summary, size: float, alpha: float) -> int | None:
         return math.sqrt(summary.seed_var / seeds + summary.sample_var / samples + summary.residual_var / (seeds * samples))
 
     def shortcut(seeds: int) -> float:  # (t crit + t power) se: cheap, and a little short of the noncentral t's answer
-        return (float(stats.t.ppf(1 - alpha / 2, seeds - 1)) + float(stats.t.ppf(POWER, seeds - 1))) * se(seeds)
+        return (float(special.stdtrit(seeds - 1, 1 - alpha / 2)) + float(special.stdtrit(seeds - 1, POWER))) * se(seeds)
 
     if shortcut(MOST_SEEDS) > abs(size):
         return None
@@ -327,13 +330,28 @@ class Effect:
     simultaneous_high: float = math.nan
     seeds_to_decide: int | None = None  # undecided: seeds that would find an effect of this size, adjusted
     test_id: str = ""  # the contrast over cells it tests: two effects with one id are one test
+    # Seeds until decided: `p_value` and every interval are repeated ones over these planned looks
+    # (`pipeline.ablation.sequential`); `nominal_p` is this look's p-value read alone.
+    looks: Looks | None = None
+    nominal_p: float = math.nan
+
+    def _interval(self, level: float) -> tuple[float, float]:
+        """The interval at overall level 1 - `level`: over every planned look when there are looks."""
+        nominal = level if self.looks is None else self.looks.nominal(level, self.summary)
+        return interval(self.summary, nominal, self.bounds)
+
+    def sequential(self, looks: Looks) -> Effect:
+        """This effect read at one of several planned looks: its repeated p-value and 95% interval."""
+        repeated = replace(self, looks=looks, nominal_p=self.p_value, p_value=looks.overall_p(self.p_value, self.summary))
+        low, high = repeated._interval(ALPHA)
+        return replace(repeated, summary=replace(self.summary, low=low, high=high))
 
     def adjusted(self, p_holm: float, tests: int) -> Effect:
         """This effect decided within a family of `tests` distinct tests, given its Holm p-value."""
         level = ALPHA * self.p_value / p_holm if p_holm > 0 and self.p_value > 0 else ALPHA / tests
         decided = not missing(p_holm) and p_holm < ALPHA
-        adjusted_low, adjusted_high = interval(self.summary, level, self.bounds)
-        simultaneous_low, simultaneous_high = interval(self.summary, ALPHA / tests, self.bounds)
+        adjusted_low, adjusted_high = self._interval(level)
+        simultaneous_low, simultaneous_high = self._interval(ALPHA / tests)
         needed = None if decided else seeds_to_decide(self.summary, self.summary.mean, ALPHA / tests)
         return replace(
             self, p_holm=p_holm, tests=tests, decided=decided, adjusted_low=adjusted_low, adjusted_high=adjusted_high,
