@@ -309,3 +309,20 @@ def test_k_fold_intervals_cover_the_true_difference_of_two_learners():
         summary = summarize_runs(vectors, Folds(k, n // k, n - n // k), DIFFERENCE_RANGE)
         covered += summary.low <= truth <= summary.high
     assert covered / 300 >= 0.95
+
+
+def test_an_effect_no_number_of_seeds_decides_says_what_limits_it():
+    """Where every seed flips the same few of the shared test samples, the samples' own noise is the
+    floor: the sentence names them and k-fold; under k-fold the floor is the dataset's."""
+    rng = np.random.default_rng(0)
+    reference = {s: (rng.random(100) < 0.9).astype(float) for s in range(5)}
+    flipped = np.zeros(100)
+    flipped[[3, 50]], flipped[7] = 1.0, -1.0
+    treated = {s: np.clip(reference[s] + flipped, 0, 1) for s in range(5)}
+    crossed = paired_effect("x", "model", treated, reference, shared_samples=True)
+    assert crossed.seeds_to_decide is None and not crossed.decided
+    assert crossed.sentence().endswith("more seeds cannot decide an effect of this size on these 100 test samples (k-fold resampling tests every sample)")
+    folds = Folds(k=4, test_samples=25, train_samples=60)
+    per_fold = paired_effect("x", "model", {s: rng.normal(0.002, 0.2, 100) for s in range(3)}, {s: np.zeros(100) for s in range(3)}, shared_samples=folds)
+    assert per_fold.seeds_to_decide is None
+    assert per_fold.sentence().endswith("more seeds cannot decide an effect of this size on this dataset")

@@ -376,7 +376,9 @@ class Effect:
         if s.mean and self.seeds_to_decide is not None:
             return f"{text}; about {self.seeds_to_decide} seeds would decide an effect of this size"
         if s.mean and not s.exact:
-            return f"{text}; more seeds cannot decide an effect of this size on this many test samples"
+            if s.samples > 1:  # the test samples every seed shares set the floor: more of them would lower it
+                return f"{text}; more seeds cannot decide an effect of this size on these {s.samples} test samples (k-fold resampling tests every sample)"
+            return f"{text}; more seeds cannot decide an effect of this size on this dataset"
         return text
 
 
