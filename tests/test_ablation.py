@@ -552,3 +552,25 @@ def test_the_stage_time_chart_shows_cache_hits_beside_a_long_training():
         import matplotlib.pyplot as plt
 
         plt.close(figure)
+
+
+def test_an_early_stopping_effect_says_how_many_epochs_it_saved():
+    """Epochs per run are contrasted like the scores (a t-interval over seeds, not adjusted), and
+    an early-stopping effect's sentence says what it saved: cost, as the chapter says."""
+    from pipeline.ablation.analysis import _saving, epochs_effects
+    from pipeline.ablation.plan import TrainingResult
+
+    ablation = AblationConfig(design="full", seeds=[0, 1, 2], factors={"early_stop.enabled": {"side": "model", "values": [False, True]}})
+    trained = {("baseline", 0): 30, ("baseline", 1): 30, ("baseline", 2): 30,
+               ("early_stop.enabled=true", 0): 20, ("early_stop.enabled=true", 1): 22, ("early_stop.enabled=true", 2): 24}
+    results = [TrainingResult(variant, seed, "", {"metrics": {"epochs_run": epochs}, "config": {"train": {"epochs": 30}}}, {})
+               for (variant, seed), epochs in trained.items()]
+    rows = [{"variant": variant, "seed": seed, "settings": {"early_stop.enabled": variant.endswith("true")}, "score": 0.9}
+            for variant, seed in trained]
+    epochs = epochs_effects(ablation, rows, results, "early_stop.enabled=true", "baseline")
+    factor = epochs["setting early_stop.enabled from false to true (averaged over the other factors)"]
+    half = scipy_stats.t.ppf(0.975, 2) * 2 / math.sqrt(3)  # differences -10, -8, -6
+    assert (factor["mean"], factor["low"], factor["high"], factor["baseline"]) == pytest.approx((-8, -8 - half, -8 + half, 30))
+    assert epochs["switching from baseline to early_stop.enabled=true"] == factor
+    assert _saving("setting early_stop.enabled from false to true", factor) == f", and trained 8.0 fewer epochs per run [{8 - half:.1f}, {8 + half:.1f}] (27% of the baseline's 30.0)"
+    assert _saving("setting model.dropout from 0.0 to 0.3", factor) == ""

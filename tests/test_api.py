@@ -55,7 +55,7 @@ def test_ablate_returns_effects_variants_and_runs_as_dataframes_and_the_cli_fold
     effects = ablation.effects
     assert list(effects.columns) == [
         "effect", "kind", "side", "condition", "mean", "low", "high", "adjusted_low", "adjusted_high", "simultaneous_low",
-        "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "sentence",
+        "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "epochs", "epochs_low", "epochs_high", "sentence",
     ]
     assert set(effects["kind"]) >= {"side", "factor", "interaction"}
     factor = effects[effects["kind"] == "factor"]

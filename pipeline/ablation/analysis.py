@@ -403,8 +403,13 @@ def read_in(
     effects, interactions, sides, verdict = adjust_together(*[[effect for effect, _ in family] for family in families], looks=looks)
     pairings = [[pairing for _, pairing in family] for family in families]
 
+    epochs = epochs_effects(ablation, rows, results, best, baseline)
+
     def described(found: list[Effect], paired: list[Pairing]) -> list[dict[str, Any]]:
-        return [{**asdict(e), **pairing.fields(), "sentence": metric.sentence(e)} for e, pairing in zip(found, paired)]
+        return [
+            {**asdict(e), **pairing.fields(), "epochs": epochs.get(e.name), "sentence": metric.sentence(e) + _saving(e.name, epochs.get(e.name))}
+            for e, pairing in zip(found, paired)
+        ]
 
     tests = next((effect.tests for effect in effects + interactions + sides + verdict), 0)  # distinct: a test met twice counts once
     return {
@@ -418,6 +423,38 @@ def read_in(
         "uncertainty": uncertainty(ablation, shared, len(parts[0]), effects + interactions + sides),
         "best_variant": best,
     }
+
+
+def epochs_effects(ablation: AblationConfig, rows: list[dict[str, Any]], results: list[TrainingResult], best: str, baseline: str) -> dict[str, dict[str, float]]:
+    """Each effect's change in epochs trained (the same contrasts over one number per run, a
+    t-interval over seeds, not adjusted: it describes cost, it decides nothing), by effect name,
+    with the baseline variant's mean epochs for scale. Epochs are exact for every member of a
+    fused array, where seconds are only its share of the array's time."""
+    trained = {(r.variant, r.seed): float(r.record["metrics"]["epochs_run"]) for r in results}
+    counted = [{**row, "per_sample": {"epochs": np.array([trained[(row["variant"], row["seed"])]])}} for row in rows]
+    span = float(max(r.record["config"]["train"]["epochs"] for r in results))
+    found = [
+        *factor_effects(counted, ablation, "epochs", False, span), *interaction_effects(counted, ablation, "epochs", False, span),
+        *side_effects(counted, ablation, "epochs", False, span),
+        *([variant_effect(counted, best, baseline, "epochs", False, span)] if best != baseline else []),
+    ]
+    reference = float(np.mean([epochs for (variant, _), epochs in trained.items() if variant == baseline]))
+    return {
+        e.name: {"mean": e.summary.mean, "low": e.summary.low, "high": e.summary.high, "baseline": reference}
+        for e in found if e is not None
+    }
+
+
+def _saving(name: str, epochs: dict[str, float] | None) -> str:
+    """For an early-stopping effect, what it saved: early stopping is more about cost than score."""
+    if epochs is None or "early_stop" not in name or missing(epochs["low"]):
+        return ""
+    fewer = epochs["mean"] < 0
+    share = f" ({abs(epochs['mean']) / epochs['baseline']:.0%} of the baseline's {epochs['baseline']:.1f})" if epochs["baseline"] else ""
+    return (
+        f", and trained {abs(epochs['mean']):.1f} {'fewer' if fewer else 'more'} epochs per run "
+        f"[{-epochs['high'] if fewer else epochs['low']:.1f}, {-epochs['low'] if fewer else epochs['high']:.1f}]{share}"
+    )
 
 
 def analyse(

@@ -69,6 +69,15 @@ def _verdict(summary: dict[str, Any]) -> list[Block]:
     return [("h2", "Verdict"), ("p", " ".join(lines))]
 
 
+def _epochs(change: dict[str, float] | None) -> str:
+    """An effect's change in epochs trained per run, with its interval over seeds."""
+    if change is None:
+        return ""
+    if missing(change["low"]):
+        return f"{change['mean']:+.1f}"
+    return f"{change['mean']:+.1f} [{change['low']:.1f}, {change['high']:.1f}]"
+
+
 def _adjusted(effect: dict[str, Any]) -> dict[str, Any]:
     """An effect's summary with its adjusted interval, the one that agrees with its decision."""
     return {**effect["summary"], "low": effect["adjusted_low"], "high": effect["adjusted_high"]}
@@ -249,12 +258,16 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         every = sides + summary["effects"] + interactions
         rows = [
             [e["name"], e["side"], metric.format(e["summary"]["mean"]), _ci(metric, e["summary"]), _ci(metric, _adjusted(e)),
-             _p(e["p_value"]), _p(e["p_holm"]), "yes" if e["decided"] else "no", e.get("pairing", "per sample")]
+             _p(e["p_value"]), _p(e["p_holm"]), "yes" if e["decided"] else "no", e.get("pairing", "per sample"), _epochs(e.get("epochs"))]
             for e in every
         ]
         headers = ["effect", "side", f"change ({metric.unit or metric.label})", "95% CI (per comparison)", "adjusted CI (Holm)",
-                   "p", "p (Holm)", "decided", "paired"]
+                   "p", "p (Holm)", "decided", "paired", "epochs (95% CI)"]
         blocks.append(("table", headers, rows))
+        blocks.append(("p", "Epochs: each effect's change in epochs trained per run, the same contrast over one number per run "
+                            "with a 95% t-interval over seeds (cost, not adjusted: it decides nothing). Every epoch of one network "
+                            "on one dataset costs about the same, so it stands for training time, which a fused run's seconds cannot "
+                            "give (they are its share of the array's)."))
         measure = f"test {metric.label}" + (f" ({metric.unit})" if metric.unit else "")
         drawn = [{**e, "summary": _adjusted(e), "side": e["side"] if e["decided"] else "undecided"} for e in every]
         chart = plots.effects_chart(drawn, plot_dir / "effects.png", metric.scale, measure)

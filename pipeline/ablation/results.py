@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 EFFECT_KINDS = (("side_effects", "side"), ("effects", "factor"), ("interactions", "interaction"))
 EFFECT_COLUMNS = (
     "effect", "kind", "side", "condition", "mean", "low", "high", "adjusted_low", "adjusted_high", "simultaneous_low",
-    "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "sentence",
+    "simultaneous_high", "p", "p_holm", "decided", "detectable", "seeds_to_decide", "epochs", "epochs_low", "epochs_high", "sentence",
 )
 
 
@@ -29,6 +29,8 @@ def _effect_row(effect: dict[str, Any], kind: str) -> dict[str, Any]:
         **{name: effect[name] for name in ("adjusted_low", "adjusted_high", "simultaneous_low", "simultaneous_high")},
         "p": effect["p_value"], "p_holm": effect["p_holm"], "detectable": effect["detectable"],
     }
+    epochs = effect.get("epochs") or {}  # absent from summaries written before epochs were counted
+    values |= {"epochs": epochs.get("mean"), "epochs_low": epochs.get("low"), "epochs_high": epochs.get("high")}
     values = {name: math.nan if value is None else value for name, value in values.items()}
     return {
         "effect": effect["name"], "kind": kind, "side": effect["side"], "condition": effect["condition"], **values,
