@@ -153,6 +153,7 @@ def format_summary(result: RunResult) -> str:
         f"test accuracy: {metrics['test_accuracy']:.4f}  test loss: {metrics['test_loss']:.4f}  "
         f"best epoch: {metrics['best_epoch']} of {metrics['epochs_run']} run"
     )
+    lines += [f"note: {caveat}" for caveat in result.record["diagnosis"].get("caveats", [])]
     lines.append(f"run record: {result.run_dir / 'run.json'}")
     return "\n".join(lines)
 

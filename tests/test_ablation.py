@@ -574,3 +574,32 @@ def test_an_early_stopping_effect_says_how_many_epochs_it_saved():
     assert epochs["switching from baseline to early_stop.enabled=true"] == factor
     assert _saving("setting early_stop.enabled from false to true", factor) == f", and trained 8.0 fewer epochs per run [{8 - half:.1f}, {8 + half:.1f}] (27% of the baseline's 30.0)"
     assert _saving("setting model.dropout from 0.0 to 0.3", factor) == ""
+
+
+@pytest.mark.parametrize(("batch_norm", "batch_size", "samples", "world_size", "expected"), [
+    (True, 8, 1000, 1, ["8 samples per device"]),
+    (True, 32, 1000, 4, ["8 samples per device"]),  # each rank normalizes its own share
+    (True, 16, 1000, 1, []),
+    (True, 19, 115, 1, ["a last batch of 1"]),
+    (True, 64, 130, 2, ["a last batch of 2"]),  # two ranks: one sample each
+    (True, 8, 8, 1, []),  # the whole training set is one batch
+    (False, 2, 115, 1, []),
+])
+def test_batch_norm_caveats_name_small_batches_and_a_last_batch_it_cannot_train_on(batch_norm, batch_size, samples, world_size, expected):
+    from trainers.diagnosis import batch_norm_caveats
+
+    caveats = batch_norm_caveats(batch_norm, batch_size, samples, world_size)
+    assert len(caveats) == len(expected) and all(part in caveat for part, caveat in zip(expected, caveats))
+
+
+def test_a_run_with_batch_norm_on_small_batches_says_so(tmp_path, capsys):
+    import pipeline
+    from pipeline.cli import main
+
+    result = pipeline.run(None, ["data.source=sklearn:wine", "model.type=mlp", "train.epochs=1", "train.device=cpu", "train.batch_size=19"],
+                          cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs")
+    caveats = result.record["diagnosis"]["caveats"]
+    assert [caveat.split(" ")[:4] for caveat in caveats] == [["115", "training", "samples", "in"]]
+    assert main(["run", "data.source=sklearn:wine", "model.type=mlp", "train.epochs=1", "train.device=cpu", "train.batch_size=8",
+                 "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "note: Batch norm normalizes each batch by its own mean and variance, here from 8 samples per device" in capsys.readouterr().out

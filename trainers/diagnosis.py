@@ -19,6 +19,11 @@ UNDERFIT = 0.90  # train accuracy below this with a small gap is underfitting
 RISE = 0.05  # validation loss this far (relative) above its minimum has turned up (when it also exceeds the noise)
 NOISE_SE = 2.0  # how many standard errors a sign must exceed
 REGULARIZERS = ("dropout", "batch normalization", "augmentation", "early stopping")
+# Batch norm's statistics come from the batch: below this many samples per batch (per device)
+# they are noisy enough to steer training wrong. Wu and He (Group Normalization, 2018) measured
+# BN's ImageNet error flat from 32 to 16 images per device and rising steeply below 16 (8: +1.5
+# points, 4: +3.4, 2: +10.6 over batch 32); Ioffe (Batch Renormalization, 2017) makes the same case.
+SMALL_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,29 @@ class Diagnosis:
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+
+def batch_norm_caveats(batch_norm: bool, batch_size: int, train_samples: int, world_size: int = 1) -> list[str]:
+    """What a run's batches do to batch normalization: statistics from too few samples, and a last
+    batch too small to train on (PyTorch refuses one sample per channel in training mode; the
+    loop leaves it out of that epoch, a different sample each epoch)."""
+    if not batch_norm:
+        return []
+    caveats = []
+    per_device = batch_size // max(1, world_size)
+    if per_device < SMALL_BATCH and train_samples > per_device:
+        caveats.append(
+            f"Batch norm normalizes each batch by its own mean and variance, here from {per_device} samples per device: below "
+            f"{SMALL_BATCH} those estimates are noisy enough to train in the wrong direction (with one sample, the variance is "
+            f"zero and nothing can be normalized). Use batches of {SMALL_BATCH} or more, or drop batch norm."
+        )
+    remainder = train_samples % batch_size
+    if train_samples > batch_size and 0 < remainder < 2 * max(1, world_size):
+        caveats.append(
+            f"{train_samples} training samples in batches of {batch_size} leave a last batch of {remainder}, too small for batch norm "
+            "to train on: it is left out of each epoch (a different sample each time, as the order is shuffled)."
+        )
+    return caveats
 
 
 def val_loss_turn(history: Sequence[dict[str, float]], rise: float = RISE) -> int | None:

@@ -296,7 +296,8 @@ def diagnosis_detail(records: list[dict[str, Any]], verdict: str) -> dict[str, A
     counts = Counter(record["diagnosis"]["verdict"] for record in records).most_common()
     advising = next((record for record in records if record["diagnosis"]["verdict"] == verdict), records[0])
     advice = UNSTABLE_ADVICE if verdict.startswith("unstable") else advising["diagnosis"]["advice"]
-    return {"counts": dict(counts), "advice": advice, "advice_seed": advising["config"]["train"]["seed"]}
+    caveats = advising["diagnosis"].get("caveats", [])  # batch norm with small batches (absent from entries trained before)
+    return {"counts": dict(counts), "advice": advice, "advice_seed": advising["config"]["train"]["seed"], "caveats": caveats}
 
 
 def variant_table(

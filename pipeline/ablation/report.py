@@ -317,7 +317,8 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     for v in variants:
         detail = v["diagnosis_detail"]
         verdicts = ", ".join(f"{n} {verdict}" for verdict, n in detail["counts"].items())
-        blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {detail['advice_seed']}). {detail['advice']}"))
+        caveats = "".join(f" {caveat}" for caveat in detail.get("caveats", []))
+        blocks.append(("p", f"**{v['name']}**: {v['diagnosis']} ({verdicts}; advice from seed {detail['advice_seed']}). {detail['advice']}{caveats}"))
     blocks.append(("h2", "Learning curves"))
     blocks.append(("img", plots.learning_curves(_curve_groups(summary, runs), plot_dir / "learning_curves.png"),
                    "Per factor, the baseline and the variant that changes it, overlaid: validation accuracy, loss "

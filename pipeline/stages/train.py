@@ -226,6 +226,9 @@ def train_unit(
         member_artifact(
             array.member_state_dict(k), test[k], own, result, class_names, how, val_logits=val[k],
             train_accuracy=float(train[k, 1]), uses=regularizers(m.config, m.augment), model=architecture(m.config, own, class_names),
+            caveats=trainers.diagnosis.batch_norm_caveats(
+                m.config.model.batch_norm, first.train.batch_size, int(own["train"].x.shape[0]), distributed.world_size
+            ),
         )
         for k, (m, own, result) in enumerate(zip(members, splits, fitted))
     ]
@@ -330,11 +333,13 @@ def member_artifact(
     train_accuracy: float,
     uses: list[str],
     model: dict[str, Any],
+    caveats: list[str],
 ) -> Artifact:
     """A trained member's cache entry: its weights, test probabilities, metrics, history and
     diagnosis, and `how` it was trained (device, precision, data placement, ranks, fusion).
     `train_accuracy`: of the kept weights on the training split in eval mode; `uses`: its regularizers;
-    `model`: the architecture it built; `val_logits`: on the validation split, kept as probabilities."""
+    `model`: the architecture it built; `val_logits`: on the validation split, kept as probabilities;
+    `caveats`: what its batches did to batch normalization (`trainers.diagnosis.batch_norm_caveats`)."""
     target = splits["test"].y.to(logits.device)
     matrix = trainers.metrics.confusion_matrix(logits, target, len(class_names))
     best = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1]
@@ -363,7 +368,7 @@ def member_artifact(
             result.history, kept_epoch=result.kept_epoch, train_accuracy=train_accuracy,
             val_samples=int(splits["val"].x.shape[0]), uses=uses,
             applies=[name for name in trainers.diagnosis.REGULARIZERS if name != "augmentation" or splits["train"].x.ndim == 4],
-        ).as_dict(),
+        ).as_dict() | {"caveats": caveats},
         "n_classes": len(class_names),
         "model": model,
         "train_samples": int(splits["train"].x.shape[0]),
