@@ -196,8 +196,9 @@ def format_plan(plan: DesignPlan) -> str:
     if plan.looks:
         most = plan.trainings // plan.seeds * plan.looks[-1]
         lines.append(
-            f"looks       at {', '.join(map(str, plan.looks))} seeds until every effect is decided: the above is the first look's; "
-            f"at most {most} trainings, about {plan.estimated_seconds * most / plan.trainings:.0f} s"
+            f"looks       at {', '.join(map(str, plan.looks))} seeds until every effect is decided: the trainings and time above "
+            f"are the first look's, the detectable effect a fixed design's of that many seeds (the boundary asks more of early "
+            f"looks); at most {most} trainings, about {plan.estimated_seconds * most / plan.trainings:.0f} s"
         )
     if plan.kfold_detectable is not None and plan.kfold_detectable < plan.detectable:
         lines.append(

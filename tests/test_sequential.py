@@ -53,6 +53,20 @@ def test_overall_and_nominal_levels_are_inverses_even_beyond_the_simulated_tail(
         assert level <= looks.overall_p(level, SEEDS_ONLY) <= 4 * level
 
 
+@pytest.mark.parametrize("counts", [(3, 1000), (3, 30, 300), (3, 6, 9, 12)])
+@pytest.mark.parametrize("shape", ["pocock", "obrien_fleming"])
+def test_repeated_p_values_rise_with_the_nominal_ones_and_invert_exactly_at_every_look(counts, shape):
+    """Monotone and exact both ways, where the simulation's tail meets the one-look tail too (a
+    noisy tail once made a larger z's p-value larger, and a decision disagree with its interval)."""
+    nominal = np.logspace(-14, 0, 300)[:-1]
+    for taken in range(1, len(counts) + 1):
+        looks = Looks(counts, taken, shape)
+        overall = np.array([looks.overall_p(p, SEEDS_ONLY) for p in nominal])
+        assert np.all(np.diff(overall) > 0) and np.all(overall >= nominal * (1 - 1e-12))  # never below one look read alone
+        inside = overall < 1
+        assert [looks.nominal(level, SEEDS_ONLY) for level in overall[inside]] == pytest.approx(nominal[inside], rel=1e-9)
+
+
 def test_repeated_intervals_are_wider_and_still_agree_with_the_decision():
     rng = np.random.default_rng(0)
     effects = [
@@ -103,6 +117,10 @@ def test_until_decided_looks_are_planned_and_seeds_are_the_next_unused():
         AblationConfig(design="list", seeds=[0, 1, 2], variants={"a": {}}, until_decided={"max_seeds": 3})
     with pytest.raises(ValueError, match="at least 3 seeds listed for its first look"):
         AblationConfig(design="list", seeds=[0, 1], variants={"a": {}}, until_decided={"max_seeds": 6})
+    # Under k-fold each seed gives its folds' estimates: two seeds of five folds are ten.
+    AblationConfig(design="list", seeds=[0, 1], variants={"a": {}}, vary=["train", "split"], resampling={"kind": "kfold"}, until_decided={"max_seeds": 6})
+    with pytest.raises(ValueError, match="plans 48 looks, at most 20: raise until_decided.step"):
+        AblationConfig(design="list", seeds=[0, 1, 2], variants={"a": {}}, until_decided={"max_seeds": 50, "step": 1})
 
 
 WINE = {
@@ -120,7 +138,11 @@ def test_an_ablation_adds_seeds_until_decided_or_out_of_seeds(tmp_path, resoluti
     ablation = pipeline.ablate({**WINE, "ablation": section}, out=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     seeds = [3, 4][looks - 1]
-    assert summary["sequential"] == {"planned": [3, 4], "taken": looks, "seeds": seeds, "boundary": "obrien_fleming", "stopped": reason}
+    assert summary["sequential"] == {
+        "planned": [3, 4], "taken": looks, "seeds": seeds, "boundary": "obrien_fleming", "stopped": reason,
+        "until_decided": {"max_seeds": 4, "resolution": resolution, "step": None, "boundary": "obrien_fleming"},
+    }
+    assert summary["ablation"]["until_decided"] is None  # a fixed design of the seeds trained: the looks are under `sequential`
     assert sorted((run["variant"], run["seed"]) for run in summary["runs"]) == sorted((v, s) for v in ("base", "dropout") for s in range(seeds))
     assert summary["ablation"]["seeds"] == list(range(seeds))
     [effect] = summary["effects"] or [summary["verdict"]["gain"]]
@@ -141,4 +163,6 @@ def test_the_plan_says_how_far_the_looks_may_go():
     from pipeline.cli import format_plan
 
     plan = DesignPlan(4, 3, 12, 0, [12], 20, 0.05, 60.0, 6, 36, True, "a guess", 0.1, None, None, looks=(3, 6, 9))
-    assert "looks       at 3, 6, 9 seeds until every effect is decided: the above is the first look's; at most 36 trainings, about 180 s" in format_plan(plan)
+    printed = format_plan(plan)
+    assert "looks       at 3, 6, 9 seeds until every effect is decided: the trainings and time above are the first look's" in printed
+    assert printed.endswith("at most 36 trainings, about 180 s")

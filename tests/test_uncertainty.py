@@ -325,4 +325,4 @@ def test_an_effect_no_number_of_seeds_decides_says_what_limits_it():
     folds = Folds(k=4, test_samples=25, train_samples=60)
     per_fold = paired_effect("x", "model", {s: rng.normal(0.002, 0.2, 100) for s in range(3)}, {s: np.zeros(100) for s in range(3)}, shared_samples=folds)
     assert per_fold.seeds_to_decide is None
-    assert per_fold.sentence().endswith("more seeds cannot decide an effect of this size on this dataset")
+    assert per_fold.sentence().endswith("more seeds cannot decide an effect of this size: what they do not average away (the test samples, or under k-fold the dataset) is too large")

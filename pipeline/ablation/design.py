@@ -27,7 +27,8 @@ Side = Literal["data", "model"]
 # The configuration's sections by the side of the pipeline whose stages read them.
 SECTIONS = {"data": ("data", "augment", "scale"), "model": ("model", "optim", "schedule", "early_stop", "train")}
 DEFAULT_FOLDS = 5
-MIN_FIRST_LOOK = 3  # seeds of a seeds-until-decided ablation's first look
+MIN_FIRST_LOOK = 3  # estimates (seeds, or seeds x folds) at a seeds-until-decided ablation's first look
+MOST_LOOKS = 20  # looks a seeds-until-decided ablation may plan
 # What k-fold resampling sets in every run: no factor or variant may vary it.
 FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
 
@@ -179,15 +180,20 @@ class AblationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _room_for_more_seeds(self) -> "AblationConfig":
-        if self.until_decided is not None and len(self.seeds) < MIN_FIRST_LOOK:
-            # A first look at 2 seeds (1 degree of freedom) is too heavy-tailed for the repeated
+        if self.until_decided is None:
+            return self
+        folds = self.resampling.folds if self.resampling.kind == "kfold" else 1
+        if len(self.seeds) * folds < MIN_FIRST_LOOK:
+            # A first look of 2 estimates (1 degree of freedom) is too heavy-tailed for the repeated
             # p-values' normal boundary: 5.7% false decisions measured where 5% is promised.
             raise ValueError(f"until_decided needs at least {MIN_FIRST_LOOK} seeds listed for its first look, got {self.seeds}")
-        if self.until_decided is not None and self.until_decided.max_seeds <= len(self.seeds):
+        if self.until_decided.max_seeds <= len(self.seeds):
             raise ValueError(
                 f"until_decided.max_seeds={self.until_decided.max_seeds} leaves no seed to add to the {len(self.seeds)} listed in seeds; "
                 "raise max_seeds, or drop until_decided"
             )
+        if len(self.looks()) > MOST_LOOKS:
+            raise ValueError(f"until_decided plans {len(self.looks())} looks, at most {MOST_LOOKS}: raise until_decided.step")
         return self
 
     def looks(self) -> tuple[int, ...]:
@@ -200,9 +206,9 @@ class AblationConfig(BaseModel):
 
     def all_seeds(self) -> list[int]:
         """The listed seeds, then (with `until_decided`) the next unused integers up to `max_seeds`."""
-        seeds = list(self.seeds)
+        seeds, most = list(self.seeds), self.looks()[-1]
         candidate = 0
-        while len(seeds) < self.looks()[-1]:
+        while len(seeds) < most:
             if candidate not in seeds:
                 seeds.append(candidate)
             candidate += 1

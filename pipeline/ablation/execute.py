@@ -71,7 +71,8 @@ def run_ablation(
     tasks: list[Task] = []
     results: list[TrainingResult] = []
     for taken, count in enumerate(counts, 1):
-        design = ablation.model_copy(update={"seeds": seeds[:count]})
+        # This look's design, a fixed one of the seeds so far (`summary.json` keeps the looks apart, under `sequential`).
+        design = ablation.model_copy(update={"seeds": seeds[:count], "until_decided": None})
         plan = plan_ablation(base, overrides, design, cache_dir.resolve(), out_dir.resolve() / "runs", resume)
         trained = {task.seed for task in tasks}
         prepared = prepare([task for task in plan.tasks if task.seed not in trained], progress, ablation.metric)
@@ -84,8 +85,8 @@ def run_ablation(
         reason = stop_reason(summary, ablation, taken == len(counts))
         if reason:
             break
-    if summary["sequential"] is not None:
-        summary["sequential"]["stopped"] = reason
+    if ablation.until_decided is not None:
+        summary["sequential"] |= {"stopped": reason, "until_decided": ablation.until_decided.model_dump(mode="json")}
     for run in summary["runs"]:
         run["run_dir"] = os.path.relpath(run["run_dir"], out_dir)
     summary["seconds"] = time.perf_counter() - started
@@ -107,11 +108,12 @@ def stop_reason(summary: dict[str, Any], ablation: AblationConfig, last_look: bo
     """Why the ablation stops after this look ("" to go on): every effect of its metric decided,
     or undecided with an interval narrower than `until_decided.resolution`; or no look left."""
     if ablation.until_decided is None:
-        return "the seeds listed"
+        return ""
     resolution = ablation.until_decided.resolution
     scale = METRICS[ablation.metric].scale
     gain = summary["verdict"]["gain"]
-    effects = summary["effects"] + summary["interactions"] + summary["side_effects"] + ([gain] if gain else [])
+    listed = summary["effects"] + summary["interactions"] + summary["side_effects"] + ([gain] if gain else [])
+    effects = list({effect["test_id"] or effect["name"]: effect for effect in listed}.values())  # a test met twice counts once
     open_ = [
         effect for effect in effects
         if not effect["decided"] and (resolution is None or not (effect["adjusted_high"] - effect["adjusted_low"]) * scale < resolution)

@@ -117,8 +117,9 @@ def _looks_text(looks: dict[str, Any] | None) -> str:
     planned = ", ".join(str(count) for count in looks["planned"])
     return (
         f"Seeds until decided: looked {looks['taken']} of {len(looks['planned'])} planned times (at {planned} seeds) and stopped at "
-        f"{looks['seeds']} seeds: {looks['stopped']}. Its p-values and intervals are repeated ones ({BOUNDARY_NAMES[looks['boundary']]} "
-        "boundary over every planned look), so they keep their 95% wherever the ablation stopped. "
+        f"{looks['seeds']} seeds: {looks['stopped']}. Its effects' p-values and intervals are repeated ones ({BOUNDARY_NAMES[looks['boundary']]} "
+        "boundary over every planned look), so they keep their 95% wherever the ablation stopped; the variants' own scores are read "
+        "at the last look alone. "
     )
 
 

@@ -16,8 +16,8 @@ term under k-fold, do not shrink with seeds, so those looks are more alike and c
 look's t statistic enters through its two-sided p-value as a z. The law of the maximum is
 simulated once per correlation (common random numbers, fixed seed: the same inputs give the same
 answer), interpolated between order statistics, and beyond its last 100 draws follows the
-one-look tail scaled to meet it; `overall_p` and `nominal` are exact inverses, so an interval
-excludes zero exactly when its test decides.
+one-look tail scaled to meet it, and never below the last look's own law; `overall_p` and
+`nominal` are exact inverses, so an interval excludes zero exactly when its test decides.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import special
+from scipy import optimize, special
 
 from pipeline.ablation.stats import Summary, missing
 
@@ -62,7 +62,11 @@ def _one_look(z: float) -> float:
 @dataclass(frozen=True)
 class Boundary:
     """The law of the largest weighted |Z| over the planned looks of one test, read at one look
-    (of weight `weight`): a test rejects at level a where w |z| exceeds that law's 1 - a quantile."""
+    (of weight `weight`): a test rejects at level a where w |z| exceeds that law's 1 - a quantile.
+
+    The law is the simulated one, never below the last look's own (whose weight is 1, so the
+    maximum is at least its |Z|), and beyond the last 100 draws the one-look tail scaled to meet
+    it: continuous and strictly decreasing, so `critical` inverts `overall` exactly."""
 
     maxima: np.ndarray
     looks: int
@@ -74,25 +78,33 @@ class Boundary:
 
     @property
     def _tail_ratio(self) -> float:
-        """Overall over one-look level where the simulation's tail begins: between 1 (looks alike) and the number of looks (independent)."""
+        """Overall over one-look level where the simulation's tail begins (at least 1)."""
         start = self._tail_start
-        simulated = 1.0 - float(np.interp(start, self.maxima, _QUANTILES))
-        return min(float(self.looks), max(1.0, simulated / _one_look(start)))
+        return max(1.0, self._simulated(start) / _one_look(start))
+
+    def _simulated(self, x: float) -> float:
+        return 1.0 - float(np.interp(x, self.maxima, _QUANTILES, left=0.0))
+
+    def _survival(self, x: float) -> float:
+        """P(max_k w_k |Z_k| >= x) under no effect."""
+        if x <= self._tail_start:
+            return max(self._simulated(x), _one_look(x))
+        return self._tail_ratio * _one_look(x)
 
     def overall(self, z: float) -> float:
-        """P(max_k w_k |Z_k| >= w z) under no effect: this look's z read over every look."""
-        weighted = z * self.weight
-        if weighted <= self._tail_start:
-            return 1.0 - float(np.interp(weighted, self.maxima, _QUANTILES, left=0.0))
-        return self._tail_ratio * _one_look(weighted)
+        """This look's z read over every look: P(max_k w_k |Z_k| >= w z) under no effect."""
+        return self._survival(z * self.weight)
 
     def critical(self, level: float) -> float:
         """The z at this look with overall level `level` (the inverse of `overall`)."""
         if level >= 1.0:
             return 0.0
-        if level >= self.overall(self._tail_start / self.weight):
-            return float(np.interp(1.0 - level, _QUANTILES, self.maxima)) / self.weight
-        return float(-special.ndtri(level / (2 * self._tail_ratio))) / self.weight
+        start = self._tail_start
+        if level >= self._survival(start):
+            weighted = optimize.brentq(lambda x: self._survival(x) - level, 0.0, start, xtol=1e-13, rtol=1e-15)
+        else:
+            weighted = -special.ndtri(level / (2 * self._tail_ratio))
+        return float(weighted) / self.weight
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ class Looks:
         return np.sqrt(summary.seed_var / seeds + summary.sample_var / samples + summary.residual_var / (seeds * samples))
 
     def boundary(self, summary: Summary) -> Boundary:
+        """The law of this test's statistic over the planned looks, read at the look taken last."""
         se = self.standard_errors(summary)
         correlations = tuple(min(1.0, float(later / earlier)) for earlier, later in zip(se[:-1], se[1:]))
         weights = tuple(float(se[-1] / each) if self.shape == "obrien_fleming" else 1.0 for each in se)
@@ -134,5 +147,6 @@ class Looks:
         return _one_look(self.boundary(summary).critical(level))
 
     def describe(self) -> dict[str, object]:
+        """The looks as `summary.json` keeps them."""
         return {"planned": list(self.counts), "taken": self.taken, "seeds": self.counts[self.taken - 1], "boundary": self.shape}
 

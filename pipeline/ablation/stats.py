@@ -342,7 +342,8 @@ class Effect:
 
     def sequential(self, looks: Looks) -> Effect:
         """This effect read at one of several planned looks: its repeated p-value and 95% interval."""
-        repeated = replace(self, looks=looks, nominal_p=self.p_value, p_value=looks.overall_p(self.p_value, self.summary))
+        nominal = self.p_value if self.looks is None else self.nominal_p  # read once, however often it is called
+        repeated = replace(self, looks=looks, nominal_p=nominal, p_value=looks.overall_p(nominal, self.summary))
         low, high = repeated._interval(ALPHA)
         return replace(repeated, summary=replace(self.summary, low=low, high=high))
 
@@ -378,7 +379,7 @@ class Effect:
         if s.mean and not s.exact:
             if s.samples > 1:  # the test samples every seed shares set the floor: more of them would lower it
                 return f"{text}; more seeds cannot decide an effect of this size on these {s.samples} test samples (k-fold resampling tests every sample)"
-            return f"{text}; more seeds cannot decide an effect of this size on this dataset"
+            return f"{text}; more seeds cannot decide an effect of this size: what they do not average away (the test samples, or under k-fold the dataset) is too large"
         return text
 
 
