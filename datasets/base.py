@@ -148,7 +148,13 @@ def check_discrete(labels: np.ndarray, source: str, name: str) -> None:
 
 
 def check_real(array: np.ndarray, source: str, name: str) -> None:
-    """Refuse complex numbers: casting them to real would drop the imaginary part without a word."""
+    """Refuse complex numbers (casting them to real would drop the imaginary part without a word),
+    and times and durations (their casts to numbers are units the network cannot know)."""
+    if array.dtype.kind in "mM":
+        raise ValueError(
+            f"{source}: array {name!r} holds {'durations' if array.dtype.kind == 'm' else 'times'} ({array.dtype}), not numbers; "
+            "convert it to numbers first (e.g. seconds: array / np.timedelta64(1, 's'))."
+        )
     if np.iscomplexobj(array):
         raise ValueError(
             f"{source}: array {name!r} holds complex numbers ({array.dtype}); the pipeline needs real ones. "

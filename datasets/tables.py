@@ -147,9 +147,20 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
     parts, names = [], []
     for name in features.columns:
         column = features[name]
+        if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+            raise ValueError(
+                f"{source}: column {name!r} holds {'times' if pd.api.types.is_datetime64_any_dtype(column) else 'durations'} ({column.dtype}), "
+                "not numbers; convert it to a number first (seconds, a day of the year, ...) or drop it."
+            )
         if not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)):
             column = _numbers_with_decimal_comma(column) if options.decimal != "." else None
             column = features[name] if column is None else column
+        if not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)) and _mostly_numbers(column):
+            coerced = pd.to_numeric(column, errors="coerce")
+            bad = coerced.isna() & column.notna()
+            if bad.any():
+                raise ValueError(f"{source}: column {name!r} is numeric except at {_first_bad(bad, column)}; fix or remove that value.")
+            column = coerced  # every value is a number, some beyond int64 (99999999999999999999999) or decimals: as floats
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
             values = column.astype(np.float64)
             bad = ~np.isfinite(values)
@@ -158,9 +169,6 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
             parts.append(values.to_numpy(np.float32)[:, None])
             names.append(name)
             continue
-        if _mostly_numbers(column):
-            bad = pd.to_numeric(column, errors="coerce").isna()
-            raise ValueError(f"{source}: column {name!r} is numeric except at {_first_bad(bad, column)}; fix or remove that value.")
         if options.categorical == "error":
             raise ValueError(f"{source}: column {name!r} is not numeric (e.g. {column.dropna().iloc[0]!r}) and data.categorical=error.")
         if column.isna().any():

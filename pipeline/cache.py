@@ -102,7 +102,7 @@ def _lenient_manifest(folder: Path) -> dict[str, Any] | None:
     """`folder`'s `meta.json` as an object, unchecked (for listing and comparing), or None."""
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than Python reads
         return None
     return meta if isinstance(meta, dict) else None
 
@@ -146,6 +146,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CorruptEntry(f"{META_FILE} is missing") from None
     except (OSError, ValueError) as exc:
         raise CorruptEntry(f"{META_FILE} is unreadable ({exc.__class__.__name__}: {exc})") from None
+    except RecursionError:
+        raise CorruptEntry(f"{META_FILE} is nested deeper than a manifest is") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("info"), dict) or not isinstance(meta.get("files"), dict):
         raise CorruptEntry(f"{META_FILE} is not a manifest (an object with 'files' and 'info' mappings)")
     for name, entry in meta["files"].items():

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(ablate)
     _add_cache_argument(ablate)
     ablate.add_argument("--out", help="where the records and report go (default: ablations/<id>/)")
-    ablate.add_argument("--jobs", type=int, default=1, help="local worker processes sharing the cache (default: 1)")
+    ablate.add_argument("--jobs", type=_positive, default=1, help="local worker processes sharing the cache (default: 1)")
     ablate.add_argument("--executor", choices=["local", "ray"], default="local", help="run trainings locally or as Ray tasks")
     ablate.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
     ablate.add_argument(
@@ -176,6 +176,17 @@ def ablate(args: argparse.Namespace) -> int:
         print(f"mlflow: ablation run {ablation.tracking_id} (a child per variant and seed)", file=sys.stderr)
     print(ablation_summary(ablation, args))
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argument that counts something: a whole number of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is fewer than 1")
+    return number
 
 
 def format_plan(plan: DesignPlan) -> str:

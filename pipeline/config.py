@@ -37,6 +37,15 @@ def _no_booleans(value: Any, annotation: Any) -> Any:
     return value
 
 
+def dotted_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """The leaves of nested mappings and lists as (dotted path, value): `{"a": [1, {"b": 2}]}` gives a.0 and a.1.b."""
+    if isinstance(tree, dict):
+        return [leaf for key, value in tree.items() for leaf in dotted_leaves(value, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for index, value in enumerate(tree) for leaf in dotted_leaves(value, f"{prefix}.{index}" if prefix else str(index))]
+    return [(prefix, tree)]
+
+
 def _finite(value: Any) -> Any:
     """Refuse NaN and infinity (`optim.lr=inf`), here or inside a list: no setting means them."""
     for item in value if isinstance(value, (list, tuple)) else [value]:
@@ -130,6 +139,10 @@ class AugmentConfig(_Section):
     @field_validator("recipe")
     @classmethod
     def _recipe_builds(cls, recipe: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for position, step in enumerate(recipe):
+            for key, value in dotted_leaves(step):
+                if isinstance(value, float) and not math.isfinite(value):  # GaussianNoise(std=inf) would turn every copy to 0 or 255
+                    raise ValueError(f"recipe[{position}] ({step.get('name', '?')}): {key}={value} is not a finite number")
         build_recipe(recipe)  # raises ValueError naming the unknown transform or parameter
         return recipe
 
@@ -320,8 +333,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Override {text!r}: the value is not valid YAML ({exc.problem}).") from exc
-    return key, value
+        raise ConfigError(f"Override {text[:80]!r}: the value is not valid YAML ({exc.problem}).") from exc
+    except RecursionError:
+        raise ConfigError(f"Override {text[:80]!r}...: the value nests lists or mappings deeper than Python can read.") from None
+    return key, _not_too_large(value, f"Override {text[:80]!r}")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -343,10 +358,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict)):
+                raise yaml.constructor.ConstructorError(None, None, f"a key that is a {'list' if isinstance(key, list) else 'mapping'} names no setting", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+MOST_VALUES = 1_000_000  # a configuration expands to at most this many values (YAML aliases can multiply them)
+
+
+def _expanded_size(tree: Any) -> int:
+    """How many values `tree` holds once YAML's aliases are expanded (a list referring nine times
+    to a list referring nine times to ... is a billion), counted without expanding them."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) not in sizes:
+            children = node.values() if isinstance(node, dict) else node
+            sizes[id(node)] = min(MOST_VALUES + 1, 1 + sum(size(child) for child in children))
+        return sizes[id(node)]
+
+    return size(tree)
+
+
+def _not_too_large(tree: Any, where: str) -> Any:
+    if _expanded_size(tree) > MOST_VALUES:
+        raise ConfigError(f"{where} expands to more than {MOST_VALUES:,} values (YAML aliases repeating aliases); no configuration is that large.")
+    return tree
 
 
 def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -369,11 +411,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         tree = json.loads(text, object_pairs_hook=_unique_json_object) if path.suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"Config file {path} nests lists or mappings deeper than Python can read; no setting is nested that deep.") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections, not {type(tree).__name__}.")
-    return tree
+    return _not_too_large(tree, f"Config file {path}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> Config:

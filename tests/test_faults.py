@@ -325,6 +325,9 @@ def write_images(root):
     return f"data.source=folder:{root}"
 
 
+LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+
+
 BAD_INPUT = [
     ("unknown key", lambda d: ["trian.epochs=5"], r"Unknown config key 'trian\.epochs'\. Did you mean 'train\.epochs'\?"),
     ("wrong type", lambda d: ["train.epochs=many"], r"'train\.epochs'.*valid integer"),
@@ -363,6 +366,17 @@ BAD_INPUT = [
     ("a value that overflows once scaled", lambda d: [write_npz(d / "big.npz", np.column_stack([np.arange(12.0), [1e300] + [1.0] * 11]), np.arange(12) % 2)],
      r"has 1e\+300 at sample 0, feature 1, beyond float32's range"),
     ("images that read both ways", lambda d: [write_npz(d / "i.npz", np.ones((6, 3, 4, 4)), np.arange(6) % 2)], r"data\.layout=channels_first"),
+    # Round three (issue 28)
+    ("an unhashable YAML key", lambda d: ["--config", str(_write(d / "key.yaml", "? [a, b]\n: 1\n"))], r"key\.yaml is not valid YAML: a key that is a list names no setting"),
+    ("YAML nested 20,000 deep", lambda d: ["--config", str(_write(d / "deep.yaml", "train: " + "[" * 20000 + "]" * 20000))], r"deep\.yaml nests lists or mappings deeper than Python can read"),
+    ("JSON nested 100,000 deep", lambda d: ["--config", str(_write(d / "deep.json", '{"train": ' + "[" * 100000 + "]" * 100000 + "}"))], r"deep\.json nests lists or mappings deeper"),
+    ("an override nested 5,000 deep", lambda d: ["train.epochs=" + "[" * 5000 + "]" * 5000], r"Override 'train\.epochs=\[\[.*deeper than Python can read"),
+    ("a billion laughs in a file", lambda d: ["--config", str(_write(d / "laughs.yaml", "model:\n  options:\n" + "".join("    " + line + "\n" for line in LAUGHS.splitlines())))],
+     r"laughs\.yaml expands to more than 1,000,000 values"),
+    ("a billion laughs in an override", lambda d: ["model.options={" + LAUGHS.replace("\n", ", ").rstrip(", ") + "}"], r"Override 'model\.options=.*expands to more than 1,000,000 values"),
+    ("an infinite noise level", lambda d: ["augment.recipe=[{name: GaussianNoise, std: .inf}]"], r"recipe\[0\] \(GaussianNoise\): std=inf is not a finite number"),
+    ("durations as features", lambda d: [write_npz(d / "td.npz", np.arange(12).astype("timedelta64[s]").reshape(6, 2), np.arange(6) % 2)],
+     r"array 'x' holds durations \(timedelta64\[s\]\), not numbers"),
 ]
 
 
@@ -382,6 +396,22 @@ def test_bad_input_is_a_clear_error_with_status_2_and_nothing_written(tmp_path, 
     cache = tmp_path / "cache"
     assert not [p for p in cache.glob("*/*") if KEY.match(p.name)] if cache.exists() else True
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_column_of_numbers_beyond_int64_reads_as_numbers(dirs, tmp_path):
+    """A CSV column mixing 99999999999999999999999 and small integers parses in full (pandas keeps it
+    as objects): it is a numeric column, not a traceback looking for the value that did not parse."""
+    rows = "".join(f"{99999999999999999999999 if i == 0 else i},{i % 3},{'xy'[i % 2]}\n" for i in range(30))
+    source = write_csv(tmp_path / "big.csv", "a,b,label\n" + rows)
+    result = run(dirs, *source, "train.epochs=1")
+    assert result.record["data"]["feature_names"] == ["a", "b"] and result.record["data"]["sample_shape"] == [2]
+
+
+def test_augmented_copies_beyond_the_machines_memory_are_refused_before_allocating(dirs, capsys):
+    status = main(["run", *FAST, "augment.mode=offline", "augment.copies=1000000000", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 2
+    assert re.search(r"augment\.copies=1000000000 would grow the training split to [\d,]+ samples \([\d,.]+ GiB\) where this machine has", capsys.readouterr().err)
+    assert not list(dirs["cache_dir"].glob("augment/*/meta.json")) and not dirs["runs_dir"].exists()
 
 
 def test_zero_variance_feature_is_scaled_by_one_with_no_nan_downstream(dirs, tmp_path):
@@ -443,3 +473,12 @@ def _folder(path, name, text):
     path.mkdir()
     (path / name).write_text(text)
     return path
+
+
+def test_a_manifest_nested_100000_deep_is_a_corrupt_entry_that_verify_removes_and_the_run_rebuilds(dirs):
+    first = run(dirs)
+    key = first.record["stages"][-1]["key"]
+    (dirs["cache_dir"] / "train" / key / "meta.json").write_text('{"info": ' + "[" * 100000 + "]" * 100000 + "}")
+    assert verify(CacheStore(dirs["cache_dir"])).corrupt == [f"train/{key[:12]}: meta.json is nested deeper than a manifest is"]
+    again = run(dirs)
+    assert statuses(again)["train"] == "miss" and again.metrics["test_accuracy"] == first.metrics["test_accuracy"]

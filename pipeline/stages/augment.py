@@ -7,6 +7,7 @@ An augmented copy keeps the identity of the sample it was made from (`id_train`,
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -49,6 +50,21 @@ def adapter_versions(recipe: list[dict[str, Any]]) -> dict[str, str]:
         for name, library in ADAPTER_LIBRARIES.items()
         if name in names
     }
+
+
+def check_room_for_copies(x: np.ndarray, copies: int) -> None:
+    """Refuse, before allocating, a grown training split larger than this machine's memory
+    (`augment.copies=1000000000` is a message, not minutes of swapping)."""
+    needed = x.nbytes * (copies + 1)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # the platform does not say
+        return
+    if needed > total:
+        raise ValueError(
+            f"augment.copies={copies} would grow the training split to {x.shape[0] * (copies + 1):,} samples "
+            f"({needed / 2**30:,.1f} GiB) where this machine has {total / 2**30:,.1f} GiB of memory; lower augment.copies."
+        )
 
 
 def augmented_copies(x: np.ndarray, recipe: list[dict[str, Any]], copies: int, seed: int) -> np.ndarray:
@@ -96,6 +112,7 @@ class AugmentStage(Stage):
         info = {"mode": mode, "recipe": settings.recipe if mode != "none" else [], "seed": settings.seed}
         if mode != "offline":
             return Artifact({}, info)
+        check_room_for_copies(x, settings.copies)
         grown_x = np.concatenate([x, augmented_copies(x, settings.recipe, settings.copies, settings.seed)])
         grown_y = np.concatenate([y] * (settings.copies + 1))
         origin = np.tile(np.arange(x.shape[0], dtype=np.int64), settings.copies + 1)
