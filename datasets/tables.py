@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -32,7 +33,7 @@ def _file_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
 
 def _sample_lines(path: Path) -> list[str]:
     """The first complete lines of the file (the last line read may be cut short)."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:  # -sig: a byte-order mark is not data
         text = handle.read(SNIFF_BYTES)
     lines = text.splitlines()
     return lines[:-1] if len(text) == SNIFF_BYTES and len(lines) > 1 else lines
@@ -77,10 +78,22 @@ def _is_number(text: str, decimal: str) -> bool:
 
 
 def has_header(rows: list[list[str]], decimal: str, setting: str | bool) -> bool:
-    """`data.header`: true or false as given; auto: a first row that parses entirely as numbers is data."""
+    """`data.header`: true or false as given; auto: the first row is a header when it has text
+    where the rows below have numbers (a first row of numbers, or of numbers and a text label as
+    in UCI's `iris.data`, is data). A file with no numeric column below its first row is read
+    with a header."""
     if isinstance(setting, bool):
         return setting
-    return not (rows and rows[0] and all(_is_number(field, decimal) for field in rows[0]))
+    if not rows or not rows[0]:
+        return False
+    first, body = rows[0], rows[1:]
+    numeric = [
+        column for column in range(len(first))
+        if body and all(column < len(row) and _is_number(row[column], decimal) for row in body if any(row))
+    ]
+    if not body or not numeric:
+        return not all(_is_number(field, decimal) for field in first)
+    return any(not _is_number(first[column], decimal) for column in numeric)
 
 
 def _mostly_numbers(column: Any) -> bool:
@@ -197,7 +210,7 @@ def load_csv(argument: str, options: SourceOptions) -> RawData:
     if repeated:  # pandas would rename the second `target` to `target.1`: a feature leaking the label
         raise ValueError(f"{path}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the header; give each column its own name.")
     try:
-        frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=0 if header else None)
+        frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=0 if header else None, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"Cannot read CSV file {path}: {exc}") from exc
     raw = table_to_raw(frame, options, f"csv:{argument}")
@@ -255,7 +268,25 @@ def _check_numpy_archive(path: Path) -> None:
         raise ValueError(f"{path} is not a NumPy archive (.npz, written by np.savez); it starts with {head!r}. For a CSV file use data.source=csv:{path}.")
 
 
+def _check_declared_size(archive: Any, name: str, path: Path) -> None:
+    """Refuse a member whose header declares more data than the member holds, before reading it
+    (a header saying (10**12,) over 64 bytes would otherwise ask for terabytes)."""
+    member = f"{name}.npy"
+    if member not in archive.zip.namelist():
+        return
+    info = archive.zip.getinfo(member)
+    with archive.zip.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        held = info.file_size - handle.tell()
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > held:
+        raise ValueError(f"{path}: array {name!r} declares shape {shape} of {dtype} ({declared:,} bytes) but holds {held:,} bytes: the file is damaged or not what it says.")
+
+
 def _read_array(archive: Any, name: str, path: Path) -> np.ndarray:
+    _check_declared_size(archive, name, path)
     try:
         return archive[name]
     except ValueError as exc:  # numpy's message advises allow_pickle=True: never pass that on
@@ -292,6 +323,13 @@ def load_npz(argument: str, options: SourceOptions) -> RawData:
         raise ValueError(f"{path}: array {options.x_key!r} has dtype {x.dtype}; expected numbers.")
     if labels.ndim != 1:
         raise ValueError(f"{path}: array {options.y_key!r} has shape {labels.shape}; expected one label per sample (N,).")
+    notes = []
+    if labels.dtype.kind in "US":  # "c0 " and "c0" are one class, as in a table
+        stripped = np.char.strip(labels)
+        changed = int(np.sum(stripped != labels))
+        if changed:
+            notes.append(f"{path}: stripped spaces around {changed} labels of {options.y_key!r}")
+            labels = stripped
     check_discrete(labels, str(path), options.y_key)
     y, class_names = encode_labels(labels)
-    return RawData(x, y, class_names, {"source": f"npz:{argument}", "layout": layout})
+    return RawData(x, y, class_names, {"source": f"npz:{argument}", "layout": layout}, warnings=notes)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -377,7 +378,22 @@ BAD_INPUT = [
     ("an infinite noise level", lambda d: ["augment.recipe=[{name: GaussianNoise, std: .inf}]"], r"recipe\[0\] \(GaussianNoise\): std=inf is not a finite number"),
     ("durations as features", lambda d: [write_npz(d / "td.npz", np.arange(12).astype("timedelta64[s]").reshape(6, 2), np.arange(6) % 2)],
      r"array 'x' holds durations \(timedelta64\[s\]\), not numbers"),
+    ("an npy header declaring a terabyte", lambda d: [_huge_npz(d / "huge.npz")], r"array 'x' declares shape \(1000000000000,\) of float64 \(8,000,000,000,000 bytes\) but holds 64 bytes"),
 ]
+
+
+def _huge_npz(path):
+    """An npz whose x.npy header declares 10**12 float64 values over 64 bytes of data."""
+    import io
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000,), }"
+    header += " " * (118 - len(header)) + "\n"
+    labels = io.BytesIO()
+    np.save(labels, np.arange(6) % 2)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64))
+        archive.writestr("y.npy", labels.getvalue())
+    return f"data.source=npz:{path}"
 
 
 def _write(path, text):
@@ -396,6 +412,30 @@ def test_bad_input_is_a_clear_error_with_status_2_and_nothing_written(tmp_path, 
     cache = tmp_path / "cache"
     assert not [p for p in cache.glob("*/*") if KEY.match(p.name)] if cache.exists() else True
     assert not (tmp_path / "runs").exists()
+
+
+def _iris_data(rng):
+    return "".join(f"{a:.3f},{b:.3f},{label}\n" for (a, b), label in zip(rng.normal(5, 1, (150, 2)), ["Iris-setosa", "Iris-versicolor", "Iris-virginica"] * 50))
+
+
+@pytest.mark.parametrize(("name", "make"), [
+    ("a byte-order mark before a header-less CSV", lambda d, rng: [f"data.source=csv:{_write(d / 'bom.csv', chr(0xFEFF) + ''.join(f'{a:.2f},{b:.2f},{i % 2}' + chr(10) for i, (a, b) in enumerate(rng.normal(size=(150, 2)))))}", "data.target=-1"]),
+    ("a header-less CSV with text labels (UCI iris.data)", lambda d, rng: [f"data.source=csv:{_write(d / 'iris.data', _iris_data(rng))}", "data.target=-1"]),
+])
+def test_header_less_files_keep_every_row(dirs, tmp_path, name, make):
+    result = run(dirs, *make(tmp_path, np.random.default_rng(0)), "train.epochs=1")
+    counts = result.record["data"]["class_counts"]
+    assert sum(sum(split) for split in counts.values()) == 150 and result.record["data"]["feature_names"] == ["0", "1"]
+
+
+def test_npz_labels_are_stripped_like_a_tables(dirs, tmp_path):
+    from datasets import DataWarning
+
+    source = write_npz(tmp_path / "labels.npz", np.random.default_rng(0).normal(size=(40, 2)), np.array(["c0", "c0 ", "c1", " c1"] * 10))
+    with pytest.warns(DataWarning, match="stripped spaces around 20 labels"):
+        result = run(dirs, source, "train.epochs=1")
+    assert result.record["data"]["class_names"] == ["c0", "c1"]
+    assert result.record["warnings"] == [f"{tmp_path / 'labels.npz'}: stripped spaces around 20 labels of 'y'"]
 
 
 def test_a_column_of_numbers_beyond_int64_reads_as_numbers(dirs, tmp_path):
