@@ -107,6 +107,24 @@ def _lenient_manifest(folder: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+PER_SAMPLE_PREFIXES = ("x_", "y_", "id_")  # arrays with one row per sample of the split they name
+
+
+def _check_split_lengths(arrays: dict[str, np.ndarray]) -> None:
+    """`CorruptEntry` when an entry's per-sample arrays of one split disagree in length (`y_train`
+    cut to 10 rows with its checksums recomputed would otherwise index past its end), whatever
+    the checksums say."""
+    lengths: dict[str, dict[str, int]] = {}
+    for name, array in arrays.items():
+        prefix = next((p for p in PER_SAMPLE_PREFIXES if name.startswith(p)), None)
+        if prefix is not None and array.ndim > 0:
+            lengths.setdefault(name.removeprefix(prefix), {})[name] = int(array.shape[0])
+    for split, found in lengths.items():
+        if len(set(found.values())) > 1:
+            listed = ", ".join(f"{name} {length}" for name, length in sorted(found.items()))
+            raise CorruptEntry(f"the {split} arrays disagree in length ({listed})")
+
+
 def content_digest(files: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
     """One SHA-256 for an artifact: its files' checksums and its information, canonically encoded."""
     checksums = {name: entry["sha256"] for name, entry in files.items()}
@@ -304,6 +322,7 @@ class CacheStore:
                 arrays[filename.removesuffix(".npy")] = np.load(path, mmap_mode="r", allow_pickle=False)
             except ValueError as exc:
                 raise CorruptEntry(f"{filename} is not a valid .npy file ({exc})") from None
+        _check_split_lengths(arrays)
         return CachedArtifact(Artifact(arrays, info), content_digest(files, info), meta)
 
     def save(self, stage: str, key: str, artifact: Artifact, meta: dict[str, Any]) -> CachedArtifact:

@@ -231,6 +231,7 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_nothing_runs(dirs
     "content, reason",
     [
         (b"garbage, not a checkpoint", "refused: not a plain checkpoint of tensors and numbers (Unsupported operand"),
+        (b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1\n", "cannot be read as a checkpoint (IndexError"),  # a text file (a symlink to /etc/passwd)
         ([1, 2, 3], "format 'list', expected 2"),
         ({"format": 2, "module": {"no.such.layer": 1}}, "it does not fit this training"),
     ],
@@ -522,3 +523,23 @@ def test_a_manifest_nested_100000_deep_is_a_corrupt_entry_that_verify_removes_an
     assert verify(CacheStore(dirs["cache_dir"])).corrupt == [f"train/{key[:12]}: meta.json is nested deeper than a manifest is"]
     again = run(dirs)
     assert statuses(again)["train"] == "miss" and again.metrics["test_accuracy"] == first.metrics["test_accuracy"]
+
+
+def test_an_entry_whose_arrays_disagree_in_length_is_corrupt_whatever_its_checksums_say(dirs):
+    """`y_train` cut to 10 rows, its checksum and the manifest's own recomputed: the lengths still
+    give it away, to `cache verify` and to the next run, which rebuilds it."""
+    from pipeline.cache import MANIFEST_DIGEST, file_sha256, manifest_digest
+
+    first = run(dirs)
+    key = first.record["stages"][0]["key"]
+    folder = dirs["cache_dir"] / "collect" / key
+    labels = np.load(folder / "y_train.npy")
+    np.save(folder / "y_train.npy", labels[:10])
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["files"]["y_train.npy"] = {"sha256": file_sha256(folder / "y_train.npy"), "bytes": (folder / "y_train.npy").stat().st_size}
+    meta[MANIFEST_DIGEST] = manifest_digest(meta)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (problem,) = verify(CacheStore(dirs["cache_dir"])).corrupt
+    assert problem == f"collect/{key[:12]}: the train arrays disagree in length (id_train {labels.size}, x_train {labels.size}, y_train 10)"
+    again = run(dirs)
+    assert statuses(again)["collect"] == "miss" and again.metrics["test_accuracy"] == first.metrics["test_accuracy"]

@@ -90,6 +90,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise set_aside(path, f"refused: not a plain checkpoint of tensors and numbers ({reason}); nothing in it was run") from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise set_aside(path, f"cannot be read: {exc}") from None
+    except Exception as exc:  # bytes that are no checkpoint at all (a text file) fail anywhere inside the unpickler
+        raise set_aside(path, f"cannot be read as a checkpoint ({exc.__class__.__name__}: {exc})") from None
     found = state.get("format") if isinstance(state, dict) else type(state).__name__
     if not (isinstance(found, int) and found == CHECKPOINT_FORMAT):
         raise set_aside(path, f"format {repr(found) if isinstance(found, (int, str)) else _kind(found)}, expected {CHECKPOINT_FORMAT}")
