@@ -8,6 +8,7 @@ version), so the pipeline's `collect` key changes when the data does, not just i
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -145,6 +146,14 @@ def check_discrete(labels: np.ndarray, source: str, name: str) -> None:
             "and looks continuous, as a regression target does; this pipeline classifies. To classify ranges of it, "
             f"bin it into a new column first, e.g. with pandas: df['{name}_bin'] = pd.qcut(df['{name}'], q=4, labels=False)."
         )
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def check_real(array: np.ndarray, source: str, name: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import RawData, SourceOptions, hash_files, register_source
+from datasets.base import RawData, SourceOptions, hash_files, host_memory_bytes, register_source
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -53,6 +53,18 @@ def _fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     return hash_files([f for files in image_files(root).values() for f in files], relative_to=root)
 
 
+def check_room_for_images(count: int, size: tuple[int, int]) -> None:
+    """Refuse, before reading any image, a `data.image_size` whose images (as bytes, then as the
+    scale stage's float32) would not fit in this machine's memory."""
+    height, width = size
+    needed, total = count * 3 * height * width * (1 + 4), host_memory_bytes()  # RGB at worst: uint8 read, float32 scaled
+    if total is not None and needed > total:
+        raise ValueError(
+            f"data.image_size=[{height}, {width}] makes {count:,} images of up to {3 * height * width / 2**30:,.1f} GiB each, about "
+            f"{needed / 2**30:,.0f} GiB read and scaled, where this machine has {total / 2**30:,.1f} GiB of memory; choose a smaller data.image_size."
+        )
+
+
 @register_source("folder", fingerprint=_fingerprint, reads=("image_size",))
 def load_folder(argument: str, options: SourceOptions) -> RawData:
     """Grayscale if every image is, else RGB; sizes must agree unless `data.image_size` resizes them all."""
@@ -61,6 +73,8 @@ def load_folder(argument: str, options: SourceOptions) -> RawData:
     root = Path(argument)
     classes = image_files(root)
     notes = [f"folder:{argument}: class folder {name!r} holds no image and is left out" for name in empty_classes(root, classes)]
+    if options.image_size:
+        check_room_for_images(sum(len(files) for files in classes.values()), options.image_size)
     opened = []
     for files in classes.values():
         for path in files:

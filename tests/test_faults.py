@@ -543,3 +543,11 @@ def test_an_entry_whose_arrays_disagree_in_length_is_corrupt_whatever_its_checks
     assert problem == f"collect/{key[:12]}: the train arrays disagree in length (id_train {labels.size}, x_train {labels.size}, y_train 10)"
     again = run(dirs)
     assert statuses(again)["collect"] == "miss" and again.metrics["test_accuracy"] == first.metrics["test_accuracy"]
+
+
+def test_an_image_size_beyond_the_machines_memory_is_refused_before_any_image_is_read(dirs, tmp_path, capsys):
+    source = write_images(tmp_path / "images")
+    status = main(["run", *FAST, source, "data.image_size=[200000, 200000]", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 2
+    assert re.search(r"data\.image_size=\[200000, 200000\] makes 2 images of up to 111\.8 GiB each, about [\d,]+ GiB read and scaled, where this machine has", capsys.readouterr().err)
+    assert not dirs["runs_dir"].exists()

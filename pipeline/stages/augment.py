@@ -7,7 +7,6 @@ An augmented copy keeps the identity of the sample it was made from (`id_train`,
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -21,6 +20,7 @@ import transforms.compose
 import transforms.functional
 import transforms.geometric
 import transforms.pixel
+from datasets.base import host_memory_bytes
 from pipeline.cache import Artifact
 from pipeline.config import Config
 from pipeline.stages.base import RunContext, Stage
@@ -55,12 +55,8 @@ def adapter_versions(recipe: list[dict[str, Any]]) -> dict[str, str]:
 def check_room_for_copies(x: np.ndarray, copies: int) -> None:
     """Refuse, before allocating, a grown training split larger than this machine's memory
     (`augment.copies=1000000000` is a message, not minutes of swapping)."""
-    needed = x.nbytes * (copies + 1)
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # the platform does not say
-        return
-    if needed > total:
+    needed, total = x.nbytes * (copies + 1), host_memory_bytes()
+    if total is not None and needed > total:
         raise ValueError(
             f"augment.copies={copies} would grow the training split to {x.shape[0] * (copies + 1):,} samples "
             f"({needed / 2**30:,.1f} GiB) where this machine has {total / 2**30:,.1f} GiB of memory; lower augment.copies."
