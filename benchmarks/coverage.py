@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the simulation the tests check k-fold with
+
 from pipeline.ablation.effects import adjust_together
 from pipeline.ablation.sequential import Looks
-from pipeline.ablation.stats import DIFFERENCE_RANGE, Effect, Folds, paired_effect, summarize_runs
+from pipeline.ablation.stats import DIFFERENCE_RANGE, Effect, paired_effect
+from simulations import kfold_coverage
 
 SAMPLES, SEED_SPREAD, NOISE, SKILL = 360, 0.3, 0.3, 2.0
 
@@ -76,43 +81,6 @@ def until_decided(
     return adjusted, taken
 
 
-def kfold_learners(rng: np.random.Generator, datasets: int) -> tuple[int, int]:
-    """Nearest centroids on 10 of 10 Gaussian features against 3, 3 seeds of 5-fold on 200 samples
-    (the design `tests/test_uncertainty.py` checks): intervals covering the expected difference."""
-    mu, n, k = np.full(10, 0.35), 200, 5
-
-    def draw(size: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 2, size)
-        return rng.normal(size=(size, 10)) + np.where(y[:, None] == 1, mu, -mu), y
-
-    def centroids(x: np.ndarray, y: np.ndarray, features: int) -> tuple[np.ndarray, float]:
-        ones, zeros = x[y == 1, :features].mean(axis=0), x[y == 0, :features].mean(axis=0)
-        weights = np.zeros(x.shape[1])
-        weights[:features] = ones - zeros
-        return weights, float(zeros @ zeros - ones @ ones) / 2
-
-    def exact(weights: np.ndarray, bias: float) -> float:
-        norm = np.linalg.norm(weights)
-        return 0.5 * float(stats.norm.cdf((weights @ mu + bias) / norm) + stats.norm.cdf((weights @ mu - bias) / norm))
-
-    pairs = [draw(n - n // k) for _ in range(4000)]
-    expected = float(np.mean([exact(*centroids(x, y, 10)) - exact(*centroids(x, y, 3)) for x, y in pairs]))
-    covered = 0
-    for _ in range(datasets):
-        x, y = draw(n)
-        vectors = []
-        for _seed in range(3):
-            order, scored = rng.permutation(n), []
-            for fold in range(k):
-                test, train = order[fold::k], np.sort(np.concatenate([order[f::k] for f in range(k) if f != fold]))
-                right = [((x[test] @ w + b > 0) == y[test]).astype(float) for w, b in (centroids(x[train], y[train], m) for m in (10, 3))]
-                scored.append(right[0] - right[1])
-            vectors.append(np.concatenate(scored))
-        summary = summarize_runs(vectors, Folds(k, n // k, n - n // k), DIFFERENCE_RANGE)
-        covered += summary.low <= expected <= summary.high
-    return covered, datasets
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--simulations", type=int, default=1000)
@@ -144,8 +112,8 @@ def main() -> None:
             (fwer if boundary else {})[f"until decided, {where}, 4 null effects, {label}"] = false / runs
             print(f"fwer      until decided at {counts} seeds, {where}, 4 null effects, {label}: {false / runs:.3f}")
 
-    covered, datasets = kfold_learners(rng, max(100, runs // 3))
-    print(f"coverage  5-fold x 3 seeds, Nadeau and Bengio (conservative by design, not held to 93-97%): {covered / datasets:.3f}")
+    kfold = kfold_coverage(rng, max(100, runs // 3), truth_draws=4000)
+    print(f"coverage  5-fold x 3 seeds, Nadeau and Bengio (conservative by design, not held to 93-97%): {kfold:.3f}")
 
     for name, value in coverage.items():
         print(f"coverage  {name}: {value:.3f}")

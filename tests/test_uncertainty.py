@@ -9,6 +9,7 @@ from scipy import stats as scipy_stats
 
 from pipeline.ablation.design import AblationConfig
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
+from simulations import kfold_coverage
 from pipeline.ablation.stats import DIFFERENCE_RANGE, Effect, Folds, Summary, detectable, p_value, paired_effect, seeds_to_decide, summarize, summarize_runs
 
 SIMULATIONS = 1000
@@ -265,50 +266,11 @@ def test_k_fold_scores_get_nadeau_and_bengios_corrected_variance():
     assert alike.exact == "binomial" and alike.low < 0 < alike.high
 
 
-def nearest_centroid(x, y, features):
-    """A linear rule from the class means on the first `features` axes: weights and bias."""
-    ones, zeros = x[y == 1, :features].mean(axis=0), x[y == 0, :features].mean(axis=0)
-    weights = np.zeros(x.shape[1])
-    weights[:features] = ones - zeros
-    return weights, (zeros @ zeros - ones @ ones) / 2
-
-
 def test_k_fold_intervals_cover_the_true_difference_of_two_learners():
-    """Two Gaussian classes N(+-mu, I) in 10 dimensions, where a linear rule's accuracy is known
-    exactly: nearest centroids on all 10 features against the first 3. The truth is the expected
-    difference at the folds' training size over training sets drawn afresh (what k-fold
-    estimates); 300 datasets of 200 samples, 3 seeds of 5 folds each. Nadeau and Bengio's
-    correction is a heuristic, and conservative for a learner this stable: the intervals cover
-    the truth at least 95% of the time (about 99% here), never less."""
-    rng = np.random.default_rng(0)
-    mu, n, k = np.full(10, 0.35), 200, 5
-
-    def draw(size):
-        y = rng.integers(0, 2, size)
-        return rng.normal(size=(size, 10)) + np.where(y[:, None] == 1, mu, -mu), y
-
-    def exact_accuracy(weights, bias):
-        norm = np.linalg.norm(weights)
-        return 0.5 * (scipy_stats.norm.cdf((weights @ mu + bias) / norm) + scipy_stats.norm.cdf((weights @ mu - bias) / norm))
-
-    def gap(x, y):
-        return exact_accuracy(*nearest_centroid(x, y, 10)) - exact_accuracy(*nearest_centroid(x, y, 3))
-
-    truth = np.mean([gap(*draw(n - n // k)) for _ in range(5000)])
-    covered = 0
-    for _ in range(300):
-        x, y = draw(n)
-        vectors = []
-        for _seed in range(3):
-            order, scored = rng.permutation(n), []
-            for fold in range(k):
-                test, train = order[fold::k], np.sort(np.concatenate([order[f::k] for f in range(k) if f != fold]))
-                right = [((x[test] @ w + b > 0) == y[test]).astype(float) for w, b in (nearest_centroid(x[train], y[train], m) for m in (10, 3))]
-                scored.append(right[0] - right[1])
-            vectors.append(np.concatenate(scored))
-        summary = summarize_runs(vectors, Folds(k, n // k, n - n // k), DIFFERENCE_RANGE)
-        covered += summary.low <= truth <= summary.high
-    assert covered / 300 >= 0.95
+    """Nearest centroids on all 10 of 10 Gaussian features against the first 3 (`simulations.kfold_coverage`),
+    300 datasets of 200 samples. Nadeau and Bengio's correction is a heuristic, and conservative for
+    a learner this stable: the intervals cover the truth at least 95% of the time (about 99% here), never less."""
+    assert kfold_coverage(np.random.default_rng(0), 300) >= 0.95
 
 
 def test_an_effect_no_number_of_seeds_decides_says_what_limits_it():
