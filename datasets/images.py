@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,24 @@ def image_files(root: Path) -> dict[str, list[Path]]:
     classes = {}
     for folder in _class_folders(root):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        for path in files:
+            if not path.is_file():  # reading a FIFO named x.png would wait forever
+                raise ValueError(f"folder:{root}: {path} is not a regular file ({_kind(path)}); an image folder holds image files.")
         if files:
             classes[folder.name] = files
     if not classes:
         raise ValueError(f"folder:{root}: no class subfolders with images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     return classes
+
+
+def _kind(path: Path) -> str:
+    """What a path that is not a regular file is, in words."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken link"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _class_folders(root: Path) -> list[Path]:

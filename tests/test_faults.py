@@ -379,8 +379,16 @@ BAD_INPUT = [
     ("an infinite noise level", lambda d: ["augment.recipe=[{name: GaussianNoise, std: .inf}]"], r"recipe\[0\] \(GaussianNoise\): std=inf is not a finite number"),
     ("durations as features", lambda d: [write_npz(d / "td.npz", np.arange(12).astype("timedelta64[s]").reshape(6, 2), np.arange(6) % 2)],
      r"array 'x' holds durations \(timedelta64\[s\]\), not numbers"),
+    ("a named pipe called x.png in a class folder", lambda d: [_with_fifo(write_images(d / "imgs"), d / "imgs" / "a" / "x.png")],
+     r"x\.png is not a regular file \(a named pipe\); an image folder holds image files"),
     ("an npy header declaring a terabyte", lambda d: [_huge_npz(d / "huge.npz")], r"array 'x' declares shape \(1000000000000,\) of float64 \(8,000,000,000,000 bytes\) but holds 64 bytes"),
 ]
+
+
+def _with_fifo(source, path):
+    """`source` with a named pipe at `path`, which a reader would wait on forever."""
+    os.mkfifo(path)
+    return source
 
 
 def _huge_npz(path):
