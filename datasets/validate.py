@@ -27,7 +27,10 @@ def validate(data: RawData, source: str) -> RawData:
 
 
 def check_usable(data: RawData, source: str) -> None:
-    """Raise a `ValueError` naming what no model can use: no samples, mismatched labels, NaN, one class."""
+    """Raise a `ValueError` naming what no model can use: not `RawData` at all (a plugin's loader
+    returned something else), no samples, mismatched labels, labels beyond the class names, NaN, one class."""
+    if not isinstance(data, RawData):
+        raise ValueError(f"{source}: the loader returned {type(data).__name__}, not datasets.RawData(x, y, class_names).")
     x, y = data.x, data.y
     if x.shape[0] == 0:
         raise ValueError(f"{source} has no samples.")
@@ -47,6 +50,11 @@ def check_usable(data: RawData, source: str) -> None:
         if huge.any():  # finite here, infinite once training's float32 arithmetic sees it
             index = tuple(int(i) for i in np.argwhere(huge)[0])
             raise ValueError(f"{source} has {x[index]:g} at {_where(x, index)}, beyond float32's range (about 3.4e38); rescale it at the source.")
+    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(data.class_names)):
+        raise ValueError(
+            f"{source} gives labels from {y.min()} to {y.max()} ({y.dtype}) but names {len(data.class_names)} classes "
+            f"({', '.join(map(str, data.class_names[:5]))}{', ...' if len(data.class_names) > 5 else ''}); labels are 0..{len(data.class_names) - 1}."
+        )
     counts = np.bincount(y, minlength=len(data.class_names))
     if np.count_nonzero(counts) < 2:
         raise ValueError(f"{source} has fewer than two classes ({data.class_names[int(np.argmax(counts))]!r} only).")

@@ -23,6 +23,9 @@ def import_plugins(modules: Iterable[str]) -> list[str]:
             raise ValueError(f"cannot import plugin module {module!r} ({exc})") from None
         except Exception as exc:  # the plugin's own code failed (a syntax error, a bad decorator): say where
             raise ValueError(f"plugin module {module!r} failed while importing: {exc.__class__.__name__}: {exc}") from None
+        except (SystemExit, KeyboardInterrupt) as exc:  # a plugin that exits or interrupts on import would end the run without a record
+            what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else "raised KeyboardInterrupt"
+            raise ValueError(f"plugin module {module!r} {what} while importing; a plugin module only registers sources and models") from None
     return names
 
 

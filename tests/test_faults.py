@@ -385,6 +385,25 @@ BAD_INPUT = [
 ]
 
 
+BAD_SOURCES = """
+import numpy as np
+from datasets import RawData, register_source
+
+@register_source("raises")
+def load_raises(argument, options):
+    raise KeyError("column_x")
+
+@register_source("dict")
+def load_dict(argument, options):
+    return {"x": np.ones((10, 2)), "y": np.arange(10) % 2}
+
+@register_source("beyond")
+def load_beyond(argument, options):
+    y = np.arange(40) % 3
+    return RawData(np.random.default_rng(0).normal(size=(40, 2)).astype("float32") + y[:, None], y, class_names=["a", "b"])
+"""
+
+
 def _with_fifo(source, path):
     """`source` with a named pipe at `path`, which a reader would wait on forever."""
     os.mkfifo(path)
@@ -499,16 +518,24 @@ def test_an_edited_manifest_is_a_corrupt_entry_not_a_reported_result(dirs, capsy
         (lambda d: ["run", "train.device=cuda:99999999999999999999"], r"'train\.device': String should match pattern"),
         (lambda d: ["run", "model.plugins=[broken_plugin]"], r"plugin module 'broken_plugin' failed while importing: SyntaxError"),
         (lambda d: ["report", str(_folder(d / "empty-summary", "summary.json", "{}"))], r"summary\.json is not what an ablation writes: it lacks ablation"),
+        (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=raises:1"], r"the plugin's loader bad_sources\.load_raises raised KeyError: 'column_x'"),
+        (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=dict:1"], r"dict:1: the loader returned dict, not datasets\.RawData"),
+        (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=beyond:1"], r"beyond:1 gives labels from 0 to 2 \(int64\) but names 2 classes \(a, b\)"),
+        (lambda d: ["run", "data.plugins=[exits_on_import]"], r"plugin module 'exits_on_import' called sys\.exit\(0\) while importing"),
+        (lambda d: ["run", "model.plugins=[interrupts_on_import]"], r"plugin module 'interrupts_on_import' raised KeyboardInterrupt while importing"),
     ],
 )
 def test_assorted_inputs_that_used_to_raise_are_messages(tmp_path, monkeypatch, capsys, args_of, pattern):
     (tmp_path / "broken_plugin.py").write_text("def oops(:\n")
+    (tmp_path / "bad_sources.py").write_text(BAD_SOURCES)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "interrupts_on_import.py").write_text("raise KeyboardInterrupt\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     args = args_of(tmp_path)
     status = main([*args, *(["--cache-dir", str(tmp_path / "c")] if args[0] == "run" else [])])
     assert status == 2
     assert re.search(pattern, capsys.readouterr().err)
-    assert not (tmp_path / "c").exists()
+    assert not [p for p in (tmp_path / "c").glob("*/*") if KEY.match(p.name)]  # nothing cached (a lock folder may be there)
 
 
 def test_a_network_too_large_for_the_device_is_refused_before_anything_is_allocated(dirs, capsys):

@@ -29,6 +29,20 @@ SPLITS = ("train", "val", "test")
 SOURCE_OPTIONS = tuple(option.name for option in dataclasses.fields(datasets.SourceOptions))
 
 
+def load_raw(source: datasets.base.Source, argument: str, options: datasets.SourceOptions, text: str) -> datasets.RawData:
+    """The source's data. A plugin's loader that fails other than with a `ValueError` (its own
+    message) is named, with what it raised: bad input from a plugin, not a crash of the pipeline."""
+    try:
+        return source.load(argument, options)
+    except ValueError:
+        raise
+    except Exception as exc:
+        if source.load.__module__.split(".")[0] == "datasets":
+            raise
+        where = f"{source.load.__module__}.{source.load.__qualname__}"
+        raise ValueError(f"data source {text!r}: the plugin's loader {where} raised {exc.__class__.__name__}: {exc}") from None
+
+
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
     """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's own."""
     data = config.data
@@ -89,7 +103,7 @@ class CollectStage(Stage):
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
         source, argument = datasets.parse_source(config.data.source)
         options = config.data.source_options(source.reads)
-        raw = source.load(argument, options)
+        raw = load_raw(source, argument, options, config.data.source)
         check_usable(raw, config.data.source)
         indices = split_indices(raw, config)
         arrays = {}
