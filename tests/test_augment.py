@@ -340,3 +340,15 @@ def test_crop_without_size_keeps_the_input_size():
     out = crop(x, generator())
     assert out.shape == x.shape
     assert from_dict(crop.to_dict()).size is None
+
+
+def test_transforms_take_numpy_batches_as_the_scalers_do_and_give_numpy_back():
+    """`RandomCrop(16, padding=2)(numpy_batch, gen)` once said it expected (N, C, H, W) of a batch of
+    exactly that shape: the type was the problem. The same pixels as the tensor path, as NumPy."""
+    from transforms import Compose, RandomCrop, RandomHorizontalFlip
+
+    batch = np.random.default_rng(0).random((16, 1, 16, 16), dtype=np.float32)
+    for transform in (RandomCrop(16, padding=2), Compose([RandomCrop(16, padding=2), RandomHorizontalFlip()])):
+        from_numpy = transform(batch, torch.Generator().manual_seed(3))
+        from_tensor = transform(torch.from_numpy(batch.copy()), torch.Generator().manual_seed(3))
+        assert isinstance(from_numpy, np.ndarray) and np.array_equal(from_numpy, from_tensor.numpy())

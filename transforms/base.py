@@ -13,6 +13,7 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 Params = dict[str, Any]
@@ -95,7 +96,10 @@ class Transform(ABC):
         """The constructor's arguments, as given, in a JSON/YAML-friendly form."""
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a batch `(N, C, H, W)`, or one image `(C, H, W)` (as a `Dataset` transform)."""
+        """Augment a batch `(N, C, H, W)`, or one image `(C, H, W)` (as a `Dataset` transform); a
+        NumPy array comes back as one, as the scalers take and give them."""
+        if isinstance(x, np.ndarray):
+            return self(torch.from_numpy(np.ascontiguousarray(x)), generator).numpy()
         single = isinstance(x, torch.Tensor) and x.ndim == 3
         batch = x.unsqueeze(0) if single else x
         check_batch(batch, type(self).__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 import yaml
 
@@ -33,7 +34,7 @@ class Compose(Transform):
         return x
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.ndim == 3:
+        if isinstance(x, np.ndarray) or x.ndim == 3:
             return super().__call__(x, generator)
         return self._run(x, generator_for(x, generator))[0]
 
