@@ -44,3 +44,19 @@ def test_logistic_regression_standardizes_so_the_feature_scale_does_not_change_i
     mean, std = train.mean(axis=0), np.where(train.std(axis=0) > 0, train.std(axis=0), 1)  # StandardScaler's rule
     expected = LogisticRegression(max_iter=2000).fit((train - mean) / std, y[:1000])
     assert scores[0] == scores[1] == pytest.approx(np.mean(expected.predict((test - mean) / std) == y[1000:1300]))
+
+
+def test_baselines_that_too_little_data_cannot_fit_are_noted_and_the_rest_still_stand():
+    """Three training samples: k-nearest neighbours asks for as many neighbours as there are; one
+    class: no classifier fits, each says why, and nothing raises (the ablation's summary is written)."""
+    import math
+
+    import numpy as np
+
+    from trainers.baselines import sklearn_baselines
+
+    x, y = np.array([[0.0], [1.0], [2.0]]), np.array([0, 1, 1])
+    few = sklearn_baselines(x, y, x, y)
+    assert all(not math.isnan(score["test_accuracy"]) for score in few.values())
+    one_class = sklearn_baselines(x, np.zeros(3, dtype=int), x, np.zeros(3, dtype=int))
+    assert one_class["SVM (RBF)"]["note"].startswith("not fitted: ") and math.isnan(one_class["SVM (RBF)"]["test_accuracy"])

@@ -299,7 +299,8 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
     rows = [[f"network: {best['name']} (best variant by validation, mean of seeds)", _pct(best["test_accuracy"]["mean"])]]
     for baseline in summary["baselines"]:
         data_of = baseline["data_of_variant"]
-        rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"])] for name, score in baseline["models"].items()]
+        rows += [[f"{name} (data of '{data_of}')", _pct(score["test_accuracy"]) + (f" ({score['note']})" if "note" in score else "")]
+                 for name, score in baseline["models"].items()]
     ensembles = summary["ensembles"]
     rows += [[e["label"], _pct(e["test_accuracy"]) + (f" ({e['note']})" if "note" in e else "")] for e in ensembles["per_variant"].values()]
     if ensembles["top_k"]:
