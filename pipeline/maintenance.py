@@ -138,14 +138,14 @@ def select_for_gc(
     entries: list[EntryInfo], max_size: int | None, older_than: float | None, keep_last: int | None, now: float
 ) -> list[EntryInfo]:
     """Entries and checkpoints the policies remove: used (or written) longer ago than
-    `older_than`, entries beyond the `keep_last` most recently used of each stage, then least
-    recently used until `max_size` is met."""
+    `older_than`, entries and checkpoints beyond the `keep_last` most recently used of each
+    stage (each kind counted apart), then least recently used until `max_size` is met."""
     doomed: dict[Path, EntryInfo] = {}
     if older_than is not None:
         doomed.update({e.path: e for e in entries if now - e.last_used > older_than})
     if keep_last is not None:
-        for stage in {e.stage for e in entries}:
-            newest_first = sorted((e for e in entries if e.stage == stage and e.kind == "entry"), key=lambda e: e.last_used, reverse=True)
+        for stage, kind in {(e.stage, e.kind) for e in entries}:
+            newest_first = sorted((e for e in entries if e.stage == stage and e.kind == kind), key=lambda e: e.last_used, reverse=True)
             doomed.update({e.path: e for e in newest_first[keep_last:]})
     if max_size is not None:
         remaining = sum(e.bytes for e in entries if e.path not in doomed)

@@ -172,3 +172,20 @@ def test_gc_checks_its_policies_itself_before_removing_anything(tmp_path, policy
     with pytest.raises(ValueError, match=message):
         collect_garbage(store, **policy)
     assert collect_garbage(store, max_size="1GB", older_than="30d").removed == []
+
+
+def test_gc_keep_last_counts_checkpoints_apart_from_entries(dirs):
+    """`--keep-last 0` removed every entry and left every checkpoint; now each kind keeps its own
+    N most recent per stage."""
+    run(dirs)
+    store = CacheStore(dirs["cache_dir"])
+    old, new = store.checkpoint_path("train", "a" * 64), store.checkpoint_path("train", "b" * 64)
+    for age, path in ((120, old), (60, new)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - age, time.time() - age))
+    one = collect_garbage(store, keep_last=1)
+    assert [item.key for item in one.removed if item.kind == "checkpoint"] == ["a" * 64] and new.exists()
+    assert sorted(item.kind for item in one.removed) == ["checkpoint"]  # one entry per stage: each stays
+    none = collect_garbage(store, keep_last=0)
+    assert sorted(item.kind for item in none.removed) == ["checkpoint", "entry", "entry", "entry", "entry"] and not new.exists()
