@@ -235,3 +235,12 @@ def test_an_unreachable_tracker_exits_1_before_any_work(tmp_path, monkeypatch, c
     assert main(args) == 1
     assert "error: MLflow at tracking.uri=http://127.0.0.1:9 could not log" in capsys.readouterr().err
     assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("jobs, message", [("0", "0 is fewer than 1"), ("-3", "-3 is fewer than 1"), ("two", "'two' is not a whole number")])
+def test_ablate_jobs_must_count_at_least_one_worker(tmp_path, monkeypatch, capsys, jobs, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["ablate", "--jobs", jobs])
+    assert exited.value.code == 2 and f"argument --jobs: {message}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
