@@ -7,6 +7,7 @@ from the first line, the UCI layout) is recognised, and so are decimal commas (`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import math
 import re
@@ -96,6 +97,22 @@ def has_header(rows: list[list[str]], decimal: str, setting: str | bool) -> bool
     return any(not _is_number(first[column], decimal) for column in numeric)
 
 
+GROUPED = re.compile(r"^[-+]?\d{1,3}(?:([,. \u00a0'])\d{3})(?:\1\d{3})*(?:[.,]\d+)?$")  # 5,100  1.234.567,8  5 100
+
+
+def _grouped_number(column: Any) -> str | None:
+    """A value of a text column that is a number written with digit groups (`5,100`, `5 100`,
+    `1.234.567,8`), when most values are such numbers or plain ones; else None."""
+    import pandas as pd
+
+    values = column.dropna().astype(str).str.strip()
+    if values.empty:
+        return None
+    grouped = values[values.str.match(GROUPED)]
+    plain = pd.to_numeric(values, errors="coerce").notna()
+    return str(grouped.iloc[0]) if len(grouped) and (values.str.match(GROUPED) | plain).mean() > 0.5 else None
+
+
 def _mostly_numbers(column: Any) -> bool:
     import pandas as pd
 
@@ -165,6 +182,12 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
                 f"{source}: column {name!r} holds {'times' if pd.api.types.is_datetime64_any_dtype(column) else 'durations'} ({column.dtype}), "
                 "not numbers; convert it to a number first (seconds, a day of the year, ...) or drop it."
             )
+        grouped = None if options.decimal == "," or pd.api.types.is_numeric_dtype(column) else _grouped_number(column)
+        if grouped is not None:  # "5,100" would read as 5.1 beside "200" (or "5 100" as text): refuse, never guess
+            raise ValueError(
+                f"{source}: column {name!r} holds numbers written with digit groups (e.g. {grouped!r}), which would be read as "
+                "decimals or text; remove the group separators, or, if ',' is the decimal mark there, set data.decimal=','."
+            )
         if not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)):
             column = _numbers_with_decimal_comma(column) if options.decimal != "." else None
             column = features[name] if column is None else column
@@ -213,7 +236,8 @@ def load_csv(argument: str, options: SourceOptions) -> RawData:
         frame = pd.read_csv(path, sep=delimiter, decimal=decimal, header=0 if header else None, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"Cannot read CSV file {path}: {exc}") from exc
-    raw = table_to_raw(frame, options, f"csv:{argument}")
+    # A decimal comma sniffed from the file (a `;` file of "5,125") is as good as one given.
+    raw = table_to_raw(frame, dataclasses.replace(options, decimal=",") if decimal == "," else options, f"csv:{argument}")
     raw.provenance.update({"delimiter": delimiter, "decimal": decimal, "header": header})
     return raw
 

@@ -373,3 +373,11 @@ def test_stratified_split_without_test_share():
     y = np.repeat(np.arange(3), 20)
     train, val, test = stratified_split(y, 0.25, 0.0, seed=0)
     assert len(test) == 0 and len(train) == 45 and np.bincount(y[val]).tolist() == [5, 5, 5]
+
+
+def test_three_decimals_after_a_sniffed_decimal_comma_are_decimals_not_digit_groups(tmp_path):
+    """A `;` file of "0,125" has a decimal comma (sniffed); the same shape in a comma file ("5,100"
+    beside "200") is refused as ambiguous (tests/test_faults.py)."""
+    path = tmp_path / "eu3.csv"
+    path.write_text("a;b;label\n0,125;1,500;x\n0,250;2,750;y\n0,375;1,125;x\n0,500;2,250;y\n")
+    np.testing.assert_allclose(load_source(f"csv:{path}", SourceOptions(target="label")).x, [[0.125, 1.5], [0.25, 2.75], [0.375, 1.125], [0.5, 2.25]])
