@@ -80,9 +80,10 @@ def _is_number(text: str, decimal: str) -> bool:
 
 def has_header(rows: list[list[str]], decimal: str, setting: str | bool) -> bool:
     """`data.header`: true or false as given; auto: the first row is a header when it has text
-    where the rows below have numbers (a first row of numbers, or of numbers and a text label as
-    in UCI's `iris.data`, is data). A file with no numeric column below its first row is read
-    with a header."""
+    where the rows below have numbers, or text that its column never holds below (a name such as
+    `label` over numbered pixel columns). A first row of numbers, or of numbers and a label its
+    column holds again (UCI's `iris.data`), is data. A file with no numeric column below its
+    first row is read with a header."""
     if isinstance(setting, bool):
         return setting
     if not rows or not rows[0]:
@@ -94,7 +95,10 @@ def has_header(rows: list[list[str]], decimal: str, setting: str | bool) -> bool
     ]
     if not body or not numeric:
         return not all(_is_number(field, decimal) for field in first)
-    return any(not _is_number(first[column], decimal) for column in numeric)
+    if any(not _is_number(first[column], decimal) for column in numeric):
+        return True
+    texts = [column for column in range(len(first)) if column not in numeric and not _is_number(first[column], decimal)]
+    return any(first[column] not in {row[column] for row in body if column < len(row)} for column in texts)
 
 
 GROUPED = re.compile(r"^[-+]?\d{1,3}(?:([,. \u00a0'])\d{3})(?:\1\d{3})*(?:[.,]\d+)?$")  # 5,100  1.234.567,8  5 100

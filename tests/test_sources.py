@@ -381,3 +381,12 @@ def test_three_decimals_after_a_sniffed_decimal_comma_are_decimals_not_digit_gro
     path = tmp_path / "eu3.csv"
     path.write_text("a;b;label\n0,125;1,500;x\n0,250;2,750;y\n0,375;1,125;x\n0,500;2,250;y\n")
     np.testing.assert_allclose(load_source(f"csv:{path}", SourceOptions(target="label")).x, [[0.125, 1.5], [0.25, 2.75], [0.375, 1.125], [0.5, 2.25]])
+
+
+def test_a_header_of_numbered_columns_over_a_text_label_is_still_a_header(tmp_path):
+    """Numbers where the rows below have numbers and a text label: data when the label recurs in its
+    column (iris.data), a header when it never does (`label` over columns named 0, 1)."""
+    path = tmp_path / "numbered.csv"
+    path.write_text("0,1,label\n" + "".join(f"{i}.5,{i % 3}.25,{'xy'[i % 2]}\n" for i in range(12)))
+    raw = load_source(f"csv:{path}", SourceOptions(target="label"))
+    assert raw.feature_names == ["0", "1"] and raw.x.shape == (12, 2) and raw.class_names == ["x", "y"]
