@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from filelock import Timeout
 
+import datasets.base
 import pipeline.cache
 import pipeline.stages.train
 from conftest import FAST, cli, hold_lock, stop
@@ -535,8 +537,13 @@ def test_assorted_inputs_that_used_to_raise_are_messages(tmp_path, monkeypatch, 
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
     (tmp_path / "interrupts_on_import.py").write_text("raise KeyboardInterrupt\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(datasets.base, "SOURCES", dict(datasets.base.SOURCES))  # the plugins' sources are gone after the test
     args = args_of(tmp_path)
-    status = main([*args, *(["--cache-dir", str(tmp_path / "c")] if args[0] == "run" else [])])
+    try:
+        status = main([*args, *(["--cache-dir", str(tmp_path / "c")] if args[0] == "run" else [])])
+    finally:
+        for module in ("broken_plugin", "bad_sources", "exits_on_import", "interrupts_on_import"):
+            sys.modules.pop(module, None)
     assert status == 2
     assert re.search(pattern, capsys.readouterr().err)
     assert not [p for p in (tmp_path / "c").glob("*/*") if KEY.match(p.name)]  # nothing cached (a lock folder may be there)
