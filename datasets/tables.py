@@ -112,9 +112,9 @@ def _grouped_number(column: Any) -> str | None:
     values = column.dropna().astype(str).str.strip()
     if values.empty:
         return None
-    grouped = values[values.str.match(GROUPED)]
+    matched = values.str.match(GROUPED)
     plain = pd.to_numeric(values, errors="coerce").notna()
-    return str(grouped.iloc[0]) if len(grouped) and (values.str.match(GROUPED) | plain).mean() > 0.5 else None
+    return str(values[matched].iloc[0]) if matched.any() and (matched | plain).mean() > 0.5 else None
 
 
 def _mostly_numbers(column: Any) -> bool:

@@ -37,13 +37,19 @@ def _no_booleans(value: Any, annotation: Any) -> Any:
     return value
 
 
-def dotted_leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """The leaves of nested mappings and lists as (dotted path, value): `{"a": [1, {"b": 2}]}` gives a.0 and a.1.b."""
+def dotted(tree: Any, prefix: str = "", lists: bool = False) -> dict[str, Any]:
+    """The leaves of a nested mapping as dotted keys: `{"train": {"seed": 3}}` -> `{"train.seed": 3}`;
+    with `lists`, into lists too, by position: `{"a": [1, {"b": 2}]}` -> `a.0` and `a.1.b`."""
     if isinstance(tree, dict):
-        return [leaf for key, value in tree.items() for leaf in dotted_leaves(value, f"{prefix}.{key}" if prefix else str(key))]
-    if isinstance(tree, (list, tuple)):
-        return [leaf for index, value in enumerate(tree) for leaf in dotted_leaves(value, f"{prefix}.{index}" if prefix else str(index))]
-    return [(prefix, tree)]
+        children = tree.items()
+    elif lists and isinstance(tree, (list, tuple)):
+        children = enumerate(tree)
+    else:
+        return {prefix: tree}
+    leaves: dict[str, Any] = {}
+    for name, value in children:
+        leaves.update(dotted(value, f"{prefix}.{name}" if prefix else str(name), lists))
+    return leaves
 
 
 def _finite(value: Any) -> Any:
@@ -140,7 +146,7 @@ class AugmentConfig(_Section):
     @classmethod
     def _recipe_builds(cls, recipe: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for position, step in enumerate(recipe):
-            for key, value in dotted_leaves(step):
+            for key, value in dotted(step, lists=True).items():
                 if isinstance(value, float) and not math.isfinite(value):  # GaussianNoise(std=inf) would turn every copy to 0 or 255
                     raise ValueError(f"recipe[{position}] ({step.get('name', '?')}): {key}={value} is not a finite number")
         build_recipe(recipe)  # raises ValueError naming the unknown transform or parameter

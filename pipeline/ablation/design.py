@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import ConfigError, validate_model
+from pipeline.config import ConfigError, dotted, validate_model
 from pipeline.keys import canonical_json
 
 Side = Literal["data", "model"]
@@ -31,16 +31,6 @@ MIN_FIRST_LOOK = 3  # estimates (seeds, or seeds x folds) at a seeds-until-decid
 MOST_LOOKS = 20  # looks a seeds-until-decided ablation may plan
 # What k-fold resampling sets in every run: no factor or variant may vary it.
 FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
-
-
-def dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """The leaves of a nested mapping as dotted keys: `{"train": {"seed": 3}}` -> `{"train.seed": 3}`."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    leaves: dict[str, Any] = {}
-    for name, value in tree.items():
-        leaves.update(dotted(value, f"{prefix}.{name}" if prefix else str(name)))
-    return leaves
 
 
 class Factor(BaseModel):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.ablation.design import AblationConfig, Variant, dotted, expand
-from pipeline.config import Config, ConfigError, load_config, parse_override
+from pipeline.ablation.design import AblationConfig, Variant, expand
+from pipeline.config import Config, ConfigError, dotted, load_config, parse_override
 from pipeline.keys import canonical_json
 from pipeline.stages import AugmentStage, CollectStage, ScaleStage, TrainStage
 
