@@ -5,7 +5,6 @@ count and activation sizes, read from the network built on the meta device (and,
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from datasets.base import host_memory_bytes
 from trainers.fused import fusible
 from trainers.models import build_model
 
@@ -99,10 +99,7 @@ def device_memory(device: torch.device) -> int | None:
     None where the platform does not say."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[1]
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+    return host_memory_bytes()
 
 
 def check_fits(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int, batch_size: int, device: torch.device) -> None:
