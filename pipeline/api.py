@@ -90,7 +90,7 @@ def run(
     progress: bool = False,
     track: Literal["mlflow"] | None = None,
 ) -> RunResult:
-    """Run collect -> augment -> scale -> train, reusing every cached stage, and write the run's
+    """Run collect -> augment -> scale (-> pretrain) -> train, reusing every cached stage, and write the run's
     record (`runs/<id>/run.json`, `history.csv`). `force` rebuilds every stage; `resume` continues
     an interrupted training; `track="mlflow"` also logs the run to MLflow (`tracking.*`)."""
     from pipeline.runner import run_pipeline

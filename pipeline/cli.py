@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run collect -> augment -> scale -> train, reusing cached stages")
+    run = commands.add_parser("run", help="run collect -> augment -> scale (-> pretrain) -> train, reusing cached stages")
     _add_config_arguments(run)
     _add_cache_argument(run)
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=f"where run records go (default: {DEFAULT_RUNS_DIR})")
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_argument(cache)
     actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser("ls", help="entries (stage, key, what they hold, size, age, last used) and checkpoints")
-    ls.add_argument("--stage", choices=["collect", "augment", "scale", "train"], help="only this stage's entries")
+    ls.add_argument("--stage", choices=["collect", "augment", "scale", "pretrain", "train"], help="only this stage's entries")
     verify = actions.add_parser("verify", help="re-hash every entry; remove corrupt ones and orphaned temporary folders")
     gc = actions.add_parser("gc", help="remove entries, checkpoints and locks by size, age or count (never one in use)")
     gc.add_argument("--max-size", help="keep the cache under this size, least recently used first out (e.g. 2GB)")

@@ -161,6 +161,19 @@ class ScaleConfig(_Section):
     feature_range: tuple[float, float] = (0.0, 1.0)
 
 
+class PretrainConfig(_Section):
+    """`model.init: autoencoder`'s pretraining (the `pretrain` stage): a denoising autoencoder
+    whose encoder is the network's trunk, trained on the training split's samples without labels.
+    `noise` is the share of input values masked to 0; `seed` None pretrains with each training's
+    own `train.seed` (so intervals over seeds cover the pretraining too), an integer shares one
+    pretraining among every seed."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    noise: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int | None = None
+
+
 class ModelConfig(_Section):
     """The network (read by the `train` stage). auto: a CNN for images, an MLP for tabular data;
     `torchvision:<name>` a torchvision classifier; any other name a model a plugin registered.
@@ -178,12 +191,18 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_input: float = Field(0.0, ge=0.0, lt=1.0)
     activation: Literal["relu", "leaky_relu", "gelu", "tanh", "sigmoid"] = "relu"
-    init: Literal["default", "kaiming", "xavier", "normal"] = "default"
+    init: Literal["default", "kaiming", "xavier", "normal", "autoencoder"] = "default"
     init_std: float = Field(0.01, gt=0.0)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     sync_batch_norm: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
     _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: import_plugins(plugins)))
+
+    def spec(self) -> dict[str, Any]:
+        """What `trainers.models.build_model` takes: the section less what is settled elsewhere
+        (SyncBatchNorm by the training, the pretraining by the `pretrain` stage)."""
+        return self.model_dump(exclude={"sync_batch_norm", "pretrain"})
 
     @model_validator(mode="after")
     def _type_is_known_and_applies_what_is_set(self) -> "ModelConfig":
@@ -196,6 +215,8 @@ class ModelConfig(_Section):
                 f"model type {self.type!r} ignores {', '.join(f'model.{name}' for name in ignored)} (it applies: {applies}); "
                 "remove the setting (or the ablation factor), or have the model apply it (register_model(..., honours=...))"
             )
+        if self.init == "autoencoder" and self.type not in trainers.registry.BUILT_IN:
+            raise ValueError(f"init autoencoder pretrains the trunk of a built-in network (type auto, mlp or cnn), not of {self.type!r}")
         return self
 
 

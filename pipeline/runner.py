@@ -109,7 +109,7 @@ def plan_stages(config: Config, stages: list[Stage] | None = None) -> list[Plann
     its inputs' output, not on their keys (early cutoff, as build systems do)."""
     return [
         PlannedStage(stage, stage.params(config), code_fingerprint(stage.code(config)), stage.describe(config), config.data.source)
-        for stage in stages or default_stages()
+        for stage in stages or default_stages(config)
     ]
 
 
@@ -219,7 +219,7 @@ def run_pipeline(
     resume: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Run collect -> augment -> scale -> train with caching and write `runs/<id>/run.json` and `history.csv`.
+    """Run collect -> augment -> scale (-> pretrain) -> train with caching and write `runs/<id>/run.json` and `history.csv`.
 
     With `resume`, a stage whose build was interrupted continues from its checkpoint.
     """
@@ -248,6 +248,7 @@ def run_record(config: Config, outcomes: list[StageOutcome], results: dict[str, 
         "diagnosis": train_info["diagnosis"],
         "data": results["collect"].artifact.info,
         "scaling": results["scale"].artifact.info,
+        **({"pretraining": results["pretrain"].artifact.info} if "pretrain" in results else {}),
         "model": train_info["model"],
         "device": train_info["device"],
         "precision": train_info["precision"],

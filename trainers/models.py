@@ -14,7 +14,7 @@ from trainers.torchvision_models import build_torchvision
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-INITS = ("default", "kaiming", "xavier", "normal")
+INITS = ("default", "kaiming", "xavier", "normal", "autoencoder")
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,11 @@ def dense_layers(in_features: int, hidden: Sequence[int], n_classes: int, switch
 
 
 def initialize(model: nn.Module, scheme: str, activation: str = "relu", std: float = 0.01) -> nn.Module:
-    """Re-initialise every Linear and Conv weight (biases to zero); `default` keeps PyTorch's own."""
+    """Re-initialise every Linear and Conv weight (biases to zero); `default` keeps PyTorch's own,
+    and so does `autoencoder`, whose trunk weights come from pretraining (`trainers.pretrain`)."""
     if scheme not in INITS:
         raise ValueError(f"Unknown init {scheme!r}. Known: {', '.join(INITS)}.")
-    if scheme == "default":
+    if scheme in ("default", "autoencoder"):
         return model
     nonlinearity = activation if activation in ("relu", "leaky_relu", "tanh", "sigmoid") else "relu"
     for module in model.modules():
@@ -155,8 +156,8 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     )
     scheme, std = options.pop("init", "default"), options.pop("init_std", 0.01)
     channels = options.pop("channels", (32, 64))
-    for plugin_only in ("plugins", "options"):
-        options.pop(plugin_only, None)
+    for not_a_layer_setting in ("plugins", "options", "pretrain"):  # a plugin's, or the pretrain stage's
+        options.pop(not_a_layer_setting, None)
     if kind == "mlp":
         model = MLP(input_shape, n_classes, switches=switches, **options)
     else:

@@ -28,15 +28,15 @@ import torch
 
 import trainers.capacity
 import trainers.devices
-from pipeline.ablation.plan import DATA_STAGES, Task, TrainingResult
+from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.cache import CachedArtifact, CacheStore
 from pipeline.config import Config
 from pipeline.plugins import import_config_plugins
 from pipeline.records import write_run_record
 from pipeline.runner import PlannedStage, StageOutcome, plan_stages, run_record, run_stages
-from pipeline.stages import RunContext, TrainStage, default_stages
+from pipeline.stages import RunContext, TrainStage, stages_before_training, training_stage
 from pipeline.stages.collect import SPLITS
-from pipeline.stages.train import UnitMember, train_unit
+from pipeline.stages.train import train_unit, unit_member
 from trainers.capacity import split_evenly
 
 MEMBER_SETTINGS = {
@@ -119,11 +119,11 @@ class PreparedRun:
 
 
 def read_data(task: Task, store: CacheStore) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
-    """The data stages' entries the ablation built for `task` (`Task.data`), read and verified;
-    built again, with a warning, where one is gone (a `cache gc` meanwhile): the data stages are
-    deterministic, so the same key gives the same bytes."""
+    """The entries the ablation built for `task` before training it (`Task.data`: its data stages
+    and any pretraining), read and verified; built again, with a warning, where one is gone (a
+    `cache gc` meanwhile): the same key gives the same bytes, or the ablation stops."""
     outcomes, results = [], {}
-    for name in DATA_STAGES:
+    for name in (stage.name for stage in stages_before_training(task.config)):
         started = time.perf_counter()
         cached = store.load(name, task.data[name]) if name in task.data else None
         if cached is None:
@@ -136,7 +136,7 @@ def read_data(task: Task, store: CacheStore) -> tuple[list[StageOutcome], dict[s
 def _build_data_again(task: Task, store: CacheStore, missing: str) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
     if task.data:
         log.warning("the cache no longer holds %s entry %s (removed during the ablation?); building it again", missing, task.data[missing][:12])
-    outcomes, results = run_stages(task.config, store, context=QUIET, stages=default_stages()[: len(DATA_STAGES)])
+    outcomes, results = run_stages(task.config, store, context=QUIET, stages=stages_before_training(task.config))
     changed = [o.name for o in outcomes if task.data and o.key != task.data[o.name]]
     if changed:
         raise ValueError(f"{changed[0]} entry {task.data[changed[0]][:12]} came out under another key when built again: the data changed during the ablation")
@@ -154,7 +154,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResu
     for task in tasks:
         import_config_plugins(task.config)  # a worker process receives the configuration parsed
         outcomes, results = read_data(task, store)
-        runs.append(PreparedRun(task, outcomes, results, plan_stages(task.config, [TrainStage()])[0].keyed_on(results)))
+        runs.append(PreparedRun(task, outcomes, results, plan_stages(task.config, [training_stage(task.config)])[0].keyed_on(results)))
     trained: dict[int, tuple[StageOutcome, CachedArtifact]] = {}
     by_shape: dict[tuple, list[int]] = {}
     for index, run in enumerate(runs):
@@ -177,7 +177,7 @@ def _finish(run: PreparedRun, outcome: StageOutcome, cached: CachedArtifact) -> 
 def _members_per_array(run: PreparedRun) -> int:
     """How many members of this shape of data the training device holds in one array."""
     config = run.task.config
-    spec = config.model.model_dump(exclude={"sync_batch_norm"})
+    spec = config.model.spec()
     shape = run.results["scale"].artifact.arrays["x_train"].shape[1:]
     classes = len(run.results["collect"].artifact.info["class_names"])
     device = trainers.devices.resolve_device(config.train.device)
@@ -227,11 +227,10 @@ def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path
     checkpoint goes once every entry is in."""
     shared: dict[str, dict] = {}  # one scaled mapping per data variant: placed on the device once
     members = [
-        UnitMember(
+        unit_member(
             run.task.config,
-            shared.setdefault(run.data[-1].key, run.results["scale"].artifact.arrays),
-            run.results["augment"].artifact.info,
-            run.results["collect"].artifact.info["class_names"],
+            {name: cached.artifact for name, cached in run.results.items()},
+            shared.setdefault(run.results["scale"].sha256, run.results["scale"].artifact.arrays),
         )
         for run in runs
     ]

@@ -21,7 +21,6 @@ from pipeline.config import Config, ConfigError, dotted, load_config, parse_over
 from pipeline.keys import canonical_json
 from pipeline.stages import AugmentStage, CollectStage, ScaleStage, TrainStage
 
-DATA_STAGES = ("collect", "augment", "scale")
 
 
 @dataclass(frozen=True)

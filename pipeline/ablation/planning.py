@@ -30,8 +30,8 @@ from pipeline.ablation.scores import METRICS
 from pipeline.ablation.stats import ALPHA, Summary, detectable_at, seeds_to_decide
 from pipeline.cache import CacheStore
 from pipeline.runner import plan_stages
-from pipeline.stages import TrainStage
-from pipeline.stages.train import UnitMember, train_unit
+from pipeline.stages import training_stage
+from pipeline.stages.train import train_unit, unit_member
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def _probe(units: list[list[Task]], store: CacheStore) -> Probe:
         _, results = read_data(task, store)
         config = task.config.model_copy(update={"train": task.config.train.model_copy(update={"epochs": PROBE_EPOCHS})})
         scaled = shared.setdefault(task.data["scale"], results["scale"].artifact.arrays)
-        members.append(UnitMember(config, scaled, results["augment"].artifact.info, results["collect"].artifact.info["class_names"]))
+        members.append(unit_member(config, {name: cached.artifact for name, cached in results.items()}, scaled))
     started = time.perf_counter()
     artifacts = train_unit(members)
     total = time.perf_counter() - started
@@ -149,7 +149,7 @@ def _cached_accuracy(tasks: list[Task], store: CacheStore) -> tuple[int, list[fl
         if preparation not in data:
             data[preparation] = read_data(task, store)[1]
         results = data[preparation]
-        key = plan_stages(task.config, [TrainStage()])[0].keyed_on(results).key
+        key = plan_stages(task.config, [training_stage(task.config)])[0].keyed_on(results).key
         manifest = store.manifest("train", key)
         if manifest is not None:
             cached += 1

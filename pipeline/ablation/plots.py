@@ -96,18 +96,33 @@ def _wrap(label: str, width: int = 45) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
 
 
+def stage_names(variants: list[dict[str, Any]]) -> list[str]:
+    """Every stage some variant ran, in pipeline order (only variants that pretrain have `pretrain`)."""
+    names: list[str] = []
+    for variant in variants:
+        own = list(variant["stages"])
+        for position, name in enumerate(own):
+            if name not in names:
+                later = next((other for other in own[position + 1 :] if other in names), None)
+                names.insert(names.index(later) if later else len(names), name)
+    return names
+
+
+NOT_RUN = {"seconds": 0.0, "hits": None}
+
+
 def stage_times_figure(variants: list[dict[str, Any]]) -> Any:
     """The stage-time chart as a matplotlib figure (see `stage_times`), not yet saved or closed."""
     plt = _pyplot()
-    stages = list(variants[0]["stages"])
+    stages = stage_names(variants)
     rows = range(len(variants))
     figure, (axis, hits_axis) = plt.subplots(
         1, 2, figsize=(12, 0.55 * len(variants) + 1.5), sharey=True, gridspec_kw={"width_ratios": [4, 0.45 * len(stages) + 0.2]}
     )
     left = [0.0] * len(variants)
     for index, stage in enumerate(stages):
-        widths = [v["stages"][stage]["seconds"] for v in variants]
-        hatches = ["//" if v["stages"][stage]["hits"] == len(v["seeds"]) else "" for v in variants]
+        widths = [v["stages"].get(stage, NOT_RUN)["seconds"] for v in variants]
+        hatches = ["//" if v["stages"].get(stage, NOT_RUN)["hits"] == len(v["seeds"]) else "" for v in variants]
         bars = axis.barh(rows, widths, left=left, label=stage, color=f"C{index}", edgecolor="black", linewidth=0.4)  # edges carry the hatching
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
@@ -115,10 +130,11 @@ def stage_times_figure(variants: list[dict[str, Any]]) -> Any:
         # The hits as a table beside the bars: a stage that takes a millisecond beside a minute of
         # training is too thin to show its hatching, but its cell shows every hit.
         for row, variant in enumerate(variants):
-            hits, runs = variant["stages"][stage]["hits"], len(variant["seeds"])
-            share = hits / runs if runs else 0.0
+            hits, runs = variant["stages"].get(stage, NOT_RUN)["hits"], len(variant["seeds"])
+            share = hits / runs if runs and hits is not None else 0.0
             hits_axis.add_patch(plt.Rectangle((index - 0.5, row - 0.5), 1, 1, facecolor=(1 - 0.6 * share, 1 - 0.2 * share, 1 - 0.6 * share), edgecolor="white"))
-            hits_axis.text(index, row, f"{hits}/{runs}", ha="center", va="center", fontsize=7, gid=f"hits:{variant['name']}:{stage}")
+            label = "-" if hits is None else f"{hits}/{runs}"
+            hits_axis.text(index, row, label, ha="center", va="center", fontsize=7, gid=f"hits:{variant['name']}:{stage}")
     axis.set_yticks(list(rows), [_wrap(v["name"]) for v in variants], fontsize=7)
     axis.invert_yaxis()
     axis.set_xlabel("seconds per run (mean over seeds); hatched: every run a cache hit")

@@ -19,11 +19,11 @@ import trainers.devices
 import trainers.models
 from datasets import DataWarning
 from pipeline.ablation.scores import applicable
-from pipeline.ablation.plan import DATA_STAGES, Task, TrainingResult
+from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.cache import CacheStore, output_digest
 from pipeline.config import Config, ConfigError
-from pipeline.runner import StageOutcome, plan_stages, run_stages
-from pipeline.stages import RunContext, default_stages
+from pipeline.runner import PlannedStage, StageOutcome, plan_stages, run_stages
+from pipeline.stages import RunContext
 
 QUIET = RunContext(progress=False)
 
@@ -63,8 +63,8 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
     try:
         config = task.config
         steps = plan_stages(config)  # every stage's settings: a missing GPU, an unreadable file
-        outcomes, shape, classes, digests = _data_stages(task, prepared)
-        spec = config.model.model_dump(exclude={"sync_batch_norm"})
+        outcomes, shape, classes, digests = _data_stages(task, steps[:-1], prepared)
+        spec = config.model.spec()
         network = json.dumps([spec, shape, classes, config.train.batch_size, config.train.device], sort_keys=True, default=str)
         if network not in prepared.fuses:  # runs differing in seed or data values share their network
             prepared.fuses[network] = _check_network(spec, shape, classes, config)
@@ -85,15 +85,16 @@ def _prepare_one(task: Task, metric: str, prepared: Prepared) -> None:
         prepared.solo.add(task.run)
 
 
-def _data_stages(task: Task, prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]:
-    """The task's data stages built or found, once per distinct data setting: a run that shares
-    its data with an earlier one finds it (a hit) without reading it again."""
+def _data_stages(task: Task, steps: list[PlannedStage], prepared: Prepared) -> tuple[list[StageOutcome], tuple[int, ...], int, dict[str, str]]:
+    """The task's data stages (and its pretraining, where it has one) built or found, once per
+    distinct setting: a run that shares them with an earlier one finds them (hits) without
+    reading them again."""
     config = task.config
-    setting = json.dumps([config.data.model_dump(mode="json"), config.augment.model_dump(mode="json"), config.scale.model_dump(mode="json")], sort_keys=True)
+    setting = json.dumps([step.params for step in steps], sort_keys=True, default=str)
     if setting in prepared.data:
         outcomes, shape, classes, digests = prepared.data[setting]
         return [replace(outcome, cache="hit", seconds=0.0) for outcome in outcomes], shape, classes, digests
-    outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=default_stages()[: len(DATA_STAGES)])
+    outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=[step.stage for step in steps])
     shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
     digests = {name: output_digest(cached) for name, cached in results.items()}
     prepared.data[setting] = (outcomes, shape, len(results["collect"].artifact.info["class_names"]), digests)

@@ -275,11 +275,11 @@ def build_blocks(out_dir: Path, summary: dict[str, Any], runs: list[dict[str, An
         blocks.append(("img", chart, f"Effects on test {metric.label} with their adjusted intervals; grey: not decided"))
 
     blocks.append(("h2", "Variants"))
-    stage_names = list(variants[0]["stages"])
+    stage_names = plots.stage_names(variants)
     rows = []
     for v in variants:
         own = _test_score(summary, v)
-        timing = [f"{v['stages'][s]['seconds']:.2f} ({v['stages'][s]['hits']} hit)" for s in stage_names]
+        timing = [f"{v['stages'][s]['seconds']:.2f} ({v['stages'][s]['hits']} hit)" if s in v["stages"] else "-" for s in stage_names]
         accuracy = [] if metric.name == "accuracy" else [_pct(v["test_accuracy"]["mean"])]
         rows.append([v["name"], metric.format(own["mean"]), metric.format(own["std"]), _ci(metric, own),
                      *accuracy, f"{v['test_loss']['mean']:.4f}", f"{v['epochs_run']:.1f}", *timing, v["diagnosis"]])

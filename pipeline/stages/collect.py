@@ -1,5 +1,6 @@
 """collect: load the source, validate it, split it into train / val / test (or, with
-`data.folds`, test on one fold of a k-fold partition), take the training subset.
+`data.folds`, test on one fold of a k-fold partition), take the training subset (the training
+samples it leaves out are kept without their labels as `x_unlabelled`, for pretraining).
 
 Each split carries its samples' identities, `id_<split>` (int64): a sample's row in the loaded
 source, the rows of a source's own test split numbered after the others. Two runs that collect
@@ -44,7 +45,9 @@ def load_raw(source: datasets.base.Source, argument: str, options: datasets.Sour
 
 
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
-    """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's own."""
+    """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's
+    own. With `data.train_fraction` below 1, `unlabelled` holds the training split's samples the
+    subset left out (what autoencoder pretraining may read without their labels)."""
     data = config.data
     if data.use_official_test:
         if raw.test is None:
@@ -57,8 +60,11 @@ def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray
     else:
         datasets.splits.check_class_sizes(raw.y, raw.class_names, 3, data.source)
         train, val, test = datasets.splits.stratified_split(raw.y, data.val_fraction, data.test_fraction, data.seed)
-    train = train[datasets.splits.nested_subset(raw.y[train], data.train_fraction, data.seed)]
-    return {"train": train, "val": val} if data.use_official_test else {"train": train, "val": val, "test": test}
+    labelled = train[datasets.splits.nested_subset(raw.y[train], data.train_fraction, data.seed)]
+    indices = {"train": labelled, "val": val} if data.use_official_test else {"train": labelled, "val": val, "test": test}
+    if len(labelled) < len(train):
+        indices["unlabelled"] = np.setdiff1d(train, labelled)
+    return indices
 
 
 class CollectStage(Stage):
@@ -107,6 +113,9 @@ class CollectStage(Stage):
         check_usable(raw, config.data.source)
         indices = split_indices(raw, config)
         arrays = {}
+        unlabelled = indices.pop("unlabelled", None)
+        if unlabelled is not None:  # samples only: their labels stay out of the pipeline
+            arrays["x_unlabelled"], arrays["id_unlabelled"] = raw.x[unlabelled], np.asarray(unlabelled, dtype=np.int64)
         for split, index in indices.items():
             arrays[f"x_{split}"], arrays[f"y_{split}"] = raw.x[index], raw.y[index]
             arrays[f"id_{split}"] = np.asarray(index, dtype=np.int64)

@@ -1,7 +1,8 @@
 """scale: fit min-max or standard scaling on the training split only, then apply it to every split.
 
 The samples' identities (`id_<split>`, see `collect`) pass through unchanged, with the training
-split's as `augment` grew it."""
+split's as `augment` grew it. The training samples `data.train_fraction` left out
+(`x_unlabelled`) are scaled too, with the statistics of the training split."""
 
 from __future__ import annotations
 
@@ -77,4 +78,7 @@ class ScaleStage(Stage):
             arrays[f"y_{split}"] = labels[split]
             if split in ids:
                 arrays[f"id_{split}"] = np.asarray(ids[split], dtype=np.int64)
+        if "x_unlabelled" in collected:  # scaled as the training split was; never fitted on
+            unlabelled = scaler.transform(collected["x_unlabelled"]) if scaler else np.asarray(collected["x_unlabelled"], dtype=np.float32)
+            arrays["x_unlabelled"] = finite(unlabelled.astype(np.float32, copy=False), "scaled unlabelled training samples")
         return Artifact(arrays, info)

@@ -31,6 +31,7 @@ import trainers.metrics
 import trainers.models
 import trainers.optim
 import trainers.precision
+import trainers.pretrain
 import trainers.registry
 import trainers.schedules
 import trainers.torchvision_models
@@ -94,8 +95,11 @@ def precision_for(config: Config, device: torch.device) -> str:
 class TrainStage(Stage):
     name = "train"
     version = "2"
-    inputs = ("collect", "augment", "scale")
     collective = True
+
+    def __init__(self, pretrained: bool = False) -> None:
+        """`pretrained`: the network's trunk starts from the `pretrain` stage's weights."""
+        self.inputs = ("collect", "augment", "scale", *(("pretrain",) if pretrained else ()))
 
     def code(self, config: Config) -> tuple[ModuleType, ...]:
         return (
@@ -106,6 +110,7 @@ class TrainStage(Stage):
             trainers.fused,
             trainers.fused_optim,
             trainers.precision,
+            trainers.pretrain,
             trainers.checkpoints,
             trainers.devices,
             trainers.distributed,
@@ -123,6 +128,7 @@ class TrainStage(Stage):
     def params(self, config: Config) -> dict[str, Any]:
         params = {name: getattr(config, name).model_dump(mode="json") for name in TRAIN_SECTIONS}
         params["early_stop"]["restore_best"] = config.early_stop.restores_best  # unset and its meaning train alike
+        del params["model"]["pretrain"]  # what the pretraining did reaches this key as the pretrain stage's output
         if config.model.type.startswith(trainers.registry.TORCHVISION):
             params["torchvision"] = importlib.metadata.version("torchvision")  # its architectures are part of the result
         # A CPU and a GPU run of the same config are different results; where the data sits is not.
@@ -138,7 +144,7 @@ class TrainStage(Stage):
         return " ".join(changed_settings(config, TRAIN_SECTIONS)) or "default settings"
 
     def run(self, inputs: dict[str, Artifact], config: Config, context: RunContext) -> Artifact:
-        member = UnitMember(config, inputs["scale"].arrays, inputs["augment"].info, inputs["collect"].info["class_names"])
+        member = unit_member(config, inputs)
         (artifact,) = train_unit(
             [member], checkpoint=context.checkpoint, resume=context.resume, distributed=context.distributed, progress=context.progress
         )
@@ -155,6 +161,15 @@ class UnitMember:
     scaled: Mapping[str, np.ndarray]
     augment: Mapping[str, Any]
     class_names: list[str]
+    pretrained: Mapping[str, torch.Tensor] | None = None  # the trunk's weights, from the pretrain stage
+
+
+def unit_member(config: Config, inputs: Mapping[str, Artifact], scaled: Mapping[str, np.ndarray] | None = None) -> UnitMember:
+    """A training's member from what its stages built (`inputs`, by stage name); `scaled`, when
+    given, stands for the scale stage's arrays (a mapping other members share)."""
+    pretrained = arrays_to_weights(inputs["pretrain"].arrays) if "pretrain" in inputs else None
+    scaled = inputs["scale"].arrays if scaled is None else scaled
+    return UnitMember(config, scaled, inputs["augment"].info, inputs["collect"].info["class_names"], pretrained)
 
 
 def training_device(config: Config, distributed: trainers.distributed.Distributed) -> torch.device:
@@ -200,6 +215,9 @@ def train_unit(
     sync_batch_norm = uses_sync_batch_norm(first, distributed, device)
     configs = [m.config for m in members]
     array = build_array(configs, tuple(splits[0]["train"].x.shape[1:]), len(class_names), device, sync_batch_norm)
+    for k, member in enumerate(members):
+        if member.pretrained is not None:
+            array.load_member_state_dict(k, trainers.pretrain.with_trunk(array.member_state_dict(k), member.pretrained))
     if checkpoint is not None and checkpoint.exists() and not resume:
         log.warning("Starting over: %s holds an interrupted training; pass --resume to continue it.", checkpoint)
     with failures_at_run_time(device, len(members)):
@@ -265,7 +283,7 @@ def build_array(
     """The networks of `configs` as one fused array (a solo run is an array of one, trained as
     every member of a fused ablation is); a network that does not fuse (a plugin's or
     torchvision's, or one with SyncBatchNorm) trains alone, with its torch optimizer."""
-    specs = [config.model.model_dump(exclude={"sync_batch_norm"}) for config in configs]
+    specs = [config.model.spec() for config in configs]
     optims = [config.optim.model_dump() for config in configs]
     trainers.capacity.check_fits(specs[0], input_shape, n_classes, configs[0].train.batch_size, device)
     if not sync_batch_norm and trainers.arrays.model_fuses(specs[0], input_shape, n_classes):
@@ -306,7 +324,7 @@ def member_for(config: Config, splits: dict[str, trainers.loop.Split], augment_i
 
 def architecture(config: Config, splits: dict[str, trainers.loop.Split], class_names: list[str]) -> dict[str, Any]:
     """The network this training built (type, widths, parameter count), for its run record."""
-    spec = config.model.model_dump(exclude={"sync_batch_norm"})
+    spec = config.model.spec()
     return trainers.models.architecture(spec, tuple(splits["train"].x.shape[1:]), len(class_names))
 
 
