@@ -4,7 +4,7 @@ where pretraining is known to help most) and on the papers' setting (a sigmoid M
 batch norm, 5% of the labels), each an ablation of `model.init: default` against
 `autoencoder` over the same seeds. Not a timed test: run it after changing `trainers/pretrain.py`.
 
-    python benchmarks/pretraining.py [--seeds 10] [--device auto] [--cases default small-label sigmoid-mlp]
+    python benchmarks/pretraining.py [--seeds 10] [--device auto] [--cases default small-label small-label-long sigmoid-mlp]
 
 Prints, per case, the effect's sentence from the report (change, Holm-adjusted interval, decided
 or noise), each variant's mean validation accuracy, the mean seconds the pretrain and train
@@ -25,6 +25,7 @@ from pipeline import api
 CASES = {
     "default": [],
     "small-label": ["data.train_fraction=0.05"],
+    "small-label-long": ["data.train_fraction=0.05", "model.pretrain.epochs=50"],
     # The setting of the papers: a sigmoid MLP without batch norm, few labels.
     "sigmoid-mlp": ["data.train_fraction=0.05", "model.pretrain.epochs=50", "model.type=mlp", "model.hidden=[256,128]", "model.activation=sigmoid", "model.batch_norm=false"],
 }
