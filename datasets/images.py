@@ -50,15 +50,51 @@ def empty_classes(root: Path, classes: dict[str, list[Path]]) -> list[str]:
     return [folder.name for folder in _class_folders(root) if folder.name not in classes]
 
 
-def to_8_bits(image: Any) -> Any:
-    """A 16- or 32-bit grayscale image as 8 bits, scaled by its bit depth (Pillow's own conversion
-    to "L" clips every value above 255 to white)."""
+GRAY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I", "F")
+
+
+def float_range(opened: list[tuple[Path, Any]]) -> float:
+    """What a 32-bit float pixel of this folder's images counts as white: 1.0 where every such
+    image lies in [0, 1] (the float convention), 255.0 where every one lies in [0, 255]; a
+    `ValueError` naming the image otherwise (no 8-bit reading of it would be faithful)."""
+    ranges = []
+    for path, image in opened:
+        if image.mode != "F":
+            continue
+        values = np.asarray(image)
+        if not np.isfinite(values).all():
+            raise ValueError(f"Image {path} is a 32-bit float image holding NaN or infinity; an image folder holds finite pixels.")
+        ranges.append((path, float(values.min(initial=0.0)), float(values.max(initial=0.0))))
+    if all(0.0 <= low and high <= 1.0 for _, low, high in ranges):
+        return 1.0
+    outside = next(((path, low, high) for path, low, high in ranges if low < 0.0 or high > 255.0), None)
+    if outside is not None:
+        path, low, high = outside
+        raise ValueError(
+            f"Image {path} is a 32-bit float image with values in [{low:g}, {high:g}]; float images are read as [0, 1] or "
+            "[0, 255] (as 8-bit gray). Rescale the images, or save them as .npy arrays and use an npz: source."
+        )
+    return 255.0
+
+
+def to_8_bits(path: Path, image: Any, white: float = 255.0) -> Any:
+    """A 16- or 32-bit grayscale image as 8 bits: integers scaled by their bit depth (Pillow's own
+    conversion to "L" clips every value above 255 to white), floats by `white` (see `float_range`);
+    a `ValueError` for negative integer pixels, which no bit depth places."""
     from PIL import Image
 
-    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         return image
     values = np.asarray(image).astype(np.float64)
-    depth = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**32 - 1
+    if image.mode == "F":
+        depth = white
+    else:
+        if values.min(initial=0) < 0:
+            raise ValueError(
+                f"Image {path} is a 32-bit integer image with negative pixels (down to {values.min():g}); no bit depth maps them "
+                "to gray levels. Rescale the images, or save them as .npy arrays and use an npz: source."
+            )
+        depth = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**32 - 1
     return Image.fromarray(np.round(values * (255.0 / depth)).astype(np.uint8), mode="L")
 
 
@@ -100,11 +136,12 @@ def load_folder(argument: str, options: SourceOptions) -> RawData:
                 raise ValueError(f"Image {path} is too large to read safely ({exc})") from None
             except (OSError, UnidentifiedImageError) as exc:
                 raise ValueError(f"Cannot read image {path}: {exc}") from exc
-    mode = "L" if all(image.mode in ("L", "1", "I;16", "I") for _, image in opened) else "RGB"
+    mode = "L" if all(image.mode in GRAY_MODES for _, image in opened) else "RGB"
+    white = float_range(opened)
     arrays = []
     first_path, first_size = opened[0][0], opened[0][1].size
     for path, image in opened:
-        image = to_8_bits(image).convert(mode)
+        image = to_8_bits(path, image, white).convert(mode)
         if options.image_size:
             height, width = options.image_size
             image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -329,6 +329,16 @@ def write_images(root):
     return f"data.source=folder:{root}"
 
 
+def write_tiffs(root, values):
+    """Two class folders of one 32-bit TIFF each, holding `values`."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(values).save(root / label / "0.tif")
+    return f"data.source=folder:{root}"
+
+
 LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
 
 
@@ -387,6 +397,10 @@ BAD_INPUT = [
      r"column 'a' holds numbers written with digit groups \(e\.g\. '1 101'\)"),
     ("a named pipe called x.png in a class folder", lambda d: [_with_fifo(write_images(d / "imgs"), d / "imgs" / "a" / "x.png")],
      r"x\.png is not a regular file \(a named pipe\); an image folder holds image files"),
+    ("a 32-bit float TIFF beyond [0, 255]", lambda d: [write_tiffs(d / "f", np.array([[-0.5, 0.0], [300.0, 1.0]], dtype=np.float32))],
+     r"a[/\\]0\.tif is a 32-bit float image with values in \[-0\.5, 300\]; float images are read as \[0, 1\] or \[0, 255\]"),
+    ("an int32 TIFF with negative pixels", lambda d: [write_tiffs(d / "i", np.array([[-3, 0], [7, 9]], dtype=np.int32))],
+     r"a[/\\]0\.tif is a 32-bit integer image with negative pixels \(down to -3\)"),
     ("an npy header declaring a terabyte", lambda d: [_huge_npz(d / "huge.npz")], r"array 'x' declares shape \(1000000000000,\) of float64 \(8,000,000,000,000 bytes\) but holds 64 bytes"),
 ]
 

@@ -175,6 +175,41 @@ def test_sixteen_bit_images_are_scaled_by_their_depth_and_empty_classes_are_said
     assert raw.x[0, 0].tolist() == [[0, 4], [128, 255]]  # not clipped to {0, 255}
 
 
+def _tiffs(root, *images):
+    from PIL import Image
+
+    for index, values in enumerate(images):
+        (root / f"c{index}").mkdir()
+        Image.fromarray(values).save(root / f"c{index}" / "0.tif")
+    return f"folder:{root}"
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32), [[0, 64], [128, 255]]),  # floats in [0, 1]: white is 1
+    (np.array([[0.0, 2.0], [100.0, 255.0]], dtype=np.float32), [[0, 2], [100, 255]]),  # floats in [0, 255]: as 8-bit gray
+    (np.array([[0, 1000], [32768, 65535]], dtype=np.int32), [[0, 4], [128, 255]]),  # 32-bit integers within 16 bits
+])
+def test_float_and_32_bit_tiffs_keep_their_gray_levels(tmp_path, values, expected):
+    raw = load_source(_tiffs(tmp_path, values, values))
+    assert raw.x[0, 0].tolist() == expected and raw.x.dtype == np.uint8
+
+
+def test_a_folder_of_float_tiffs_is_read_on_one_scale(tmp_path):
+    dark = np.full((2, 2), 0.9, dtype=np.float32)  # in [0, 1] alone, but its neighbour is on [0, 255]
+    raw = load_source(_tiffs(tmp_path, dark, np.array([[0.0, 10.0], [200.0, 255.0]], dtype=np.float32)))
+    assert raw.x[0, 0].tolist() == [[1, 1], [1, 1]] and raw.x[1, 0].tolist() == [[0, 10], [200, 255]]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (np.array([[-1.0, 0.0], [0.5, 2.0]], dtype=np.float32), r"c0.0\.tif is a 32-bit float image with values in \[-1, 2\]"),
+    (np.array([[0.0, np.nan], [0.5, 1.0]], dtype=np.float32), r"c0.0\.tif is a 32-bit float image holding NaN"),
+    (np.array([[-5, 0], [3, 9]], dtype=np.int32), r"c0.0\.tif is a 32-bit integer image with negative pixels \(down to -5\)"),
+])
+def test_images_no_gray_level_reads_faithfully_are_refused(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        load_source(_tiffs(tmp_path, values, np.zeros((2, 2), dtype=values.dtype)))
+
+
 def test_a_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
     from PIL import Image
 
