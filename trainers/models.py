@@ -146,6 +146,7 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
         model = MODELS[kind].build(dict(spec), tuple(input_shape), n_classes)
         if not isinstance(model, nn.Module):
             raise ValueError(f"The factory of model type {kind!r} returned {type(model).__name__}, not a torch.nn.Module.")
+        check_logits(model, kind, tuple(input_shape), n_classes)
         return model
     if kind == "auto":
         kind = "cnn" if len(input_shape) == 3 else "mlp"
@@ -163,6 +164,34 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     else:
         model = CNN(input_shape, n_classes, channels=channels, switches=switches, **options)
     return initialize(model, scheme, switches.activation, std)
+
+
+def check_logits(model: nn.Module, kind: str, input_shape: tuple[int, ...], n_classes: int) -> None:
+    """A `ValueError` naming the plugin's model type and its module when the network fails on a
+    batch of two zero inputs of `input_shape` or does not return `(2, n_classes)` logits (checked
+    in eval mode, without gradients, where its parameters are: on the meta device, shapes only;
+    an operation the meta device lacks skips the check there)."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    plugin = f"model type {kind!r} (registered by {MODELS[kind].build.__module__}.{MODELS[kind].build.__qualname__})"
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(torch.zeros((2, *input_shape), device=device))
+    except NotImplementedError:
+        if device.type == "meta":
+            return
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin's forward raises is the user's to read
+        raise ValueError(f"The network of {plugin} fails on a batch of inputs of shape {input_shape}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(was_training)
+    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if shape != (2, n_classes):
+        raise ValueError(
+            f"The network of {plugin} returns {shape} for a batch of 2 inputs of shape {input_shape}; a classifier of "
+            f"{n_classes} classes returns logits of shape (batch, {n_classes})."
+        )
 
 
 def architecture(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> dict[str, Any]:
