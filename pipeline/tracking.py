@@ -48,6 +48,24 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+@contextlib.contextmanager
+def _file_store_refused(uri: str) -> Iterator[None]:
+    """MLflow 3 refusing its file store (`file:./mlruns`) as a configuration error (exit status
+    2, before any work) that says what to use instead."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if "MLFLOW_ALLOW_FILE_STORE" not in str(exc):
+            raise
+        raise ValueError(
+            f"MLflow refuses the file store at tracking.uri={uri} (its filesystem backend is retired): use a database, "
+            "e.g. tracking.uri=sqlite:///mlflow.db (the default), or a tracking server's http:// address; "
+            "`mlflow migrate-filestore` moves existing runs, and MLFLOW_ALLOW_FILE_STORE=true keeps the file store."
+        ) from None
+
+
 class MlflowTracker:
     """Logs run records to the tracking server or store at `uri`, in experiment `experiment`."""
 
@@ -59,7 +77,7 @@ class MlflowTracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store set-up chatter is not the user's business
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri = uri
-        with self.reached():
+        with self.reached(), _file_store_refused(uri):
             self.client = MlflowClient(uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)

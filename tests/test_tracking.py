@@ -74,3 +74,15 @@ def test_tracking_without_mlflow_installed_is_a_clear_error_before_any_work(tmp_
     status = main(["run", *FAST, "--track", "mlflow", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")])
     assert status == 2 and "--track mlflow needs MLflow: pip install -e '.[mlflow]'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_mlflow_refusing_its_file_store_says_what_to_use_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    if int(mlflow.__version__.split(".")[0]) < 3:
+        pytest.skip("MLflow 2 still takes a file store")
+    status = main(["run", *FAST, "--track", "mlflow", f"tracking.uri=file:{tmp_path / 'mlruns'}", "--cache-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")])
+    error = capsys.readouterr().err
+    if status == 0:
+        pytest.skip(f"MLflow {mlflow.__version__} still takes a file store")
+    assert status == 2 and "MLflow refuses the file store at tracking.uri=file:" in error and "tracking.uri=sqlite:///mlflow.db" in error
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
