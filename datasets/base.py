@@ -137,6 +137,8 @@ def check_discrete(labels: np.ndarray, source: str, name: str) -> None:
         return
     if values.dtype.kind == "f" and np.isnan(values).any():
         raise ValueError(f"{source}: the target {name!r} is missing (NaN) at sample {int(np.flatnonzero(np.isnan(values))[0])}; every sample needs a label.")
+    if values.dtype.kind == "f" and np.isinf(values).any():
+        raise ValueError(f"{source}: the target {name!r} is infinite at sample {int(np.flatnonzero(np.isinf(values))[0])}; labels are classes (whole numbers or text).")
     distinct = np.unique(values)
     non_integral = values.dtype.kind == "f" and bool(np.any(distinct != np.round(distinct)))
     if non_integral or (distinct.size > CONTINUOUS_DISTINCT and distinct.size > values.size / 2):

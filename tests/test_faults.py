@@ -376,6 +376,7 @@ BAD_INPUT = [
     ("a boolean seed", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [0.0, 0.1]}}, seeds: [0, true]}"], r"seeds are integers, not booleans"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),
+    ("infinite labels", lambda d: [write_npz(d / "inf.npz", np.ones((6, 2)), np.array([0.0, 1.0, np.inf, 0.0, 1.0, 0.0]))], r"target 'y' is infinite at sample 2"),
     ("NaN labels", lambda d: [write_npz(d / "nan.npz", np.ones((6, 2)), np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0]))], r"target 'y' is missing \(NaN\) at sample 2"),
     ("a value that overflows once scaled", lambda d: [write_npz(d / "big.npz", np.column_stack([np.arange(12.0), [1e300] + [1.0] * 11]), np.arange(12) % 2)],
      r"has 1e\+300 at sample 0, feature 1, beyond float32's range"),
@@ -416,6 +417,13 @@ def load_raises(argument, options):
 @register_source("dict")
 def load_dict(argument, options):
     return {"x": np.ones((10, 2)), "y": np.arange(10) % 2}
+
+@register_source("exits")
+def load_exits(argument, options):
+    import sys
+
+    sys.exit(0)
+
 
 @register_source("beyond")
 def load_beyond(argument, options):
@@ -486,6 +494,54 @@ def test_npz_labels_are_stripped_like_a_tables(dirs, tmp_path):
     assert result.record["warnings"] == [f"{tmp_path / 'labels.npz'}: stripped spaces around 20 labels of 'y'"]
 
 
+SHIFTED_SOURCES = """
+import numpy as np
+from datasets import RawData, register_source
+
+@register_source("unseen")
+def load_unseen(argument, options):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    test_y = np.arange(30) % 3  # class 'c' only in the source's own test split
+    return RawData(rng.normal(size=(60, 2)) + y[:, None], y, ["a", "b", "c"], test=(rng.normal(size=(30, 2)), test_y))
+
+@register_source("far")
+def load_far(argument, options):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    x = np.column_stack([rng.normal(size=60) + y, np.ones(60)])  # feature 1 constant in training...
+    test = np.column_stack([rng.normal(size=20), np.ones(20)])
+    test[7, 1] = 3e38  # ...and at float32's limit in one test sample
+    return RawData(x, y, ["a", "b"], test=(test, np.arange(20) % 2))
+"""
+
+
+@pytest.fixture
+def shifted_sources(tmp_path, monkeypatch):
+    """`data.plugins=[shifted_sources]`: sources whose own test split differs from their training data."""
+    (tmp_path / "shifted_sources.py").write_text(SHIFTED_SOURCES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(datasets.base, "SOURCES", dict(datasets.base.SOURCES))
+    yield "data.plugins=[shifted_sources]"
+    sys.modules.pop("shifted_sources", None)
+
+
+def test_test_classes_never_seen_in_training_are_warned_about(dirs, shifted_sources):
+    from datasets import DataWarning
+
+    with pytest.warns(DataWarning, match=r"the test split holds 10 samples of classes the training split lacks \('c'\); the network never learns them"):
+        result = run(dirs, shifted_sources, "data.source=unseen:1", "data.use_official_test=true", "train.epochs=1")
+    assert result.record["data"]["class_counts"]["test"] == [10, 10, 10] and result.metrics["test_accuracy"] <= 2 / 3
+
+
+def test_a_test_value_far_outside_the_training_spread_is_warned_about(dirs, shifted_sources):
+    from datasets import DataWarning
+
+    with pytest.warns(DataWarning, match=r"the scaled test split holds 3e\+38 at sample 7, feature 1, more than 10,000 times the training split's spread"):
+        result = run(dirs, shifted_sources, "data.source=far:1", "data.use_official_test=true", "train.epochs=1")
+    assert any("more than 10,000 times" in message for message in result.record["warnings"])
+
+
 def test_a_column_of_numbers_beyond_int64_reads_as_numbers(dirs, tmp_path):
     """A CSV column mixing 99999999999999999999999 and small integers parses in full (pandas keeps it
     as objects): it is a numeric column, not a traceback looking for the value that did not parse."""
@@ -541,6 +597,7 @@ def test_an_edited_manifest_is_a_corrupt_entry_not_a_reported_result(dirs, capsy
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=raises:1"], r"the plugin's loader bad_sources\.load_raises raised KeyError: 'column_x'"),
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=dict:1"], r"dict:1: the loader returned dict, not datasets\.RawData"),
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=beyond:1"], r"beyond:1 gives labels from 0 to 2 \(int64\) but names 2 classes \(a, b\)"),
+        (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=exits:1"], r"the plugin's loader bad_sources\.load_exits called sys\.exit\(0\)"),
         (lambda d: ["run", "data.plugins=[exits_on_import]"], r"plugin module 'exits_on_import' called sys\.exit\(0\) while importing"),
         (lambda d: ["run", "model.plugins=[interrupts_on_import]"], r"plugin module 'interrupts_on_import' raised KeyboardInterrupt while importing"),
     ],

@@ -143,7 +143,11 @@ def build_model(spec: Mapping[str, Any], input_shape: Sequence[int], n_classes: 
     if kind.startswith(TORCHVISION):
         return build_torchvision(kind.removeprefix(TORCHVISION), input_shape, n_classes)
     if kind in MODELS:
-        model = MODELS[kind].build(dict(spec), tuple(input_shape), n_classes)
+        try:
+            model = MODELS[kind].build(dict(spec), tuple(input_shape), n_classes)
+        except SystemExit as exc:  # would end the run with its status and no record
+            build = MODELS[kind].build
+            raise ValueError(f"The factory of model type {kind!r} ({build.__module__}.{build.__qualname__}) called sys.exit({exc.code!r}).") from None
         if not isinstance(model, nn.Module):
             raise ValueError(f"The factory of model type {kind!r} returned {type(model).__name__}, not a torch.nn.Module.")
         check_logits(model, kind, tuple(input_shape), n_classes)
@@ -182,8 +186,9 @@ def check_logits(model: nn.Module, kind: str, input_shape: tuple[int, ...], n_cl
         if device.type == "meta":
             return
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever the plugin's forward raises is the user's to read
-        raise ValueError(f"The network of {plugin} fails on a batch of inputs of shape {input_shape}: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the plugin's forward raises is the user's to read
+        what = f"calls sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"fails: {type(exc).__name__}: {exc}"
+        raise ValueError(f"The network of {plugin} {what} on a batch of inputs of shape {input_shape}") from None
     finally:
         model.train(was_training)
     shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

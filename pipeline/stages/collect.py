@@ -37,11 +37,12 @@ def load_raw(source: datasets.base.Source, argument: str, options: datasets.Sour
         return source.load(argument, options)
     except ValueError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit(0) would end the run with status 0 and no record
         if source.load.__module__.split(".")[0] == "datasets":
             raise
         where = f"{source.load.__module__}.{source.load.__qualname__}"
-        raise ValueError(f"data source {text!r}: the plugin's loader {where} raised {exc.__class__.__name__}: {exc}") from None
+        what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"raised {exc.__class__.__name__}: {exc}"
+        raise ValueError(f"data source {text!r}: the plugin's loader {where} {what}") from None
 
 
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
@@ -65,6 +66,19 @@ def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray
     if len(labelled) < len(train):
         indices["unlabelled"] = np.setdiff1d(train, labelled)
     return indices
+
+
+def unseen_classes(counts: dict[str, list[int]], class_names: list[str], source: str) -> list[str]:
+    """A warning when the validation or test split holds classes the training split lacks (a
+    source's own test split can): the network never learns them, and each such sample is an error."""
+    missing = [k for k, count in enumerate(counts["train"]) if count == 0]
+    found = []
+    for split in ("val", "test"):
+        samples = sum(counts[split][k] for k in missing)
+        if samples:
+            names = ", ".join(repr(class_names[k]) for k in missing if counts[split][k])
+            found.append(f"{source}: the {split} split holds {samples} samples of classes the training split lacks ({names}); the network never learns them and each counts as an error")
+    return found
 
 
 class CollectStage(Stage):
@@ -137,7 +151,7 @@ class CollectStage(Stage):
             "class_counts": {
                 split: np.bincount(arrays[f"y_{split}"], minlength=len(raw.class_names)).tolist() for split in SPLITS
             },
-            # Kept with the entry, so a cache hit shows them again (the runner warns with them).
-            "warnings": data_warnings(raw, config.data.source),
         }
+        # Kept with the entry, so a cache hit shows them again (the runner warns with them).
+        info["warnings"] = [*data_warnings(raw, config.data.source), *unseen_classes(info["class_counts"], raw.class_names, config.data.source)]
         return Artifact(arrays, info)

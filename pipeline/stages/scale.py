@@ -38,6 +38,27 @@ def finite(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
+FAR = 1e4  # a scaled value this many training spreads out: Chebyshev puts it at odds below 1e-8
+
+
+def far_outside_training(arrays: dict[str, np.ndarray], source: str) -> list[str]:
+    """A warning for each of the validation and test splits whose scaled values lie more than `FAR`
+    training spreads (standard deviations, or min-max ranges) out: a feature constant or nearly
+    so in training but not there, or a shift between splits; the network extrapolates wildly."""
+    found = []
+    for split in ("val", "test"):
+        x = arrays[f"x_{split}"]
+        if x.size == 0 or float(np.abs(x).max()) <= FAR:
+            continue
+        index = np.unravel_index(int(np.argmax(np.abs(x))), x.shape)
+        where = f"feature {index[1]}" if x.ndim == 2 else f"pixel {tuple(int(i) for i in index[1:])}"
+        found.append(
+            f"{source}: the scaled {split} split holds {x[index]:.3g} at sample {index[0]}, {where}, more than {FAR:,.0f} times the "
+            "training split's spread (a feature constant, or nearly, in training?); the network meets values it never trained near"
+        )
+    return found
+
+
 class ScaleStage(Stage):
     name = "scale"
     version = "1"
@@ -78,6 +99,8 @@ class ScaleStage(Stage):
             arrays[f"y_{split}"] = labels[split]
             if split in ids:
                 arrays[f"id_{split}"] = np.asarray(ids[split], dtype=np.int64)
+        if scaler is not None:
+            info["warnings"] = far_outside_training(arrays, config.data.source)
         if "x_unlabelled" in collected:  # scaled as the training split was; never fitted on
             unlabelled = scaler.transform(collected["x_unlabelled"]) if scaler else np.asarray(collected["x_unlabelled"], dtype=np.float32)
             arrays["x_unlabelled"] = finite(unlabelled.astype(np.float32, copy=False), "scaled unlabelled training samples")
