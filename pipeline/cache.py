@@ -28,6 +28,7 @@ import numpy as np
 from filelock import FileLock
 
 from datasets.base import file_sha256
+from pipeline.files import naming
 
 log = logging.getLogger(__name__)
 
@@ -341,11 +342,13 @@ class CacheStore:
                 if not _ARRAY_NAME.match(name):
                     raise ValueError(f"Array name {name!r} of stage {stage!r} is not a safe file name.")
                 path = temp / f"{name}.npy"
-                np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+                with naming(path):
+                    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
                 files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
             full_meta = {**meta, "stage": stage, "key": key, "created": time.time(), "files": files, "info": artifact.info}
             full_meta[MANIFEST_DIGEST] = manifest_digest(full_meta)
-            (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")
+            with naming(temp / META_FILE):
+                (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")
             self._replace(temp, target)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)

@@ -7,12 +7,14 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline.files import write_atomic
 from trainers.loop import HISTORY_COLUMNS
 
 
@@ -46,15 +48,6 @@ def _ray_node() -> str | None:
     return ray.get_runtime_context().get_node_id()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def history_csv(history: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -64,12 +57,18 @@ def history_csv(history: list[dict[str, Any]]) -> str:
 
 
 def write_run_record(runs_dir: Path, record: dict[str, Any], history: list[dict[str, Any]]) -> Path:
-    """Create `runs_dir/<run-id>/` with `run.json` and `history.csv`; return the folder."""
+    """Create `runs_dir/<run-id>/` with `run.json` and `history.csv`; return the folder.
+
+    A failed write (a full disk) removes the folder, so no run folder lacks its record."""
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
     full = {"run_id": run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}
     full["environment"] = {**environment(record.get("device")), "argv": sys.argv}
-    _write_atomic(run_dir / "history.csv", history_csv(history))
-    _write_atomic(run_dir / "run.json", json.dumps(full, indent=2))
+    run_dir.mkdir(parents=True)
+    try:
+        write_atomic(run_dir / "history.csv", history_csv(history))
+        write_atomic(run_dir / "run.json", json.dumps(full, indent=2))
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir

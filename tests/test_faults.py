@@ -16,6 +16,7 @@ import pytest
 from filelock import Timeout
 
 import datasets.base
+from datasets import DataWarning
 import pipeline.cache
 import pipeline.stages.train
 from conftest import FAST, cli, hold_lock, stop
@@ -96,19 +97,53 @@ def test_disk_full_is_a_clear_error_and_earlier_entries_stay(dirs, monkeypatch, 
 
     def full_disk(path, *args, **kwargs):
         if f"{os.sep}scale{os.sep}" in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write says it: no file named
         return real_save(path, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.cache.np, "save", full_disk)
     status = main(["run", *FAST, "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
     assert status == 1
-    assert "No space left on device" in capsys.readouterr().err
+    assert re.search(r"No space left on device \(.*scale[/\\]\.tmp-[0-9a-f]{64}-[0-9a-f]{32}[/\\]x_train\.npy\)", capsys.readouterr().err)
     assert entries(dirs["cache_dir"], "collect") and entries(dirs["cache_dir"], "augment")
     assert not entries(dirs["cache_dir"], "scale")
     assert not list((dirs["cache_dir"] / "scale").glob(".tmp-*"))
     assert not dirs["runs_dir"].exists()
     monkeypatch.undo()
     assert statuses(run(dirs)) == {"collect": "hit", "augment": "hit", "scale": "miss", "train": "miss"}
+
+
+def full_disk_for(monkeypatch, names):
+    """Make writing a text file whose temporary name starts with one of `names` fail as on a full disk."""
+    real_write = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name.startswith(tuple(f".{name}." for name in names)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_a_full_disk_while_the_run_record_is_written_names_it_and_leaves_no_half_run(dirs, monkeypatch, capsys):
+    full_disk_for(monkeypatch, ["run.json"])
+    status = main(["run", *FAST, "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 1
+    assert re.search(r"No space left on device \(.*[/\\]run\.json\)", capsys.readouterr().err)
+    assert not list(dirs["runs_dir"].iterdir())
+    monkeypatch.undo()
+    assert set(statuses(run(dirs)).values()) == {"hit"}
+
+
+def test_a_full_disk_while_a_report_is_rendered_names_the_file_and_keeps_the_last_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(WINE_ABLATION)
+    assert main(["ablate", "--config", "small.yaml", "--cache-dir", "c", "--out", "out", "--quiet"]) == 0
+    before = {name: (tmp_path / "out" / name).read_text() for name in ("report.md", "summary.json", "runs.csv")}
+    full_disk_for(monkeypatch, ["report.md"])
+    assert main(["report", "out"]) == 1
+    assert re.search(r"No space left on device \(.*out[/\\]report\.md\)", capsys.readouterr().err)
+    assert {name: (tmp_path / "out" / name).read_text() for name in before} == before
+    assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
 @pytest.fixture
@@ -485,7 +520,6 @@ def test_header_less_files_keep_every_row(dirs, tmp_path, name, make):
 
 
 def test_npz_labels_are_stripped_like_a_tables(dirs, tmp_path):
-    from datasets import DataWarning
 
     source = write_npz(tmp_path / "labels.npz", np.random.default_rng(0).normal(size=(40, 2)), np.array(["c0", "c0 ", "c1", " c1"] * 10))
     with pytest.warns(DataWarning, match="stripped spaces around 20 labels"):
@@ -527,7 +561,6 @@ def shifted_sources(tmp_path, monkeypatch):
 
 
 def test_test_classes_never_seen_in_training_are_warned_about(dirs, shifted_sources):
-    from datasets import DataWarning
 
     with pytest.warns(DataWarning, match=r"the test split holds 10 samples of classes the training split lacks \('c'\); the network never learns them"):
         result = run(dirs, shifted_sources, "data.source=unseen:1", "data.use_official_test=true", "train.epochs=1")
@@ -535,7 +568,6 @@ def test_test_classes_never_seen_in_training_are_warned_about(dirs, shifted_sour
 
 
 def test_a_test_value_far_outside_the_training_spread_is_warned_about(dirs, shifted_sources):
-    from datasets import DataWarning
 
     with pytest.warns(DataWarning, match=r"the scaled test split holds 3e\+38 at sample 7, feature 1, more than 10,000 times the training split's spread"):
         result = run(dirs, shifted_sources, "data.source=far:1", "data.use_official_test=true", "train.epochs=1")
@@ -547,7 +579,8 @@ def test_a_column_of_numbers_beyond_int64_reads_as_numbers(dirs, tmp_path):
     as objects): it is a numeric column, not a traceback looking for the value that did not parse."""
     rows = "".join(f"{99999999999999999999999 if i == 0 else i},{i % 3},{'xy'[i % 2]}\n" for i in range(30))
     source = write_csv(tmp_path / "big.csv", "a,b,label\n" + rows)
-    result = run(dirs, *source, "train.epochs=1")
+    with pytest.warns(DataWarning, match=r"holds 1\.21e\+22 .* more than 10,000 times the training split's spread"):
+        result = run(dirs, *source, "train.epochs=1")
     assert result.record["data"]["feature_names"] == ["a", "b"] and result.record["data"]["sample_shape"] == [2]
 
 

@@ -26,6 +26,7 @@ from pipeline.ablation.scores import METRICS
 from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import json_safe
 from pipeline.cache import CacheStore
+from pipeline.files import naming, write_atomic
 
 def execute(
     tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
@@ -93,8 +94,9 @@ def run_ablation(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / FLIPPED_FILE).unlink(missing_ok=True)
     if flipped:
-        np.savez(out_dir / FLIPPED_FILE, **flipped)
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
+        with naming(out_dir / FLIPPED_FILE):
+            np.savez(out_dir / FLIPPED_FILE, **flipped)
+    write_atomic(out_dir / SUMMARY_FILE, json.dumps(json_safe(summary), indent=1, default=str, allow_nan=False))
     return summary
 
 

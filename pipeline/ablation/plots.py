@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.ablation.stats import missing
+from pipeline.files import naming
 
 ROW_INCHES = 2.8  # the learning curves' height per factor
 
@@ -65,9 +66,7 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     figure.subplots_adjust(
         left=0.75 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - title / height, wspace=0.28, hspace=title / (ROW_INCHES - title)
     )
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.0, measure: str = "test accuracy (points)") -> Path:
@@ -87,9 +86,7 @@ def effects_chart(effects: list[dict[str, Any]], path: Path, scale: float = 100.
     axis.invert_yaxis()
     axis.set_xlabel(f"change in {measure}, 95% CI; blue: data side, orange: model side")
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def _wrap(label: str, width: int = 45) -> str:
@@ -155,9 +152,7 @@ def stage_times(variants: list[dict[str, Any]], path: Path) -> Path:
     hits show even where training dwarfs the data stages."""
     plt = _pyplot()
     figure = stage_times_figure(variants)
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def more_data_curve(points: list[dict[str, Any]], path: Path) -> Path:
@@ -172,9 +167,7 @@ def more_data_curve(points: list[dict[str, Any]], path: Path) -> Path:
     axis.set_ylabel("test accuracy")
     axis.set_title("What more data buys")
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def flipped_samples(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -204,6 +197,14 @@ def flipped_samples(rows: list[dict[str, Any]], path: Path) -> Path:
         axis.text(-gap, top + height / 2, _wrap(row["variant"]), ha="right", va="center", fontsize=7)
     axis.imshow(mosaic, vmin=0, vmax=1, interpolation="nearest")
     axis.axis("off")
-    figure.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(figure)
+    return _save(figure, path, bbox_inches="tight")
+
+
+def _save(figure: Any, path: Path, **options: Any) -> Path:
+    """Write `figure` to `path` as a PNG and close it; a failed write names `path`."""
+    try:
+        with naming(path):
+            figure.savefig(path, dpi=80, **options)
+    finally:
+        _pyplot().close(figure)
     return path

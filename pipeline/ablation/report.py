@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.ablation import plots
 from pipeline.ablation.scores import METRICS, Metric
 from pipeline.ablation.stats import missing
+from pipeline.files import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -454,9 +455,9 @@ def render(out_dir: str | Path, metric: str | None = None, to: str | Path | None
     to = Path(to)
     runs = load_runs(out_dir, summary)
     to.mkdir(parents=True, exist_ok=True)
-    runs_table(runs).to_csv(to / "runs.csv", index=False)
+    write_atomic(to / "runs.csv", runs_table(runs).to_csv(index=False))
     blocks = build_blocks(out_dir, summary, runs, to)
-    (to / "report.html").write_text(to_html(blocks), encoding="utf-8")
+    write_atomic(to / "report.html", to_html(blocks))
     report = to / "report.md"
-    report.write_text(to_markdown(blocks, to), encoding="utf-8")
+    write_atomic(report, to_markdown(blocks, to))
     return report
