@@ -94,6 +94,7 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     use_official_test: bool = False
+    test_source: str | None = None  # a second source (a file) holding the test split, read like `source`
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
     # k-fold: the test split is fold `fold` of `folds` (see `datasets.splits.kfold_split`), in
@@ -103,19 +104,29 @@ class DataConfig(_Section):
 
     _import_plugins = field_validator("plugins")(classmethod(lambda cls, plugins: import_plugins(plugins)))
 
-    @field_validator("source")
+    @field_validator("source", "test_source")
     @classmethod
-    def _source_is_known(cls, source: str) -> str:
-        parse_source(source)  # raises ValueError listing the known kinds
+    def _source_is_known(cls, source: str | None) -> str | None:
+        if source is not None:
+            parse_source(source)  # raises ValueError listing the known kinds
         return source
+
+    @property
+    def fixed_test(self) -> bool:
+        """Whether the test split is a set of its own (the source's, or `test_source`), the same
+        whatever `data.seed` and `data.test_fraction` say."""
+        return self.use_official_test or self.test_source is not None
 
     @model_validator(mode="after")
     def _folds_fit(self) -> "DataConfig":
         if self.folds is None and "fold" in self.model_fields_set and self.fold:
             raise ValueError("data.fold is set but data.folds is not; set data.folds=K to split into K folds")
+        if self.test_source is not None and self.use_official_test:
+            raise ValueError("data.test_source and data.use_official_test exclude each other: say which test split to use")
         if self.folds is not None:
-            if self.use_official_test:
-                raise ValueError("data.folds and data.use_official_test exclude each other: folds make their own test splits")
+            if self.fixed_test:
+                which = "data.use_official_test" if self.use_official_test else "data.test_source"
+                raise ValueError(f"data.folds and {which} exclude each other: folds make their own test splits")
             if self.fold >= self.folds:
                 raise ValueError(f"data.fold must be one of 0..{self.folds - 1} for data.folds={self.folds}, got {self.fold}")
         return self

@@ -251,3 +251,43 @@ def test_a_fold_is_collected_keyed_on_the_fold_and_not_on_test_fraction(dirs):
     arrays = collected(dirs, "data.folds=5", "data.fold=3")["collect"].artifact.arrays
     assert len(arrays["id_test"]) == 1797 // 5
     assert len(np.intersect1d(arrays["id_train"], arrays["id_test"])) == 0
+
+
+def test_a_test_file_is_the_test_split_labelled_by_class_name_and_keyed_on_its_content(dirs, tmp_path):
+    """USPS-style: a training CSV and a test CSV. The test split is the test file's rows, its
+    labels mapped by class name (it lacks class k1 and lists k2 first), validation comes from the
+    training file, and editing the test file makes collect miss."""
+    write_csv(tmp_path / "train.csv", n=60)
+    rows = ["a;b;kind", "2.0;-2.0;k2", "0.1;0.2;k0", "2.2;-1.9;k2", "0.0;0.0;k0"]
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
+    source = [f"data.source=csv:{tmp_path / 'train.csv'}", "data.target=kind", f"data.test_source=csv:{tmp_path / 'test.csv'}"]
+    first, results = collect(dirs, *source)
+    artifact = results["collect"].artifact
+    np.testing.assert_array_equal(artifact.arrays["x_test"], np.float32([[2.0, -2.0], [0.1, 0.2], [2.2, -1.9], [0.0, 0.0]]))
+    assert artifact.info["class_names"] == ["k0", "k1", "k2"]
+    np.testing.assert_array_equal(artifact.arrays["y_test"], [2, 0, 2, 0])
+    np.testing.assert_array_equal(artifact.arrays["id_test"], 60 + np.arange(4))
+    assert len(artifact.arrays["y_train"]) + len(artifact.arrays["y_val"]) == 60
+    assert artifact.info["test_source"] == source[2].split("=", 1)[1]
+    assert str(tmp_path / "test.csv") in artifact.info["test_provenance"]["files"]
+    assert artifact.info["warnings"] == []  # a test file lacking a class is no problem (warnings fail tests)
+    (tmp_path / "test.csv").write_text("\n".join(rows[:-1]) + "\n")
+    edited, results = collect(dirs, *source)
+    assert edited.cache == "miss" and edited.key != first.key and len(results["collect"].artifact.arrays["y_test"]) == 3
+    assert collect(dirs, *source, "data.test_fraction=0.3")[0].cache == "hit"  # a test file leaves test_fraction unread
+
+
+def test_test_samples_that_are_also_training_samples_are_a_warning(dirs, tmp_path):
+    x = np.arange(40.0).reshape(20, 2)
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "test.npz", x=np.vstack([x[:3], [[100.0, 101.0]]]), y=np.array([0, 1, 0, 1]))
+    with pytest.warns(datasets.base.DataWarning, match=r"test\.npz: 3 test samples also appear in npz:.*train\.npz; their scores measure memory, not generalisation"):
+        collect(dirs, f"data.source=npz:{tmp_path / 'train.npz'}", f"data.test_source=npz:{tmp_path / 'test.npz'}")
+
+
+def test_a_run_without_a_test_file_keeps_its_collect_key_free_of_the_option():
+    from pipeline.stages.collect import CollectStage
+
+    config = load_config(None, [*FAST])
+    assert "test_source" not in CollectStage().settings(config)

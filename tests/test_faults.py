@@ -377,6 +377,8 @@ def write_tiffs(root, values):
 LAUGHS = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
 
 
+TABLE = "a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(12))
+
 BAD_INPUT = [
     ("unknown key", lambda d: ["trian.epochs=5"], r"Unknown config key 'trian\.epochs'\. Did you mean 'train\.epochs'\?"),
     ("wrong type", lambda d: ["train.epochs=many"], r"'train\.epochs'.*valid integer"),
@@ -408,6 +410,21 @@ BAD_INPUT = [
      r"twice\.yaml is not valid YAML.*duplicate key 'train'"),
     ("a key twice in JSON", lambda d: ["--config", str(_write(d / "twice.json", '{"train": {"epochs": 2, "epochs": 3}}'))],
      r"twice\.json is not valid JSON: duplicate key 'epochs'"),
+    ("a test file with other columns", lambda d: [*write_csv(d / "tr.csv", TABLE), "data.test_source=csv:" + str(_write(d / "te.csv", TABLE.replace("a,b,", "a,c,")))],
+     r"te\.csv: feature 1 is 'c' where csv:.*tr\.csv has 'b'; the test file needs the training file's columns in their order"),
+    ("a test file with a category training never has", lambda d: [*write_csv(d / "tr.csv", TABLE), "data.test_source=csv:" + str(_write(d / "te.csv", TABLE.replace(",x\n", ",z\n", 1)))],
+     r"te\.csv: classes 'z' are not among csv:.*tr\.csv's classes"),
+    ("a test file of fractions for integer samples", lambda d: [write_npz(d / "tr.npz", np.arange(12).reshape(6, 2), np.arange(6) % 2), "data.test_source=" + write_npz(d / "te.npz", np.full((4, 2), 0.5), np.arange(4) % 2).split("=", 1)[1]],
+     r"te\.npz: samples of dtype float64 do not fit npz:.*tr\.npz's int64 without changing their values"),
+    ("a test file of another shape", lambda d: [write_npz(d / "tr.npz", np.ones((6, 2)), np.arange(6) % 2), "data.test_source=" + write_npz(d / "te.npz", np.ones((4, 3)), np.arange(4) % 2).split("=", 1)[1]],
+     r"te\.npz: test samples have shape \(3,\), npz:.*tr\.npz's training samples \(2,\)"),
+    ("a test file with NaN", lambda d: [write_npz(d / "tr.npz", np.ones((6, 2)), np.arange(6) % 2), "data.test_source=" + write_npz(d / "te.npz", np.array([[1.0, np.nan]] * 4), np.arange(4) % 2).split("=", 1)[1]],
+     r"npz:.*te\.npz has nan at sample 0, feature 1"),
+    ("a missing test file", lambda d: ["data.test_source=csv:" + str(d / "absent.csv")], r"absent\.csv"),
+    ("a test file and the official test split", lambda d: ["data.test_source=csv:t.csv", "data.use_official_test=true"],
+     r"data\.test_source and data\.use_official_test exclude each other"),
+    ("a test file and folds", lambda d: ["data.test_source=csv:t.csv", "data.folds=5"], r"data\.folds and data\.test_source exclude each other"),
+    ("a test file of an unknown kind", lambda d: ["data.test_source=hdf5:t.h5"], r"'data\.test_source'.*Unknown data source kind 'hdf5'"),
     ("a boolean seed", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [0.0, 0.1]}}, seeds: [0, true]}"], r"seeds are integers, not booleans"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),

@@ -176,6 +176,15 @@ def test_what_each_seed_varies():
         AblationConfig(design="list", seeds=[3], variants={"a": {}}, vary=["split"])
 
 
+def test_a_fixed_test_split_varies_only_the_train_validation_split_with_the_seed():
+    from pipeline.ablation.analysis import uncertainty
+
+    design = AblationConfig(design="list", seeds=[0, 1], variants={"a": {}}, vary=["train", "split"])
+    fixed, drawn = (" ".join(uncertainty(design, shared, 100, [])["sources"]) for shared in (True, False))
+    assert "the train/validation split (data.seed) of the training samples" in fixed and "every seed scores the same ones" in fixed
+    assert "the train/validation/test split (data.seed)" in drawn and "each seed draws its own" in drawn
+
+
 def test_an_effect_across_different_test_samples_compares_means():
     # A data factor that moves the split gives the two arms different test samples: no pairing by sample.
     treated = {0: np.array([1.0, 1.0, 0.0, 1.0]), 1: np.array([1.0, 1.0, 1.0, 1.0])}

@@ -239,11 +239,14 @@ def uncertainty(ablation: AblationConfig, shared_samples: bool | Folds, test_sam
     """Which sources of variation the intervals cover, and the smallest effect they can detect."""
     sources = ["initialization, batch order and dropout masks (train.seed)"]
     if "split" in ablation.vary:
-        sources.append(
-            "the train/validation/test split (data.seed) of this dataset's samples (every seed splits the same ones, so the intervals "
-            "say what other splits of them would give, not what another dataset would)"
-            if not isinstance(shared_samples, Folds) else "the partition into folds (data.seed)"
-        )
+        if isinstance(shared_samples, Folds):
+            sources.append("the partition into folds (data.seed)")
+        else:
+            # With "split" varied, shared test samples mean a test split of its own (a test file, the official one).
+            which = "train/validation split (data.seed) of the training samples" if shared_samples else "train/validation/test split (data.seed) of this dataset's samples"
+            sources.append(
+                f"the {which} (every seed splits the same ones, so the intervals say what other splits of them would give, not what another dataset would)"
+            )
     if "augment" in ablation.vary:
         sources.append("the augmentation draws (augment.seed)")
     if isinstance(shared_samples, Folds):
@@ -467,7 +470,7 @@ def analyse(
     ablation, variants = plan.ablation, plan.variants
     data = ScaledData(store, plan.tasks)
     trainings = results
-    shared: bool | Folds = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
+    shared: bool | Folds = "split" not in ablation.vary or plan.tasks[0].config.data.fixed_test
     if ablation.resampling.kind == "kfold":  # each (variant, seed) as one run that tested every sample once
         results = merge_folds(trainings)
         shared = fold_design(trainings, ablation.resampling.folds)

@@ -30,7 +30,7 @@ DEFAULT_FOLDS = 5
 MIN_FIRST_LOOK = 3  # estimates (seeds, or seeds x folds) at a seeds-until-decided ablation's first look
 MOST_LOOKS = 20  # looks a seeds-until-decided ablation may plan
 # What k-fold resampling sets in every run: no factor or variant may vary it.
-FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test")
+FOLD_KEYS = ("data.folds", "data.fold", "data.test_fraction", "data.use_official_test", "data.test_source")
 
 
 class Factor(BaseModel):

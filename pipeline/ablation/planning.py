@@ -174,7 +174,7 @@ def plan_design(
     epochs = max(task.config.train.epochs for task in plan.tasks)
     _, results = read_data(plan.tasks[0], store)
     samples = int(results["scale"].artifact.arrays["y_test"].shape[0])
-    shared = "split" not in ablation.vary or plan.tasks[0].config.data.use_official_test
+    shared = "split" not in ablation.vary or plan.tasks[0].config.data.fixed_test
     tests = _family_size(plan, samples)
     if like is not None and ablation.resampling.kind == "kfold":
         raise ValueError("--like plans from a held-out ablation's variances; a k-fold design is planned without it (its folds change what they mean)")

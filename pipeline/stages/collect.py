@@ -22,7 +22,7 @@ import datasets.base
 import datasets.splits
 from datasets.validate import check_usable, data_warnings
 from pipeline.cache import Artifact
-from pipeline.config import Config, changed_settings
+from pipeline.config import Config, DataConfig, changed_settings
 from pipeline.keys import source_fingerprint
 from pipeline.stages.base import RunContext, Stage
 
@@ -45,12 +45,50 @@ def load_raw(source: datasets.base.Source, argument: str, options: datasets.Sour
         raise ValueError(f"data source {text!r}: the plugin's loader {where} {what}") from None
 
 
+def load_test_source(raw: datasets.RawData, data: DataConfig) -> tuple[datasets.RawData, list[str]]:
+    """`raw` with `data.test_source`'s samples as its own test split, labelled in `raw`'s class
+    names, and that file's warnings. The test file is validated as the training source is, and
+    must match it: sample shape, columns (one-hot ones included), classes, values its dtype holds."""
+    name = data.test_source
+    source, argument = datasets.parse_source(name)
+    test = load_raw(source, argument, data.source_options(source.reads), name)
+    check_usable(test, name)
+    if raw.feature_names is not None and test.feature_names is not None and test.feature_names != raw.feature_names:
+        at = next((i for i, (a, b) in enumerate(zip(raw.feature_names, test.feature_names)) if a != b), min(len(raw.feature_names), len(test.feature_names)))
+        theirs, ours = (repr(names[at]) if at < len(names) else "nothing" for names in (test.feature_names, raw.feature_names))
+        raise ValueError(
+            f"{name}: feature {at} is {theirs} where {data.source} has {ours}; the test file needs the "
+            "training file's columns in their order, and each text column the same categories"
+        )
+    if test.x.shape[1:] != raw.x.shape[1:]:
+        raise ValueError(f"{name}: test samples have shape {test.x.shape[1:]}, {data.source}'s training samples {raw.x.shape[1:]}.")
+    present = [test.class_names[k] for k in np.unique(test.y)]
+    unknown = [c for c in present if c not in raw.class_names]
+    if unknown:
+        raise ValueError(f"{name}: classes {', '.join(map(repr, unknown[:5]))} are not among {data.source}'s classes; the network cannot predict them.")
+    x = test.x.astype(raw.x.dtype, copy=False)  # float64 to float32 rounds, as training's arithmetic would
+    if not np.issubdtype(raw.x.dtype, np.floating) and x is not test.x and not np.array_equal(x, test.x):
+        raise ValueError(f"{name}: samples of dtype {test.x.dtype} do not fit {data.source}'s {raw.x.dtype} without changing their values.")
+    relabel = np.array([raw.class_names.index(c) if c in raw.class_names else -1 for c in test.class_names], dtype=raw.y.dtype)
+    found = data_warnings(test, name)
+    leaked = _shared_samples(raw.x, x)
+    if leaked:
+        found.append(f"{name}: {leaked} test samples also appear in {data.source}; their scores measure memory, not generalisation")
+    return dataclasses.replace(raw, test=(x, relabel[test.y])), found
+
+
+def _shared_samples(train: np.ndarray, test: np.ndarray) -> int:
+    """How many of `test`'s samples are byte for byte one of `train`'s."""
+    rows = lambda x: np.ascontiguousarray(x).reshape(len(x), -1).view(np.dtype((np.void, x[0].nbytes))).ravel()  # noqa: E731
+    return int(np.isin(rows(test), rows(train)).sum())
+
+
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
     """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's
-    own. With `data.train_fraction` below 1, `unlabelled` holds the training split's samples the
+    own (or `data.test_source`'s). With `data.train_fraction` below 1, `unlabelled` holds the training split's samples the
     subset left out (what autoencoder pretraining may read without their labels)."""
     data = config.data
-    if data.use_official_test:
+    if data.fixed_test:
         if raw.test is None:
             raise ValueError(f"data.use_official_test is true but {data.source} has no test split of its own.")
         datasets.splits.check_class_sizes(raw.y, raw.class_names, 2, data.source)
@@ -62,7 +100,7 @@ def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray
         datasets.splits.check_class_sizes(raw.y, raw.class_names, 3, data.source)
         train, val, test = datasets.splits.stratified_split(raw.y, data.val_fraction, data.test_fraction, data.seed)
     labelled = train[datasets.splits.nested_subset(raw.y[train], data.train_fraction, data.seed)]
-    indices = {"train": labelled, "val": val} if data.use_official_test else {"train": labelled, "val": val, "test": test}
+    indices = {"train": labelled, "val": val} if data.fixed_test else {"train": labelled, "val": val, "test": test}
     if len(labelled) < len(train):
         indices["unlabelled"] = np.setdiff1d(train, labelled)
     return indices
@@ -81,6 +119,16 @@ def unseen_classes(counts: dict[str, list[int]], class_names: list[str], source:
     return found
 
 
+def _identity(text: str, data: DataConfig) -> dict[str, Any]:
+    """What a source's data is, not only where: file hashes or a library version (`content`),
+    and the loader's own code (`loader`), which matters most for sources registered by plugins."""
+    source, argument = datasets.parse_source(text)
+    return {
+        "content": source.fingerprint(argument, data.source_options(source.reads)),
+        "loader": source_fingerprint(inspect.getsource(source.load)),
+    }
+
+
 class CollectStage(Stage):
     name = "collect"
     version = "2"
@@ -93,6 +141,7 @@ class CollectStage(Stage):
             datasets.splits,
             sys.modules["datasets.validate"],  # the module, which `datasets.validate` (the function) hides
             sys.modules[source.load.__module__],
+            *([sys.modules[datasets.parse_source(config.data.test_source)[0].load.__module__]] if config.data.test_source else []),
         )
 
     def settings(self, config: Config) -> dict[str, Any]:
@@ -103,19 +152,16 @@ class CollectStage(Stage):
         unread = set(SOURCE_OPTIONS) - set(SOURCE_OPTIONS if source.reads is None else source.reads)
         # k-fold replaces the held-out test fraction; without it, the fold settings stay out of the key.
         unused = {"test_fraction"} if config.data.folds is not None else {"folds", "fold"}
+        unused |= {"test_fraction"} if config.data.test_source else {"test_source"}  # keys from before the option stay
         return config.data.model_dump(mode="json", exclude=unread | unused)
 
     def params(self, config: Config) -> dict[str, Any]:
         """The `data` settings the source reads, the split settings (`settings`), and what
         identifies the content."""
-        source, argument = datasets.parse_source(config.data.source)
-        return {
-            **self.settings(config),
-            # What the data is, not only where: file hashes or a library version,
-            "content": source.fingerprint(argument, config.data.source_options(source.reads)),
-            # and the loader's own code, which matters most for sources registered by plugins.
-            "loader": source_fingerprint(inspect.getsource(source.load)),
-        }
+        params = {**self.settings(config), **_identity(config.data.source, config.data)}
+        if config.data.test_source:
+            params["test"] = _identity(config.data.test_source, config.data)
+        return params
 
     def describe(self, config: Config) -> str:
         return " ".join([config.data.source, *(s for s in changed_settings(config, ["data"]) if not s.startswith("data.source="))])
@@ -125,6 +171,9 @@ class CollectStage(Stage):
         options = config.data.source_options(source.reads)
         raw = load_raw(source, argument, options, config.data.source)
         check_usable(raw, config.data.source)
+        test_warnings = []
+        if config.data.test_source is not None:
+            raw, test_warnings = load_test_source(raw, config.data)
         indices = split_indices(raw, config)
         arrays = {}
         unlabelled = indices.pop("unlabelled", None)
@@ -139,13 +188,14 @@ class CollectStage(Stage):
                 raise ValueError(f"{config.data.source}: test samples have shape {test_x.shape[1:]}, training samples {raw.x.shape[1:]}.")
             arrays["x_test"], arrays["y_test"] = test_x, test_y
             arrays["id_test"] = len(raw.x) + np.arange(len(test_y), dtype=np.int64)  # after the source's own rows
+        params = context.params or self.params(config)  # the file hashes computed for the key: not read again
         info = {
             "source": config.data.source,
             "kind": "image" if raw.x.ndim == 4 else "tabular",
             "class_names": raw.class_names,
             "feature_names": raw.feature_names,
-            # The content fingerprint (file hashes) was computed for the key: reuse it, not re-read the files.
-            "provenance": {**raw.provenance, **(context.params or self.params(config))["content"]},
+            "provenance": {**raw.provenance, **params["content"]},
+            **({"test_source": config.data.test_source, "test_provenance": params["test"]["content"]} if "test" in params else {}),
             "sample_shape": list(raw.x.shape[1:]),
             "dtype": str(raw.x.dtype),
             "class_counts": {
@@ -153,5 +203,5 @@ class CollectStage(Stage):
             },
         }
         # Kept with the entry, so a cache hit shows them again (the runner warns with them).
-        info["warnings"] = [*data_warnings(raw, config.data.source), *unseen_classes(info["class_counts"], raw.class_names, config.data.source)]
+        info["warnings"] = [*data_warnings(raw, config.data.source), *test_warnings, *unseen_classes(info["class_counts"], raw.class_names, config.data.source)]
         return Artifact(arrays, info)
