@@ -359,6 +359,18 @@ def test_a_fused_array_trains_each_member_as_it_trains_alone():
         assert distance_ratio(together.member_state_dict(k), alone.member_state_dict(0), start) <= TRAINED_APART, f"member {k}"
 
 
+def test_the_array_reports_the_member_epochs_each_step_trains():
+    """Progress within epochs for a bar counting member-epochs: one report per step, the running
+    members over the epoch's steps, summing to the epochs each member ran (early stopping included)."""
+    specs, optims, members = array_setup()
+    heard = []
+    results = fit_array(fused_array(specs, optims, [0, 1, 2], (1, 8, 8), 10, torch.device("cpu")), members(), batch_size=32, progress=False, on_steps=heard.append)
+    steps = -(-len(members()[0].train.y) // 32)
+    assert len(heard) == steps * max(r.epochs_run for r in results)
+    assert heard[0] == pytest.approx(3 / steps) and heard[-1] == pytest.approx(1 / steps)  # one member trains on alone
+    assert sum(heard) == pytest.approx(sum(r.epochs_run for r in results))
+
+
 class Interrupt(Exception):
     pass
 

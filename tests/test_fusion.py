@@ -156,3 +156,39 @@ def test_an_ablation_warns_about_its_data_once_on_one_line(tmp_path, jobs):
     done = cli("ablate", "--config", "iris.yaml", "--out", "out", "--cache-dir", "c", "--jobs", jobs, "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["warning: sklearn:iris: 1 duplicate feature rows"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_progress_bar_counts_member_epochs_as_they_train_and_the_cached_ones_at_once(tmp_path, monkeypatch, jobs):
+    """The bar's total is every run's train.epochs; trainings report within epochs (here, with one
+    job, several times per unit), early stopping's untrained epochs count when a unit ends, and an
+    ablation found in the cache fills the bar as well."""
+    import pipeline.ablation.execute as execute
+    from pipeline.ablation.progress import ProgressBar
+
+    bars = []
+
+    class Recorded(ProgressBar):
+        def __init__(self, tasks, enabled):
+            super().__init__(tasks, enabled)
+            self.heard = []
+            bars.append(self)
+
+        def __call__(self, member_epochs):
+            self.heard.append(member_epochs)
+            super().__call__(member_epochs)
+
+    monkeypatch.setattr(execute, "ProgressBar", Recorded)
+    base = {"data": {"source": "sklearn:wine"}, "augment": {"mode": "none"}, "model": {"hidden": [8]},
+            "train": {"epochs": 12, "batch_size": 32, "device": "cpu"}, "early_stop": {"patience": 1}}
+    design = AblationConfig(design="full", seeds=[0, 1], factors={"model.dropout": {"side": "model", "values": [0.0, 0.3]}})
+    summary = run_ablation(base, [], design, tmp_path / "out", tmp_path / "cache", jobs=jobs, progress=False)
+    assert any(variant["epochs_run"] < 12 for variant in summary["variants"])  # early stopping left epochs untrained
+    again = run_ablation(base, [], design, tmp_path / "again", tmp_path / "cache", jobs=jobs, progress=False)
+    assert again["stages"]["train"] == {"built": 0, "hit": 4}
+    trained, cached = bars
+    assert trained.total == cached.total == 4 * 12
+    assert sum(trained.heard) == pytest.approx(48) and sum(cached.heard) == pytest.approx(48)
+    if jobs == 1:
+        assert len(trained.heard) > 4 * 2  # steps of each epoch, not units
+        assert cached.heard[0] == 48  # the one fused unit, found in the cache before anything trains

@@ -56,7 +56,7 @@ def test_ray_executor_matches_the_local_executor(tmp_path):
 def test_without_ray_the_message_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r"pip install 'gainsplit\[ray\]'"):
-        run_on_ray([], [], None, lambda: None)
+        run_on_ray([], [], None, lambda member_epochs: None)
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_a_training_on_cuda_is_a_ray_task_holding_a_gpu(tmp_path):
     base = {"train": {"epochs": 3, "device": "cuda"}, "model": {"channels": [8], "hidden": [16]}}
     task = Task("cuda", 0, load_config(None, base=base), str(tmp_path / "cache"), str(tmp_path / "runs"))
     assert wants_gpu(task, cluster_gpus=1)
-    (result,) = run_on_ray([task], [[task]], None, lambda: None, init_options={"num_cpus": 1, "num_gpus": 1})
+    (result,) = run_on_ray([task], [[task]], None, lambda member_epochs: None, init_options={"num_cpus": 1, "num_gpus": 1})
     record = result.record
     assert record["device"].startswith("cuda:") and record["metrics"]["test_accuracy"] > 0.5
     # Ray hands the task the GPU it asked for, and only that one.
@@ -157,4 +157,4 @@ def test_a_cluster_that_turns_the_driver_away_is_a_run_failure_that_names_the_to
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(RunFailed, match=r"cannot reach the Ray cluster at 10\.0\.0\.1:6379: .*run with RAY_AUTH_MODE=token"):
-        run_on_ray([], [], "10.0.0.1:6379", lambda: None)
+        run_on_ray([], [], "10.0.0.1:6379", lambda member_epochs: None)

@@ -361,6 +361,7 @@ class _Training:
     step: Step  # one step of every member (`training_step`)
     run_step: Step  # runs `step`: `eager`, or from CUDA graphs (`StepGraphs`)
     checkpoints: CheckpointWriter
+    on_steps: Callable[[float], None] | None = None  # told the member-epochs each step trained
 
 
 def fit_array(
@@ -374,6 +375,7 @@ def fit_array(
     checkpoint_every: float = 0.0,
     resume: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    on_steps: Callable[[float], None] | None = None,
     distributed: Distributed = SINGLE,
     cuda_graphs: bool = True,
     progress: bool = True,
@@ -385,7 +387,9 @@ def fit_array(
     (`augment(batch, generator)`, run on the device) from `(augment_seed, epoch)`. With
     `checkpoint`, the full state is written after an epoch once `checkpoint_every` seconds have
     passed since the last write (0: after every epoch) and, with `resume`, read back first, so a
-    killed run continues to the same result. A member with `restore_best` ends with
+    killed run continues to the same result. `on_steps`, when given, hears after every step how
+    many member-epochs it trained (the running members over the epoch's steps): progress within
+    epochs, for a bar that counts member-epochs. A member with `restore_best` ends with
     the weights of its best epoch by its `monitor`, also when training is interrupted.
 
     Under torchrun (`distributed`), the module is wrapped in DistributedDataParallel, each rank
@@ -415,6 +419,7 @@ def fit_array(
         step=training_step(net, array, amp, _label_smoothing(members, device)),
         run_step=StepGraphs(device) if capture else eager,
         checkpoints=CheckpointWriter(checkpoint, checkpoint_every, written_epoch=first_epoch - 1, writes=distributed.is_main),
+        on_steps=on_steps,
     )
     return _run_epochs(training, first_epoch, on_epoch_end, progress)
 
@@ -472,6 +477,7 @@ def _train_epoch(training: _Training, epoch: int) -> _Epoch:
     learning = torch.tensor(running, device=device)  # only running members' losses drive gradients
     masked = not all(running)
     member_step = functools.partial(training.step, masked=masked)
+    per_step = sum(running) / steps
     losses, counts, predicted, targets = [], [], [], []
     array.module.train()
     for index, (xb, yb) in enumerate(batches(data, orders, batch_size, device, distributed.shard)):
@@ -484,6 +490,8 @@ def _train_epoch(training: _Training, epoch: int) -> _Epoch:
         counts.append(yb.shape[1])
         predicted.append(member_predicted)
         targets.append(yb)
+        if training.on_steps is not None:
+            training.on_steps(per_step)
     step_losses = torch.stack(losses).float()  # (steps, K)
     _check_finite(step_losses, learning, epoch, training)
     sizes = torch.tensor(counts, dtype=step_losses.dtype, device=device)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Collection
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from datasets import DataWarning
 from pipeline.ablation.analysis import analyse
@@ -21,6 +20,7 @@ from pipeline.ablation.executors import EXECUTORS, run_local, run_on_ray
 from pipeline.ablation.fusion import fusion_units
 from pipeline.ablation.plan import AblationPlan, Task, TrainingResult, plan_ablation
 from pipeline.ablation.prepare import ablation_stages, prepare
+from pipeline.ablation.progress import ProgressBar
 from pipeline.ablation.report import FLIPPED_FILE, SUMMARY_FILE
 from pipeline.ablation.scores import METRICS
 from pipeline.ablation.sequential import Looks
@@ -37,13 +37,13 @@ def execute(
     if executor not in EXECUTORS:
         raise ValueError(f"Unknown executor {executor!r}. Known: {', '.join(EXECUTORS)}.")
     units = fusion_units(tasks, fuse, solo=solo)
-    bar = tqdm(total=len(tasks), desc="ablation", unit="run", disable=not progress)
+    bar = ProgressBar(tasks, progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # `prepare` said it about the data, once
         try:
             if executor == "ray":
-                return run_on_ray(tasks, units, ray_address, lambda: bar.update(1), ray_options)
-            return run_local(tasks, units, jobs, lambda: bar.update(1))
+                return run_on_ray(tasks, units, ray_address, bar, ray_options)
+            return run_local(tasks, units, jobs, bar)
         finally:
             bar.close()
 

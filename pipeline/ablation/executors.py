@@ -13,9 +13,10 @@ import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from typing import Any, Callable
+from typing import Any
 
 from datasets import DataWarning
+from pipeline.ablation import progress
 from pipeline.ablation.fusion import run_unit
 from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.errors import RunFailed
@@ -35,31 +36,27 @@ def _in_task_order(units: list[Unit], unit_results: list[list[TrainingResult]], 
     return [ordered[index] for index in range(len(tasks))]
 
 
-def run_local(tasks: list[Task], units: list[Unit], jobs: int, done: Callable[[], None]) -> list[TrainingResult]:
+def run_local(tasks: list[Task], units: list[Unit], jobs: int, done: progress.Sink) -> list[TrainingResult]:
     """In this process (`jobs` 1), or in `jobs` spawned processes that split the cores, and the
-    GPUs when there are several, between them."""
-    unit_results = []
+    GPUs when there are several, between them. `done` hears the member-epochs trained, as they train."""
     if jobs <= 1:
-        for unit in units:
-            unit_results.append(run_unit(unit))
-            for _ in unit:
-                done()
-        return _in_task_order(units, unit_results, tasks)
+        with progress.reporting_to(done):
+            return _in_task_order(units, [run_unit(unit) for unit in units], tasks)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker, initargs=(context.Value("i", 0),)) as pool:
-        for unit, results in zip(units, pool.map(run_unit, units, [threads] * len(units))):
-            unit_results.append(results)
-            for _ in unit:
-                done()
+    queue = context.Queue()
+    with progress.receiving(queue, done):
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=start_worker, initargs=(context.Value("i", 0), queue)) as pool:
+            unit_results = list(pool.map(run_unit, units, [threads] * len(units)))
     return _in_task_order(units, unit_results, tasks)
 
 
-def start_worker(counter: Any) -> None:
-    """A local worker: quiet about the data (preparing the ablation already warned about it, once)
-    and on its GPU."""
+def start_worker(counter: Any, queue: Any) -> None:
+    """A local worker: quiet about the data (preparing the ablation already warned about it, once),
+    on its GPU, reporting its progress through `queue`."""
     warnings.simplefilter("ignore", DataWarning)
     claim_gpu(counter)
+    progress.start_sending(queue)
 
 
 def claim_gpu(counter: Any) -> None:
@@ -95,10 +92,11 @@ def run_on_ray(
     tasks: list[Task],
     units: list[Unit],
     address: str | None,
-    done: Callable[[], None],
+    done: progress.Sink,
     init_options: dict[str, Any] | None = None,
 ) -> list[TrainingResult]:
-    """Each unit as a Ray task declaring one CPU, and one GPU when it trains on CUDA.
+    """Each unit as a Ray task declaring one CPU, and one GPU when it trains on CUDA; `done`
+    hears a unit's member-epochs when it returns.
 
     Without `address`, a local Ray instance is started for the ablation and stopped after it.
     """
@@ -119,8 +117,7 @@ def run_on_ray(
         unit_results = []
         for unit, ref in zip(units, refs):
             unit_results.append(ray.get(ref))
-            for _ in unit:
-                done()
+            done(progress.budget(unit))
         return _in_task_order(units, unit_results, tasks)
     finally:
         if started_here:

@@ -28,6 +28,7 @@ import torch
 
 import trainers.capacity
 import trainers.devices
+from pipeline.ablation import progress
 from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.cache import CachedArtifact, CacheStore
 from pipeline.config import Config
@@ -149,6 +150,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResu
     write each member's entry and run record."""
     if threads:
         torch.set_num_threads(threads)
+    counted = Counted()
     store = CacheStore(tasks[0].cache_dir)
     runs = []
     for task in tasks:
@@ -161,8 +163,22 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResu
         by_shape.setdefault(run.shape, []).append(index)
     for indices in by_shape.values():
         for array_indices in split_evenly(indices, _members_per_array(runs[indices[0]])):
-            trained.update(zip(array_indices, _train_members([runs[i] for i in array_indices], store)))
-    return [_finish(run, *trained[index]) for index, run in enumerate(runs)]
+            trained.update(zip(array_indices, _train_members([runs[i] for i in array_indices], store, counted)))
+    finished = [_finish(run, *trained[index]) for index, run in enumerate(runs)]
+    counted(progress.budget(tasks) - counted.total)  # what early stopping left untrained
+    progress.flush()
+    return finished
+
+
+class Counted:
+    """Reports member-epochs to the ablation's bar and keeps their sum."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def __call__(self, member_epochs: float) -> None:
+        self.total += member_epochs
+        progress.report(member_epochs)
 
 
 def _finish(run: PreparedRun, outcome: StageOutcome, cached: CachedArtifact) -> TrainingResult:
@@ -184,7 +200,7 @@ def _members_per_array(run: PreparedRun) -> int:
     return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)
 
 
-def _train_members(runs: list[PreparedRun], store: CacheStore) -> list[tuple[StageOutcome, CachedArtifact]]:
+def _train_members(runs: list[PreparedRun], store: CacheStore, counted: Counted) -> list[tuple[StageOutcome, CachedArtifact]]:
     """Each run's train entry: a cache hit, or trained with the other runs that miss as one
     array (continued from its checkpoint with `Task.resume`). The entries' locks are held
     meanwhile (in key order), so no other process builds them too."""
@@ -198,12 +214,13 @@ def _train_members(runs: list[PreparedRun], store: CacheStore) -> list[tuple[Sta
         to_build = [index for key, index in sorted(first_of_key.items(), key=lambda item: item[1]) if cached[key] is None]
         if to_build and not writable:
             raise store.cannot_build("train", steps[to_build[0]].key)
+        counted(progress.budget([run.task for i, run in enumerate(runs) if i not in to_build]))  # found in the cache
         if to_build:
             building = [runs[i] for i in to_build]
             checkpoint = array_checkpoint(store, [run.train.key for run in building])
             if len(building) > 1:  # a run alone keeps its checkpoint under its own key, guarded by the lock held above
                 locks.enter_context(store.lock("train", checkpoint.stem))  # so `cache gc` leaves a live array's checkpoint alone
-            cached.update(_train_and_save(building, store, checkpoint))
+            cached.update(_train_and_save(building, store, checkpoint, counted))
     seconds = (time.perf_counter() - started) / max(1, len(to_build))
     built = {steps[i].key for i in to_build}
     results = []
@@ -222,7 +239,7 @@ def array_checkpoint(store: CacheStore, keys: list[str]) -> Path:
     return store.checkpoint_path("train", "array-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16])
 
 
-def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path) -> dict[str, CachedArtifact]:
+def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path, counted: Counted) -> dict[str, CachedArtifact]:
     """Train `runs` as one unit and commit each run's entry under its own train key; the unit's
     checkpoint goes once every entry is in."""
     shared: dict[str, dict] = {}  # one scaled mapping per data variant: placed on the device once
@@ -235,7 +252,7 @@ def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path
         for run in runs
     ]
     started = time.perf_counter()
-    artifacts = train_unit(members, checkpoint=checkpoint, resume=runs[0].task.resume)
+    artifacts = train_unit(members, checkpoint=checkpoint, resume=runs[0].task.resume, on_steps=counted)
     seconds = (time.perf_counter() - started) / len(runs)
     entries = {
         run.train.key: store.save("train", run.train.key, artifact, {**run.train.meta(), "build_seconds": seconds})

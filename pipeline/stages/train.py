@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -197,13 +197,15 @@ def train_unit(
     resume: bool = False,
     distributed: trainers.distributed.Distributed = trainers.distributed.SINGLE,
     progress: bool = False,
+    on_steps: Callable[[float], None] | None = None,
 ) -> list[Artifact]:
     """Train a unit of K members as one array and return each member's train artifact: the one
     training path, K=1 for `pipeline run`, K>1 for the runs an ablation fuses.
 
     The members share every setting but the member-level ones (`pipeline.ablation.fusion`);
     device, precision, batch size and checkpointing come from the first. `checkpoint` holds the
-    unit's resumable state; with `resume`, training continues from it."""
+    unit's resumable state; with `resume`, training continues from it. `on_steps` hears the
+    member-epochs each step trains (`trainers.loop.fit_array`)."""
     first = members[0].config
     device = training_device(first, distributed)
     precision = precision_for(first, device)
@@ -225,7 +227,7 @@ def train_unit(
             array, [member_for(m.config, own, m.augment) for m, own in zip(members, splits)],
             batch_size=first.train.batch_size, device=device, precision=precision, checkpoint=checkpoint,
             checkpoint_every=first.train.checkpoint_every, resume=resume, distributed=distributed,
-            cuda_graphs=first.train.cuda_graphs, progress=progress,
+            cuda_graphs=first.train.cuda_graphs, progress=progress, on_steps=on_steps,
         )
     scores = {split: trainers.loop.ArrayData([own[split] for own in splits], split) for split in SPLITS}
     test = trainers.loop.predict_array(array.module, scores["test"], device, precision)
