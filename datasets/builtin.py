@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,9 @@ TABULAR = ("iris", "wine", "breast_cancer")
 
 
 def _sklearn_version(argument: str, options: SourceOptions) -> dict[str, Any]:
-    import sklearn
-
-    # The data ships inside scikit-learn, so its version identifies the content.
-    return {"sklearn": sklearn.__version__}
+    # The data ships inside scikit-learn, so its version identifies the content; read from the
+    # package's metadata, as importing scikit-learn to ask would take a second.
+    return {"sklearn": importlib.metadata.version("scikit-learn")}
 
 
 @register_source("sklearn", fingerprint=_sklearn_version, reads=())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 def check_class_sizes(y: np.ndarray, class_names: list[str], needed: int, source: str) -> None:
@@ -25,6 +24,8 @@ def stratified_split(
 
     With `test_fraction` 0 the test split is empty (for sources with their own test split).
     """
+    from sklearn.model_selection import train_test_split  # here: importing the data package stays light
+
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(f"data.val_fraction + data.test_fraction must be below 1, got {val_fraction} + {test_fraction}.")
     indices = np.arange(len(y))
@@ -55,6 +56,8 @@ def kfold_split(
     val_share = val_fraction * folds / (folds - 1)  # of the samples outside the test fold
     if val_share >= 1.0:
         raise ValueError(f"data.val_fraction={val_fraction} leaves no training samples beside a test fold of 1/{folds}; lower it below {(folds - 1) / folds:.3g}.")
+    from sklearn.model_selection import train_test_split
+
     order = np.random.default_rng(seed).permutation(len(y))
     scored = order[len(y) % folds :]
     scored = scored[np.argsort(y[scored], kind="stable")]  # grouped by class, shuffled within each

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 import trainers.registry
 from datasets import SourceOptions, parse_source
 from pipeline.plugins import import_plugins
-from transforms import build_recipe
 
 
 class ConfigError(ValueError):
@@ -160,6 +159,8 @@ class AugmentConfig(_Section):
             for key, value in dotted(step, lists=True).items():
                 if isinstance(value, float) and not math.isfinite(value):  # GaussianNoise(std=inf) would turn every copy to 0 or 255
                     raise ValueError(f"recipe[{position}] ({step.get('name', '?')}): {key}={value} is not a finite number")
+        from transforms import build_recipe  # torch: only a recipe that is given is built here
+
         build_recipe(recipe)  # raises ValueError naming the unknown transform or parameter
         return recipe
 

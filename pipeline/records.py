@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import os
@@ -21,7 +22,6 @@ from trainers.loop import HISTORY_COLUMNS
 def environment(device: str | None = None) -> dict[str, Any]:
     """Versions and hardware that a result depends on; `device` is where the run trained."""
     import numpy
-    import sklearn
     import torch
 
     trained_on_cuda = device is not None and device.startswith("cuda")
@@ -30,7 +30,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,
+        "sklearn": importlib.metadata.version("scikit-learn"),
         "cuda_available": torch.cuda.is_available(),
         "cuda_device": torch.cuda.get_device_name(torch.device(device)) if trained_on_cuda else None,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -10,15 +10,16 @@ silent no-op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from torch import nn
+if TYPE_CHECKING:  # the configuration checks model types without importing torch
+    from torch import nn
 
 SWITCHES = ("batch_norm", "dropout", "activation", "init")
 BUILT_IN = ("auto", "cnn", "mlp")
 TORCHVISION = "torchvision:"
 
-Factory = Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
+Factory = Callable[[dict[str, Any], tuple[int, ...], int], "nn.Module"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn import metrics as sk
 
 from pipeline.ablation.stats import Effect, missing
 
@@ -61,6 +60,8 @@ def applicable(name: str, n_classes: int) -> bool:
 
 def score(name: str, probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The metric of predicted probabilities `(N, K)` against integer labels `(N,)`, by sklearn."""
+    from sklearn import metrics as sk
+
     predicted = probabilities.argmax(axis=1)
     classes = np.arange(probabilities.shape[1])
     if name == "accuracy":

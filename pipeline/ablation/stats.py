@@ -41,8 +41,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from scipy import optimize, special, stats
 
+# SciPy is imported inside the functions that use it, so the command line starts without it.
 if TYPE_CHECKING:
     from pipeline.ablation.sequential import Looks
 
@@ -160,6 +160,8 @@ def _crossed(x: np.ndarray) -> tuple[float, float, tuple[float, float, float]]:
 
 def _binomial(successes: int, trials: int, alpha: float) -> tuple[float, float]:
     """The exact (Clopper-Pearson) interval of a proportion at level 1 - alpha."""
+    from scipy import stats
+
     low = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes, trials - successes + 1))
     high = 1.0 if successes == trials else float(stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
     return low, high
@@ -222,6 +224,8 @@ def summarize_runs(scores: Sequence[np.ndarray], shared_samples: bool | Folds, b
 def interval(summary: Summary, alpha: float, bounds: Bounds = (-math.inf, math.inf)) -> tuple[float, float]:
     """The summary's two-sided interval at level 1 - alpha, cut to `bounds`: a t-interval with
     its standard error and degrees of freedom, or exact where nothing varied."""
+    from scipy import special
+
     if summary.exact == "binomial":
         return _exact(summary.mean, summary.exact_trials, bounds, alpha)
     if summary.exact == "sign-flip":  # every seed gave the same value: no other value is rejected below this many seeds
@@ -242,6 +246,8 @@ def p_value(summary: Summary) -> float:
     """Two-sided t-test of the mean against zero. Where nothing varies at all the t statistic is
     undefined; the exact sign-flip test takes over: n equal, non-zero per-seed values are as
     extreme as any of the 2^n sign patterns gets, so p = 2 / 2^n (0.25 for three seeds), never 0."""
+    from scipy import special
+
     if summary.n < 2:
         return math.nan
     if summary.se == 0:
@@ -258,6 +264,8 @@ def sign_flip_p(seeds: int) -> float:
 def detectable_at(se: float, df: float, alpha: float) -> float:
     """The effect a two-sided t-test at level `alpha` finds with 80% power: the noncentrality
     where P(|T| > t crit) = 0.8 for T noncentral t with `df` degrees of freedom, times `se`."""
+    from scipy import optimize, special, stats
+
     critical = float(special.stdtrit(df, 1 - alpha / 2))
 
     def shortfall(shift: float) -> float:
@@ -286,6 +294,8 @@ def seeds_to_decide(summary: Summary, size: float, alpha: float) -> int | None:
     with the variance components measured here (degrees of freedom n - 1, conservatively); None
     when no number of seeds would (the shared test samples' own variance is too large), or there
     is no effect or no variance to go by."""
+    from scipy import special
+
     if size == 0 or missing(summary.seed_var) or summary.exact == "binomial":
         return None
     if summary.exact == "sign-flip":
