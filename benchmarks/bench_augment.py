@@ -6,7 +6,9 @@ ours runs on batches. All three run in this process, one after the other.
 
     python benchmarks/bench_augment.py [--data DIR] [--batch-size 512] [--repeats 3]
 
-Prints images/second for each and, last, `ratio_vs_albumentations=<ours / albumentations>`.
+Prints images/second for each; ours at one thread against the bound of copying the uint8
+images once into new memory at one thread (`share_of_copy_bound=`: what share of the memory bandwidth the
+recipe reaches); and, last, `ratio_vs_albumentations=<ours / albumentations>`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ def ours(images: torch.Tensor, batch_size: int, device: torch.device) -> Callabl
             torch.cuda.synchronize()
 
     return work
+
+
+def copy_once(images: torch.Tensor) -> Callable[[], None]:
+    """The bandwidth bound: the uint8 images copied once into new memory (each copy is kept, so
+    every repeat writes fresh pages, as a recipe writes fresh outputs), nothing computed."""
+    kept = []
+
+    def work() -> None:
+        kept.append(images.clone())
+
+    return work
+
+
+def at_one_thread(work: Callable[[], None], repeats: int) -> float:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return best_seconds(work, repeats)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def albumentations_per_image(images: np.ndarray) -> Callable[[], None]:
@@ -109,8 +131,13 @@ def main() -> None:
         work = ours(batched, args.batch_size, torch.device("cuda"))
         work()  # warm-up: CUDA context and kernels
         rates["gainsplit batched (cuda)"] = n / best_seconds(work, args.repeats)
+    ours_one = n / at_one_thread(ours(batched, args.batch_size, torch.device("cpu")), args.repeats)
+    bound_one = n / at_one_thread(copy_once(batched), args.repeats)
     for name, rate in rates.items():
         print(f"{name:<26} {rate:>12,.0f} images/s")
+    print(f"{'gainsplit, 1 thread':<26} {ours_one:>12,.0f} images/s")
+    print(f"{'uint8 copy, 1 thread':<26} {bound_one:>12,.0f} images/s")
+    print(f"share_of_copy_bound={ours_one / bound_one:.2f}")
     ratio = rates["gainsplit batched (cpu)"] / rates["albumentations per image"]
     print(f"ratio_vs_torchvision={rates['gainsplit batched (cpu)'] / rates['torchvision v2 per image']:.1f}")
     print(f"ratio_vs_albumentations={ratio:.1f}")

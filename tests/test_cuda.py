@@ -157,3 +157,14 @@ def test_the_run_record_says_whether_the_step_ran_from_cuda_graphs(tmp_path):
     assert graphed.record["stages"][-1]["key"] == plain.record["stages"][-1]["key"]
     for a, b in zip(graphed.history, plain.history, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_an_augmentation_replays_on_the_gpu_to_the_cpus_pixels():
+    """The kernels take another path on CUDA (flips blend instead of selecting samples): the
+    same drawn parameters give the same pixels on both devices."""
+    from transforms import Compose, RandomCrop, RandomHorizontalFlip, RandomVerticalFlip
+
+    x = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    recipe = Compose([RandomCrop(10, padding=2), RandomHorizontalFlip(), RandomVerticalFlip()])
+    params = recipe.sample_params(x, torch.Generator().manual_seed(1))
+    assert torch.equal(recipe.apply(x.cuda(), params).cpu(), recipe.apply(x, params))

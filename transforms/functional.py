@@ -38,14 +38,24 @@ def max_value(x: torch.Tensor) -> float:
     return float(torch.iinfo(x.dtype).max) if not x.is_floating_point() else 1.0
 
 
+def _flip_where(x: torch.Tensor, flip: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mirror along `dim` the samples where `flip` is true. On the CPU only those samples are
+    read and mirrored (twice the speed of a blend); elsewhere every sample is mirrored and
+    blended, which asks the device nothing (selecting the samples would wait for it)."""
+    if x.device.type == "cpu":
+        chosen = flip.to(torch.bool).nonzero().squeeze(1)
+        return x.index_copy(0, chosen, x.index_select(0, chosen).flip(dim))
+    return torch.where(_per_sample(flip, x, torch.bool), x.flip(dim), x)
+
+
 def hflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the samples where `flip` (shape `(N,)`) is true."""
-    return torch.where(_per_sample(flip, x, torch.bool), x.flip(-1), x)
+    return _flip_where(x, flip, -1)
 
 
 def vflip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror top-bottom the samples where `flip` (shape `(N,)`) is true."""
-    return torch.where(_per_sample(flip, x, torch.bool), x.flip(-2), x)
+    return _flip_where(x, flip, -2)
 
 
 def pad_crop(
@@ -59,14 +69,20 @@ def pad_crop(
     """Pad every side by `padding` with `fill`, then cut a `size` window at `(top, left)` per sample.
 
     `top` and `left` (shape `(N,)`) index the padded image, as torchvision's RandomCrop does.
-    The batch is padded once and the windows are read through a strided view, so only
-    the output is copied.
+    The batch is padded once; one strided view holds a window starting at every element, and
+    `index_select` copies each sample's window out of it: only the output is written, in
+    whole rows (twice the speed of indexing an `unfold` view).
     """
     height, width = size
-    padded = F.pad(x, (padding, padding, padding, padding), value=fill) if padding else x
-    windows = padded.unfold(2, height, 1).unfold(3, width, 1)  # (N, C, rows, cols, h, w), a view
-    batch = torch.arange(x.shape[0], device=x.device)
-    return windows[batch, :, top.to(x.device, torch.long), left.to(x.device, torch.long)]
+    padded = (F.pad(x, (padding, padding, padding, padding), value=fill) if padding else x).contiguous()
+    batch_stride, channel_stride, row_stride, column_stride = padded.stride()
+    channels = padded.shape[1]
+    if padded.shape[0] == 0:
+        return padded.new_empty((0, channels, height, width))
+    extent = (channels - 1) * channel_stride + (height - 1) * row_stride + (width - 1) * column_stride + 1
+    windows = padded.as_strided((padded.numel() - extent + 1, channels, height, width), (1, channel_stride, row_stride, column_stride))
+    starts = torch.arange(x.shape[0], device=x.device) * batch_stride + top.to(x.device, torch.long) * row_stride + left.to(x.device, torch.long) * column_stride
+    return windows.index_select(0, starts)
 
 
 def affine_matrices(
