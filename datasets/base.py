@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -171,6 +172,23 @@ def check_real(array: np.ndarray, source: str, name: str) -> None:
             f"{source}: array {name!r} holds complex numbers ({array.dtype}); the pipeline needs real ones. "
             "Store the real and imaginary parts (or magnitude and phase) as separate features."
         )
+
+
+def composed(labels: np.ndarray, source: str, name: str, notes: list[str]) -> np.ndarray:
+    """Text labels as one spelling each: bytes decoded as UTF-8, Unicode in its composed form
+    (NFC), so "café" typed two ways is one class; `notes` says how many labels changed."""
+    if labels.dtype.kind == "S":
+        try:
+            labels = np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{source}: labels {name!r} are bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    if labels.dtype.kind not in "UO":
+        return labels
+    normal = np.array([unicodedata.normalize("NFC", v) if isinstance(v, str) else v for v in labels.tolist()], dtype=labels.dtype)
+    changed = int(np.sum(normal != labels))
+    if changed:
+        notes.append(f"{source}: {changed} labels of {name!r} were in decomposed Unicode; read in composed form (NFC), as one class with their composed spelling")
+    return normal
 
 
 def encode_labels(labels: np.ndarray | list[Any]) -> tuple[np.ndarray, list[str]]:

@@ -69,15 +69,15 @@ def expected_idx_files(directory: Path) -> str:
 
 
 def load_idx_directory(directory: Path, source: str) -> RawData:
-    """MNIST-style files in one folder: the training pair if present (the test pair becomes the
-    official test split), else the test pair alone (as in a folder holding only t10k files)."""
+    """MNIST-style files in one folder: the training pair if present (the test pair, if present
+    too, becomes the official test split), else the test pair alone (a folder of t10k files)."""
     notes: list[str] = []
     pairs = idx_pairs(directory, notes) if directory.is_dir() else {}
     if not pairs:
         raise ValueError(f"{source}: no IDX files found; expected {expected_idx_files(directory)}.")
     main_split = "train" if "train" in pairs else "test"
     x, y = _read_pair(*pairs[main_split])
-    test = _read_pair(*pairs["test"]) if main_split == "train" else None
+    test = _read_pair(*pairs["test"]) if main_split == "train" and "test" in pairs else None
     classes = np.unique(np.concatenate([y, test[1]]) if test else y)
     if test:
         test = (test[0], np.searchsorted(classes, test[1]))

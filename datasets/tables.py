@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import RawData, SourceOptions, check_discrete, check_real, encode_labels, hash_files, register_source
+from datasets.base import RawData, SourceOptions, check_discrete, check_real, composed, encode_labels, hash_files, register_source
 
 SNIFF_BYTES = 65536
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
@@ -175,6 +175,8 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
             labels = stripped
     if labels.isna().any():
         raise ValueError(f"{source}: target column {target!r} is empty at {_first_bad(labels.isna(), labels)}.")
+    if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
+        labels = pd.Series(composed(labels.astype(str).to_numpy(dtype=object), source, str(target), notes), index=labels.index, name=labels.name)
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"{source} has no feature columns besides the target {target!r}.")
@@ -349,9 +351,12 @@ def load_npz(argument: str, options: SourceOptions) -> RawData:
         raise ValueError(f"{path}: array {options.x_key!r} has shape {x.shape}; expected (N, F), (N, H, W) or (N, C, H, W).")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise ValueError(f"{path}: array {options.x_key!r} has dtype {x.dtype}; expected numbers.")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 8:  # long double: no tensor holds it
+        x = x.astype(np.float64)
     if labels.ndim != 1:
         raise ValueError(f"{path}: array {options.y_key!r} has shape {labels.shape}; expected one label per sample (N,).")
     notes = []
+    labels = composed(labels, str(path), options.y_key, notes)
     if labels.dtype.kind in "US":  # "c0 " and "c0" are one class, as in a table
         stripped = np.char.strip(labels)
         changed = int(np.sum(stripped != labels))

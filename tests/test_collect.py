@@ -291,3 +291,12 @@ def test_a_run_without_a_test_file_keeps_its_collect_key_free_of_the_option():
 
     config = load_config(None, [*FAST])
     assert "test_source" not in CollectStage().settings(config)
+
+
+def test_an_idx_folder_of_training_files_alone_splits_them_and_has_no_official_test(dirs, tmp_path):
+    mnist_like(tmp_path, "train", 60)
+    results = collected(dirs, f"data.source=idx:{tmp_path}")
+    counts = results["collect"].artifact.info["class_counts"]
+    assert sum(map(sum, counts.values())) == 60
+    with pytest.raises(StageError, match=r"data\.use_official_test is true but idx:.* has no test split of its own"):
+        collected(dirs, f"data.source=idx:{tmp_path}", "data.use_official_test=true")

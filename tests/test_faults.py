@@ -718,3 +718,16 @@ def test_an_image_size_beyond_the_machines_memory_is_refused_before_any_image_is
     assert status == 2
     assert re.search(r"data\.image_size=\[200000, 200000\] makes 2 images of up to 111\.8 GiB each, about [\d,]+ GiB read and scaled, where this machine has", capsys.readouterr().err)
     assert not dirs["runs_dir"].exists()
+
+
+def test_a_summary_edited_to_hold_a_number_where_a_mapping_goes_is_named_not_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(WINE_ABLATION)
+    assert main(["ablate", "--config", "small.yaml", "--cache-dir", "c", "--out", "out", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary["sequential"] = 1.5
+    (tmp_path / "out" / "summary.json").write_text(json.dumps(summary))
+    before = (tmp_path / "out" / "report.md").read_text()
+    assert main(["report", "out"]) == 2
+    assert re.search(r"out[/\\]summary\.json \(or a run record it lists\) does not hold what an ablation writes \(TypeError: .*\); run the ablation again", capsys.readouterr().err)
+    assert (tmp_path / "out" / "report.md").read_text() == before

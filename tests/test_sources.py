@@ -425,3 +425,26 @@ def test_a_header_of_numbered_columns_over_a_text_label_is_still_a_header(tmp_pa
     path.write_text("0,1,label\n" + "".join(f"{i}.5,{i % 3}.25,{'xy'[i % 2]}\n" for i in range(12)))
     raw = load_source(f"csv:{path}", SourceOptions(target="label"))
     assert raw.feature_names == ["0", "1"] and raw.x.shape == (12, 2) and raw.class_names == ["x", "y"]
+
+
+def test_text_labels_are_one_class_however_they_are_spelled_or_stored(tmp_path):
+    """Bytes labels are decoded (not "b'a'"), and "café" composed and decomposed is one class, in
+    an npz and in a CSV alike; the decomposed ones are noted."""
+    import unicodedata
+
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    np.savez(tmp_path / "bytes.npz", x=np.arange(12.0).reshape(6, 2), y=np.array([b"a", b"b"] * 3))
+    assert load_source(f"npz:{tmp_path / 'bytes.npz'}").class_names == ["a", "b"]
+    labels = [composed, decomposed, "tea"] * 4
+    np.savez(tmp_path / "cafe.npz", x=np.arange(24.0).reshape(12, 2), y=np.array(labels))
+    (tmp_path / "cafe.csv").write_text("a,label\n" + "".join(f"{i},{label}\n" for i, label in enumerate(labels)), encoding="utf-8")
+    for text, options in ((f"npz:{tmp_path / 'cafe.npz'}", SourceOptions()), (f"csv:{tmp_path / 'cafe.csv'}", SourceOptions(target="label"))):
+        with pytest.warns(DataWarning, match="4 labels of .* were in decomposed Unicode; read in composed form"):
+            data = load_source(text, options)
+        assert data.class_names == [composed, "tea"] and np.bincount(data.y).tolist() == [8, 4]
+
+
+def test_long_double_features_are_read_as_float64(tmp_path):
+    np.savez(tmp_path / "long.npz", x=np.linspace(0, 1, 12).reshape(6, 2).astype(np.longdouble), y=np.arange(6) % 2)
+    data = load_source(f"npz:{tmp_path / 'long.npz'}")
+    assert data.x.dtype == np.float64 and data.x[5, 1] == 1.0

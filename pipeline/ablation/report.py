@@ -455,8 +455,15 @@ def render(out_dir: str | Path, metric: str | None = None, to: str | Path | None
     to = Path(to)
     runs = load_runs(out_dir, summary)
     to.mkdir(parents=True, exist_ok=True)
-    write_atomic(to / "runs.csv", runs_table(runs).to_csv(index=False))
-    blocks = build_blocks(out_dir, summary, runs, to)
+    try:
+        table = runs_table(runs).to_csv(index=False)
+        blocks = build_blocks(out_dir, summary, runs, to)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:  # a field of the wrong kind: an edited file
+        raise ValueError(
+            f"{out_dir / SUMMARY_FILE} (or a run record it lists) does not hold what an ablation writes "
+            f"({exc.__class__.__name__}: {exc}); run the ablation again to write it anew (its trainings are cached)."
+        ) from exc
+    write_atomic(to / "runs.csv", table)
     write_atomic(to / "report.html", to_html(blocks))
     report = to / "report.md"
     write_atomic(report, to_markdown(blocks, to))
