@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ def image_files(root: Path) -> dict[str, list[Path]]:
             classes[folder.name] = files
     if not classes:
         raise ValueError(f"folder:{root}: no class subfolders with images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    seen: dict[str, str] = {}
+    for name in classes:
+        twin = seen.setdefault(unicodedata.normalize("NFC", name), name)
+        if twin != name:  # "café" composed and decomposed: two folders, one name to a reader
+            raise ValueError(f"folder:{root}: class folders {twin!r} and {name!r} are one name written in two Unicode forms; merge or rename them.")
     return classes
 
 

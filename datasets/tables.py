@@ -27,6 +27,8 @@ CHANNELS = (1, 3, 4)
 
 def _file_fingerprint(argument: str, options: SourceOptions) -> dict[str, Any]:
     path = Path(argument)
+    if path.is_dir():
+        raise ValueError(f"Data file {path} is a folder; name a file in it (a folder of class subfolders is folder:{path}, of IDX files idx:{path}).")
     if not path.is_file():
         raise ValueError(f"Data file {path} does not exist.")
     return hash_files([path])
@@ -126,7 +128,8 @@ def _mostly_numbers(column: Any) -> bool:
 
 def _first_bad(mask: Any, column: Any) -> str:
     row = mask[mask].index[0]
-    return f"row {row} (value {column.loc[row]!r})"
+    value = column.loc[row]
+    return f"row {row} (value {value.item() if isinstance(value, np.generic) else value!r})"
 
 
 def resolve_target(target: str | int | None, columns: list[str], source: str) -> str:
@@ -168,11 +171,12 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
         raise ValueError(f"{source} has no rows.")
     labels, notes = frame[target], []
     if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
-        stripped = labels.astype(str).str.strip().where(labels.notna())
-        changed = int((stripped != labels)[labels.notna()].sum())
+        text = labels.astype(str).where(labels.notna())  # as text: integers beyond int64 too
+        stripped = text.str.strip()
+        changed = int((stripped != text)[labels.notna()].sum())
         if changed:  # " setosa" and "setosa" are one class
             notes.append(f"{source}: stripped spaces around {changed} labels of {target!r}")
-            labels = stripped
+        labels = stripped
     if labels.isna().any():
         raise ValueError(f"{source}: target column {target!r} is empty at {_first_bad(labels.isna(), labels)}.")
     if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
@@ -187,6 +191,12 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
             raise ValueError(
                 f"{source}: column {name!r} holds {'times' if pd.api.types.is_datetime64_any_dtype(column) else 'durations'} ({column.dtype}), "
                 "not numbers; convert it to a number first (seconds, a day of the year, ...) or drop it."
+            )
+        nested = column.map(lambda value: isinstance(value, (list, tuple, dict, set, np.ndarray))) if column.dtype == object else None
+        if nested is not None and nested.any():  # Parquet lists and structs: one-hot of their text is no feature
+            raise ValueError(
+                f"{source}: column {name!r} holds {type(column[nested].iloc[0]).__name__}s (e.g. {column[nested].iloc[0]!r}), not numbers "
+                "or categories; spread it into columns of its own first, or drop it."
             )
         grouped = None if options.decimal == "," or pd.api.types.is_numeric_dtype(column) else _grouped_number(column)
         if grouped is not None:  # "5,100" would read as 5.1 beside "200" (or "5 100" as text): refuse, never guess
@@ -208,13 +218,29 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
             bad = ~np.isfinite(values)
             if bad.any():
                 raise ValueError(f"{source}: column {name!r} has NaN or inf at {_first_bad(bad, column)}.")
-            parts.append(values.to_numpy(np.float32)[:, None])
+            huge = values.abs() > np.finfo(np.float32).max
+            if huge.any():  # finite here, inf once training's float32 sees it
+                raise ValueError(f"{source}: column {name!r} holds a number beyond float32's range (about 3.4e38) at {_first_bad(huge, column)}; rescale it at the source.")
+            single = values.to_numpy(np.float32)
+            lost = _float32_merges(column.to_numpy() if pd.api.types.is_integer_dtype(column) else values.to_numpy(), single)
+            if lost:
+                notes.append(
+                    f"{source}: column {name!r} holds numbers float32 cannot tell apart (e.g. {lost[0]} and {lost[1]}): "
+                    f"{lost[2]:,} distinct values become {lost[3]:,}; subtract an offset or rescale it at the source"
+                )
+            parts.append(single[:, None])
             names.append(name)
             continue
         if options.categorical == "error":
             raise ValueError(f"{source}: column {name!r} is not numeric (e.g. {column.dropna().iloc[0]!r}) and data.categorical=error.")
         if column.isna().any():
             raise ValueError(f"{source}: categorical column {name!r} is empty at {_first_bad(column.isna(), column)}.")
+        distinct = column.nunique()
+        if distinct > 20 and distinct > 0.5 * len(column):  # an identifier, or numbers or dates written as text
+            notes.append(
+                f"{source}: text column {name!r} has {distinct:,} distinct values in {len(column):,} rows (e.g. {column.iloc[0]!r}), "
+                f"each a one-hot feature of its own; if it holds numbers, dates or identifiers, convert or drop it"
+            )
         dummies = pd.get_dummies(column.astype(str), prefix=name, prefix_sep="=", dtype=np.float32)
         parts.append(dummies.to_numpy())
         names.extend(str(c) for c in dummies.columns)
@@ -323,6 +349,28 @@ def _read_array(archive: Any, name: str, path: Path) -> np.ndarray:
         if "allow_pickle" not in str(exc):
             raise
         raise ValueError(f"{path}: array {name!r} holds Python objects, which only unpickling could read; gainsplit never unpickles data. Save numeric arrays.") from None
+
+
+def _float32_merges(values: np.ndarray, single: np.ndarray) -> tuple[Any, Any, int, int] | None:
+    """Two of `values` (as read: integers exactly) that float32 rounds to one, and the distinct
+    counts before and after, when rounding merges any (integers beyond 2**24, timestamps); None
+    when every distinct value stays apart."""
+    if values.size == 0:
+        return None
+    as_float = values.astype(np.float64)
+    if values.dtype.kind in "iub":
+        if float(np.abs(as_float).max()) < 2**24:  # every integer below 2**24 is exact in float32
+            return None
+    elif float(np.abs(single - as_float).max()) <= 1e-4 * float(as_float.std()):  # rounding far below the spread
+        return None
+    before, index = np.unique(values, return_index=True)
+    after = np.unique(single[index])
+    if len(after) >= 0.99 * len(before):  # a few neighbours merged: float32's resolution, not lost data
+        return None
+    rounded = single[index]
+    order = np.argsort(rounded, kind="stable")
+    same = np.flatnonzero(rounded[order][1:] == rounded[order][:-1])[0]
+    return before[order][same].item(), before[order][same + 1].item(), len(before), len(after)
 
 
 @register_source("npz", fingerprint=_file_fingerprint, reads=("x_key", "y_key", "layout"))

@@ -26,7 +26,7 @@ def validate(data: RawData, source: str) -> RawData:
     return data
 
 
-def check_usable(data: RawData, source: str) -> None:
+def check_usable(data: RawData, source: str, min_classes: int = 2) -> None:
     """Raise a `ValueError` naming what no model can use: not `RawData` at all (a plugin's loader
     returned something else), no samples, mismatched labels, labels beyond the class names, NaN, one class."""
     if not isinstance(data, RawData):
@@ -55,8 +55,12 @@ def check_usable(data: RawData, source: str) -> None:
             f"{source} gives labels from {y.min()} to {y.max()} ({y.dtype}) but names {len(data.class_names)} classes "
             f"({', '.join(map(str, data.class_names[:5]))}{', ...' if len(data.class_names) > 5 else ''}); labels are 0..{len(data.class_names) - 1}."
         )
+    named = [str(name) for name in data.class_names]
+    twice = sorted({name for name in named if named.count(name) > 1})
+    if twice:
+        raise ValueError(f"{source} names {len(named)} classes but {', '.join(map(repr, twice))} more than once; each class needs a name of its own.")
     counts = np.bincount(y, minlength=len(data.class_names))
-    if np.count_nonzero(counts) < 2:
+    if np.count_nonzero(counts) < min_classes:
         raise ValueError(f"{source} has fewer than two classes ({data.class_names[int(np.argmax(counts))]!r} only).")
 
 

@@ -53,7 +53,7 @@ def resolve_config(config: ConfigSource = None, overrides: Sequence[str] = ()) -
     (when it has one) checked too; a `ConfigError` names the key, value or file at fault."""
     from pipeline.ablation.design import parse_ablation
 
-    parsed = load_config(None, list(overrides), base=_tree(config))
+    parsed = load_config(None, overrides, base=_tree(config))
     if parsed.ablation is not None:
         parse_ablation(parsed.ablation)
     return parsed

@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Literal, TypeVar
+from typing import Annotated, Any, Iterable, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 import trainers.registry
 from datasets import SourceOptions, parse_source
 from pipeline.plugins import import_plugins
+
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what NumPy, scikit-learn and torch all take
 
 
 class ConfigError(ValueError):
@@ -95,7 +98,7 @@ class DataConfig(_Section):
     use_official_test: bool = False
     test_source: str | None = None  # a second source (a file) holding the test split, read like `source`
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 0
+    seed: Seed = 0
     # k-fold: the test split is fold `fold` of `folds` (see `datasets.splits.kfold_split`), in
     # place of a `test_fraction` held out.
     folds: int | None = Field(None, ge=2)
@@ -150,7 +153,7 @@ class AugmentConfig(_Section):
         default_factory=lambda: [{"name": "RandomCrop", "padding": 1}]
     )
     copies: int = Field(1, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("recipe")
     @classmethod
@@ -183,7 +186,7 @@ class PretrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     noise: float = Field(0.2, ge=0.0, lt=1.0)
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class ModelConfig(_Section):
@@ -280,7 +283,7 @@ class TrainConfig(_Section):
     cuda_graphs: bool = True  # replay a fused fp32 step on CUDA from a graph; the same kernels, launched at once
     checkpoint_every: float = Field(30.0, ge=0.0)  # seconds between checkpoint writes; 0: after every epoch
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    seed: int = 0
+    seed: Seed = 0
     deterministic: bool = False
     distributed: Literal["none", "ddp"] = "none"
 
@@ -307,6 +310,15 @@ class Config(_Section):
     ablation: dict[str, Any] | None = Field(
         None, description="an ablation's design: read and validated by `ablate` (see `AblationConfig`)"
     )
+
+    @model_validator(mode="after")
+    def _batch_norm_has_two_samples(self) -> "Config":
+        if self.train.batch_size == 1 and self.model.batch_norm and "batch_norm" in trainers.registry.honoured(self.model.type):
+            raise ValueError(
+                "train.batch_size=1 with model.batch_norm=true: batch norm cannot train on one sample per batch "
+                "(its variance is zero); use batches of 2 or more (16 or more normalize well) or model.batch_norm=false"
+            )
+        return self
 
 
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
@@ -355,7 +367,7 @@ def _describe(error: dict[str, Any], prefix: str = "") -> str:
     dotted = prefix + ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ").rstrip(".")
     if isinstance(error["input"], dict):  # a check across a section's settings: the message names them
-        return f"'{dotted}': {message}."
+        return f"'{dotted}': {message}." if dotted else f"{message}."
     return f"Invalid value for '{dotted}': {message}. Got {error['input']!r}."
 
 
@@ -446,6 +458,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}): is it the file you meant?") from None
     try:
         tree = json.loads(text, object_pairs_hook=_unique_json_object) if path.suffix == ".json" else yaml.load(text, Loader=_UniqueKeyLoader)
     except (ValueError, yaml.YAMLError) as exc:
@@ -463,6 +477,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     """Resolve defaults, then the file at `path` (or the mapping `base`), then `key=value`
     overrides, and validate the result."""
     tree = read_config_file(path) if path else copy.deepcopy(base or {})
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(text, str) for text in overrides):
+        raise ConfigError(f"Overrides are a list of 'key=value' strings, such as ['train.epochs=5']; got {overrides!r}.")
     for text in overrides:
         _set_dotted(tree, *parse_override(text))
     return validate_model(Config, tree)

@@ -352,3 +352,16 @@ def test_transforms_take_numpy_batches_as_the_scalers_do_and_give_numpy_back():
         from_numpy = transform(batch, torch.Generator().manual_seed(3))
         from_tensor = transform(torch.from_numpy(batch.copy()), torch.Generator().manual_seed(3))
         assert isinstance(from_numpy, np.ndarray) and np.array_equal(from_numpy, from_tensor.numpy())
+
+
+def test_a_composition_or_registration_of_the_wrong_things_is_named():
+    from transforms import Compose, OneOf, RandomCrop, register
+
+    with pytest.raises(TypeError, match="Compose takes a list of transforms; got 'RandomCrop'"):
+        Compose("RandomCrop")
+    with pytest.raises(TypeError, match=r"OneOf takes a list of transforms; got \{'name': 'RandomCrop'\} among them"):
+        OneOf([{"name": "RandomCrop"}])
+    with pytest.raises(ValueError, match=r"'weights' parameter of OneOf must hold one non-negative weight per transform. Got \[nan\]"):
+        OneOf([RandomCrop(8)], weights=[float("nan")])
+    with pytest.raises(TypeError, match="register takes a subclass of transforms.Transform; got <class 'int'>"):
+        register(int)

@@ -425,6 +425,15 @@ BAD_INPUT = [
      r"data\.test_source and data\.use_official_test exclude each other"),
     ("a test file and folds", lambda d: ["data.test_source=csv:t.csv", "data.folds=5"], r"data\.folds and data\.test_source exclude each other"),
     ("a test file of an unknown kind", lambda d: ["data.test_source=hdf5:t.h5"], r"'data\.test_source'.*Unknown data source kind 'hdf5'"),
+    ("a transform named by a list", lambda d: ["augment.recipe=[{name: [RandomCrop]}]"], r"A transform's 'name' is a string, such as 'RandomCrop'\. Got \['RandomCrop'\]"),
+    ("a negative seed", lambda d: ["train.seed=-1"], r"'train\.seed': Input should be greater than or equal to 0"),
+    ("a seed beyond 32 bits", lambda d: ["data.seed=4294967296"], r"'data\.seed': Input should be less than or equal to 4294967295"),
+    ("batch norm on batches of one", lambda d: ["train.batch_size=1"], r"train\.batch_size=1 with model\.batch_norm=true: batch norm cannot train on one sample per batch"),
+    ("a number beyond float32 in a CSV", lambda d: write_csv(d / "f.csv", "a,label\n1e39,x\n2,y\n3,x\n4,y\n"), r"column 'a' holds a number beyond float32's range \(about 3\.4e38\) at row 0 \(value 1e\+39\)"),
+    ("a folder named as a CSV", lambda d: [f"data.source=csv:{_folder(d / 'tables', 'x.txt', '')}"], r"Data file .*tables is a folder; name a file in it"),
+    ("list values in a Parquet column", lambda d: [*_parquet_with_lists(d / "l.parquet"), "data.target=label"], r"column 'a' holds ndarrays \(e\.g\. array\(\[0, 1\]\)\), not numbers or categories"),
+    ("class folders named alike in two Unicode forms", lambda d: [f"data.source=folder:{_unicode_twins(d / 'imgs')}"], r"class folders 'caf.{1,2}' and 'caf.{1,2}' are one name written in two Unicode forms"),
+    ("a config file that is not text", lambda d: ["--config", str(_write_bytes(d / "c.yaml", bytes(range(128, 256))))], r"Config file .*c\.yaml is not UTF-8 text \(byte 0 is 0x80\)"),
     ("a boolean seed", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [0.0, 0.1]}}, seeds: [0, true]}"], r"seeds are integers, not booleans"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
     ("a column named twice", lambda d: write_csv(d / "dup.csv", "a,label,label\n1,x,x\n2,y,y\n"), r"column 'label' appears 2 times in the header"),
@@ -477,11 +486,39 @@ def load_exits(argument, options):
     sys.exit(0)
 
 
+@register_source("twice")
+def load_twice(argument, options):
+    y = np.arange(30) % 3
+    return RawData(np.ones((30, 2), dtype="float32") * y[:, None], y, class_names=["a", "a", "b"])
+
 @register_source("beyond")
 def load_beyond(argument, options):
     y = np.arange(40) % 3
     return RawData(np.random.default_rng(0).normal(size=(40, 2)).astype("float32") + y[:, None], y, class_names=["a", "b"])
 """
+
+
+def _parquet_with_lists(path):
+    import pandas as pd
+
+    pd.DataFrame({"a": [[i % 4, 1] for i in range(12)], "label": ["x", "y"] * 6}).to_parquet(path)
+    return [f"data.source=parquet:{path}"]
+
+
+def _unicode_twins(root):
+    import unicodedata
+
+    from PIL import Image
+
+    for form in ("NFC", "NFD"):
+        (root / unicodedata.normalize(form, "café")).mkdir(parents=True)
+        Image.new("L", (4, 4)).save(root / unicodedata.normalize(form, "café") / "1.png")
+    return root
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
 
 
 def _with_fifo(source, path):
@@ -648,6 +685,7 @@ def test_an_edited_manifest_is_a_corrupt_entry_not_a_reported_result(dirs, capsy
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=dict:1"], r"dict:1: the loader returned dict, not datasets\.RawData"),
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=beyond:1"], r"beyond:1 gives labels from 0 to 2 \(int64\) but names 2 classes \(a, b\)"),
         (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=exits:1"], r"the plugin's loader bad_sources\.load_exits called sys\.exit\(0\)"),
+        (lambda d: ["run", "data.plugins=[bad_sources]", "data.source=twice:1"], r"twice:1 names 3 classes but 'a' more than once"),
         (lambda d: ["run", "data.plugins=[exits_on_import]"], r"plugin module 'exits_on_import' called sys\.exit\(0\) while importing"),
         (lambda d: ["run", "model.plugins=[interrupts_on_import]"], r"plugin module 'interrupts_on_import' raised KeyboardInterrupt while importing"),
     ],
@@ -731,3 +769,42 @@ def test_a_summary_edited_to_hold_a_number_where_a_mapping_goes_is_named_not_a_t
     assert main(["report", "out"]) == 2
     assert re.search(r"out[/\\]summary\.json \(or a run record it lists\) does not hold what an ablation writes \(TypeError: .*\); run the ablation again", capsys.readouterr().err)
     assert (tmp_path / "out" / "report.md").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "recipe, pattern",
+    [
+        ("[{name: Albumentations, transform: GaussianBlur, args: {blur_limit: -5}}]", r"Albumentations\(transform='GaussianBlur', args=\{'blur_limit': -5\}\) failed on an image of shape \(8, 8, 1\): error: .*"),
+        ("[{name: RandomCrop, padding: 100000}]", r"padding=100000 grows a batch of \d+ images to [\d,.]+ GiB, more than this device can allocate"),
+    ],
+)
+def test_a_recipe_that_fails_on_the_images_names_the_transform(dirs, capsys, recipe, pattern):
+    pytest.importorskip("albumentations")
+    status = main(["run", *FAST, "augment.mode=offline", f"augment.recipe={recipe}", "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
+    assert status == 2
+    assert re.search(pattern, capsys.readouterr().err)
+    assert not list(dirs["cache_dir"].glob("augment/*/meta.json")) and not dirs["runs_dir"].exists()
+
+
+def test_labels_beyond_int64_and_numbers_float32_merges_read_right(dirs, tmp_path):
+    """Integer labels beyond int64 are classes by their text; a column float32 cannot tell apart
+    (Unix times) is a warning naming it, two of its values and the distinct counts."""
+    rows = "".join(f"{1700000000 + i},{i},{[10**20, 10**20 + 1, 5][i % 3]}\n" for i in range(60))
+    source = write_csv(tmp_path / "t.csv", "a,b,label\n" + rows)
+    with pytest.warns(DataWarning, match=r"column 'a' holds numbers float32 cannot tell apart \(e\.g\. 1700000000 and 1700000001\): 60 distinct values become 1"):
+        result = run(dirs, *source, "train.epochs=1")
+    assert result.record["data"]["class_names"] == ["100000000000000000000", "100000000000000000001", "5"]
+
+
+def test_a_text_column_of_as_many_values_as_rows_is_a_warning(dirs, tmp_path):
+    source = write_csv(tmp_path / "p.csv", "a,b,label\n" + "".join(f"{i}%,{i % 5},{'xy'[i % 2]}\n" for i in range(40)))
+    with pytest.warns(DataWarning, match=r"text column 'a' has 40 distinct values in 40 rows \(e\.g\. '0%'\), each a one-hot feature of its own"):
+        run(dirs, *source, "train.epochs=1")
+
+
+def test_a_test_file_of_one_class_with_float_labels_matches_integer_training_labels(dirs, tmp_path):
+    rows = "".join(f"{i % 7}.{i},{(i * 3) % 5},{1 + i % 3}\n" for i in range(60))
+    train = write_csv(tmp_path / "tr.csv", "a,b,label\n" + rows)
+    (tmp_path / "te.csv").write_text("a,b,label\n1.5,2,2.0\n0.5,1,2.0\n")
+    result = run(dirs, *train, f"data.test_source=csv:{tmp_path / 'te.csv'}", "train.epochs=1")
+    assert result.record["data"]["class_counts"]["test"] == [0, 2, 0]

@@ -100,3 +100,10 @@ def test_bad_input_names_the_problem(action, pattern):
     else:
         with pytest.raises(ValueError, match=pattern):
             action()
+
+
+def test_complex_numbers_are_refused_not_cut_to_their_real_part():
+    with pytest.raises(ValueError, match="Expected real numbers, got an array of dtype complex128"):
+        StandardScaler().fit(np.array([[1 + 5j, 2], [3 - 5j, 4]]))
+    with pytest.raises(ValueError, match="Expected real numbers, got a tensor of dtype torch.complex64"):
+        StandardScaler().fit(torch.ones(3, 2, dtype=torch.complex64))

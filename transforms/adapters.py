@@ -8,11 +8,13 @@ libraries are imported on first use, so `import transforms` stays light.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib.metadata
 import os
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,17 @@ def _albumentations() -> Any:
     return albumentations
 
 
+@contextlib.contextmanager
+def _library_failure(adapter: Transform, shape: tuple[int, ...]) -> Iterator[None]:
+    """A library transform that fails on an image (its arguments do not fit it, say) as a
+    `ValueError` naming the transform, not the library's own exception from deep inside it."""
+    try:
+        yield
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[-1]
+        raise ValueError(f"{adapter!r} failed on an image of shape {shape}: {exc.__class__.__name__}: {reason}") from exc
+
+
 @register
 class Albumentations(Transform):
     """Any albumentations 2.x transform, by name with keyword `args`, or an object (an `A.Compose` too).
@@ -96,7 +109,8 @@ class Albumentations(Transform):
         outputs = []
         for image, seed in zip(images, params["seed"].tolist()):
             self.transform.set_random_seed(seed)
-            out = self.transform(image=np.ascontiguousarray(image))["image"]
+            with _library_failure(self, image.shape):
+                out = self.transform(image=np.ascontiguousarray(image))["image"]
             outputs.append(out[:, :, None] if out.ndim == 2 else out)
         if not outputs:
             return x.clone()
@@ -144,5 +158,6 @@ class TorchvisionV2(Transform):
         with torch.random.fork_rng(devices=devices):
             for image, seed in zip(x, params["seed"].tolist()):
                 torch.manual_seed(seed)
-                outputs.append(self.transform(image))
+                with _library_failure(self, tuple(image.shape)):
+                    outputs.append(self.transform(image))
         return torch.stack(outputs) if outputs else x.clone()

@@ -22,6 +22,8 @@ TRANSFORMS: dict[str, type["Transform"]] = {}
 
 def register(cls: type["Transform"]) -> type["Transform"]:
     """Make a transform buildable by name from a recipe (`{"name": "RandomCrop", ...}`)."""
+    if not (isinstance(cls, type) and issubclass(cls, Transform)):
+        raise TypeError(f"register takes a subclass of transforms.Transform; got {cls!r}.")
     TRANSFORMS[cls.__name__] = cls
     return cls
 
@@ -123,6 +125,8 @@ def from_dict(spec: dict[str, Any]) -> Transform:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"A transform spec must be a mapping with a 'name' key. Got {spec!r} instead.")
     name = spec["name"]
+    if not isinstance(name, str):
+        raise ValueError(f"A transform's 'name' is a string, such as 'RandomCrop'. Got {name!r} instead.")
     cls = TRANSFORMS.get(name)
     if cls is None:
         raise ValueError(f"Unknown transform {name!r}. Known transforms: {', '.join(sorted(TRANSFORMS))}.")

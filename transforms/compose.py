@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -14,12 +15,23 @@ from transforms.base import Params, Transform, check_probability, coin, from_dic
 RECIPE_FORMAT = "gainsplit.transforms/1"
 
 
+def _transforms(transforms: Iterable[Transform], owner: str) -> list[Transform]:
+    """`transforms` as a list, each one a `Transform` (a string or a spec is named, not iterated)."""
+    if isinstance(transforms, (str, bytes, dict)) or not isinstance(transforms, Iterable):
+        raise TypeError(f"{owner} takes a list of transforms; got {transforms!r}.")
+    listed = list(transforms)
+    wrong = next((t for t in listed if not isinstance(t, Transform)), None)
+    if wrong is not None:
+        raise TypeError(f"{owner} takes a list of transforms; got {wrong!r} among them (build specs with from_dict).")
+    return listed
+
+
 @register
 class Compose(Transform):
     """Apply transforms in order; the params are the list of the children's params."""
 
     def __init__(self, transforms: Iterable[Transform]) -> None:
-        self.transforms = list(transforms)
+        self.transforms = _transforms(transforms, "Compose")
 
     def get_params(self) -> dict[str, Any]:
         return {"transforms": [t.to_dict() for t in self.transforms]}
@@ -58,11 +70,11 @@ class OneOf(Transform):
     """
 
     def __init__(self, transforms: Iterable[Transform], weights: Sequence[float] | None = None, p: float = 1.0) -> None:
-        self.transforms = list(transforms)
+        self.transforms = _transforms(transforms, "OneOf")
         if not self.transforms:
             raise ValueError("OneOf needs at least one transform.")
         weights = [1.0] * len(self.transforms) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(self.transforms) or min(weights) < 0 or sum(weights) <= 0:
+        if len(weights) != len(self.transforms) or not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(
                 f"The 'weights' parameter of OneOf must hold one non-negative weight per transform. Got {weights!r} instead."
             )

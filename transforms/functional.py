@@ -74,7 +74,13 @@ def pad_crop(
     whole rows (twice the speed of indexing an `unfold` view).
     """
     height, width = size
-    padded = (F.pad(x, (padding, padding, padding, padding), value=fill) if padding else x).contiguous()
+    try:
+        padded = (F.pad(x, (padding, padding, padding, padding), value=fill) if padding else x).contiguous()
+    except RuntimeError as exc:  # padding=100000 asks for terabytes
+        if "alloc" not in str(exc).lower():
+            raise
+        grown = (x.shape[-2] + 2 * padding) * (x.shape[-1] + 2 * padding) * x.shape[0] * x.shape[1] * x.element_size()
+        raise ValueError(f"padding={padding} grows a batch of {x.shape[0]} images to {grown / 2**30:,.1f} GiB, more than this device can allocate; lower it.") from None
     batch_stride, channel_stride, row_stride, column_stride = padded.stride()
     channels = padded.shape[1]
     if padded.shape[0] == 0:

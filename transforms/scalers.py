@@ -25,11 +25,15 @@ class NotFittedError(ValueError, AttributeError):
 
 def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise ValueError(f"Expected real numbers, got a tensor of dtype {x.dtype}; scale the real and imaginary parts as features of their own.")
         return x
     if not isinstance(x, np.ndarray):
         raise TypeError(f"Expected a numpy array or a torch tensor, got {type(x).__name__}.")
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise ValueError(f"Expected numeric data, got an array of dtype {x.dtype}.")
+    if np.iscomplexobj(x):  # scaling would drop the imaginary part
+        raise ValueError(f"Expected real numbers, got an array of dtype {x.dtype}; scale the real and imaginary parts as features of their own.")
     return torch.from_numpy(x if x.flags.writeable else x.copy())
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.config import ConfigError, dotted, validate_model
+from pipeline.config import ConfigError, Seed, dotted, validate_model
 from pipeline.keys import canonical_json
 
 Side = Literal["data", "model"]
@@ -92,7 +92,7 @@ class AblationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     design: Literal["full", "fractional", "one_at_a_time", "list"] = "one_at_a_time"
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # one_at_a_time: also remove each change from the configuration with every change made.
     remove_one: bool = True
     # What each seed varies: `train.seed` always; `data.seed` (the split) and `augment.seed` when listed.

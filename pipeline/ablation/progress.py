@@ -99,7 +99,7 @@ class ProgressBar:
         )
 
     def __call__(self, member_epochs: float) -> None:
-        self.bar.update(member_epochs)
+        self.bar.update(min(member_epochs, self.total - self.bar.n))  # steps' fractions may sum a hair past an epoch
 
     def close(self) -> None:
         self.bar.close()

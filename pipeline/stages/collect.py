@@ -52,7 +52,7 @@ def load_test_source(raw: datasets.RawData, data: DataConfig) -> tuple[datasets.
     name = data.test_source
     source, argument = datasets.parse_source(name)
     test = load_raw(source, argument, data.source_options(source.reads), name)
-    check_usable(test, name)
+    check_usable(test, name, min_classes=1)  # a test file may hold one class
     if raw.feature_names is not None and test.feature_names is not None and test.feature_names != raw.feature_names:
         at = next((i for i, (a, b) in enumerate(zip(raw.feature_names, test.feature_names)) if a != b), min(len(raw.feature_names), len(test.feature_names)))
         theirs, ours = (repr(names[at]) if at < len(names) else "nothing" for names in (test.feature_names, raw.feature_names))
@@ -62,19 +62,36 @@ def load_test_source(raw: datasets.RawData, data: DataConfig) -> tuple[datasets.
         )
     if test.x.shape[1:] != raw.x.shape[1:]:
         raise ValueError(f"{name}: test samples have shape {test.x.shape[1:]}, {data.source}'s training samples {raw.x.shape[1:]}.")
-    present = [test.class_names[k] for k in np.unique(test.y)]
-    unknown = [c for c in present if c not in raw.class_names]
+    position = {c: raw.class_names.index(c) if c in raw.class_names else _same_number(c, raw.class_names) for c in test.class_names}
+    unknown = [test.class_names[k] for k in np.unique(test.y) if position[test.class_names[k]] is None]
     if unknown:
         raise ValueError(f"{name}: classes {', '.join(map(repr, unknown[:5]))} are not among {data.source}'s classes; the network cannot predict them.")
     x = test.x.astype(raw.x.dtype, copy=False)  # float64 to float32 rounds, as training's arithmetic would
     if not np.issubdtype(raw.x.dtype, np.floating) and x is not test.x and not np.array_equal(x, test.x):
         raise ValueError(f"{name}: samples of dtype {test.x.dtype} do not fit {data.source}'s {raw.x.dtype} without changing their values.")
-    relabel = np.array([raw.class_names.index(c) if c in raw.class_names else -1 for c in test.class_names], dtype=raw.y.dtype)
+    relabel = np.array([-1 if position[c] is None else position[c] for c in test.class_names], dtype=raw.y.dtype)
     found = data_warnings(test, name)
     leaked = _shared_samples(raw.x, x)
     if leaked:
         found.append(f"{name}: {leaked} test samples also appear in {data.source}; their scores measure memory, not generalisation")
     return dataclasses.replace(raw, test=(x, relabel[test.y])), found
+
+
+def _same_number(name: str, names: list[str]) -> int | None:
+    """The position in `names` of the class that is the same number as `name` ("1.0" and "1": a
+    test file's float labels beside the training file's integers), or None."""
+    try:
+        value = float(name)
+    except ValueError:
+        return None
+    matches = []
+    for index, other in enumerate(names):
+        try:
+            if float(other) == value:
+                matches.append(index)
+        except ValueError:
+            continue
+    return matches[0] if len(matches) == 1 else None
 
 
 def _shared_samples(train: np.ndarray, test: np.ndarray) -> int:
