@@ -2,7 +2,7 @@
 default ablation.
 
 Prints, per device: seconds per epoch, training images per second and test accuracy for the
-default run and MNIST, then the default ablation's wall time (50 trainings, fused).
+default run and MNIST, then the default ablation's wall time (every training, fused).
 Without CUDA it runs the CPU half and says so. Each device trains from fresh train-stage
 entries; the data stages of the single runs are built once and shared.
 
