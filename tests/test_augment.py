@@ -365,3 +365,22 @@ def test_a_composition_or_registration_of_the_wrong_things_is_named():
         OneOf([RandomCrop(8)], weights=[float("nan")])
     with pytest.raises(TypeError, match="register takes a subclass of transforms.Transform; got <class 'int'>"):
         register(int)
+
+
+def test_params_drawn_for_another_batch_or_not_params_at_all_are_named():
+    """Each sample has its own draw: params of a batch of 2 applied to 5 would broadcast one
+    draw over several samples (GaussianNoise gave five identical images) or fail deep in torch."""
+    from transforms import Compose, GaussianNoise, RandomCrop, RandomHorizontalFlip
+
+    g = torch.Generator().manual_seed(0)
+    small, large = torch.rand(2, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    for transform in (RandomCrop(8, padding=1), GaussianNoise(std=0.1), Compose([RandomCrop(8, padding=1), RandomHorizontalFlip()])):
+        name = type(transform).__name__
+        with pytest.raises(ValueError, match=f"{name}: params drawn for a batch of 2 applied to a batch of 5"):
+            transform.apply(large, transform.sample_params(small, g))
+    with pytest.raises(ValueError, match="RandomCrop: params lack 'top'"):
+        RandomCrop(8, padding=1).apply(small, {})
+    with pytest.raises(TypeError, match="RandomCrop.apply takes the params that sample_params drew"):
+        RandomCrop(8, padding=1).apply(small, [1, 2])
+    with pytest.raises(TypeError, match="draws from a torch.Generator .* got 42"):
+        RandomCrop(8, padding=1)(small, 42)

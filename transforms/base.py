@@ -9,6 +9,7 @@ Transforms never touch the global torch RNG and never modify their input.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from typing import Any, Callable
@@ -31,6 +32,8 @@ def register(cls: type["Transform"]) -> type["Transform"]:
 def generator_for(x: torch.Tensor, generator: torch.Generator | None) -> torch.Generator:
     """The caller's generator, or a fresh nondeterministically seeded one (never the global RNG)."""
     if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"A transform draws from a torch.Generator (torch.Generator().manual_seed(seed)); got {generator!r}.")
         return generator
     fresh = torch.Generator(device=x.device)
     fresh.seed()
@@ -76,6 +79,38 @@ def slice_params(params: Any, index: torch.Tensor | slice) -> Any:
     return params
 
 
+def _params_sizes(params: Any) -> set[int]:
+    """The first dimensions of every tensor in `params` (nested dicts and lists too)."""
+    if isinstance(params, dict):
+        return set().union(*(_params_sizes(value) for value in params.values()))
+    if isinstance(params, list):
+        return set().union(*(_params_sizes(value) for value in params))
+    if isinstance(params, torch.Tensor) and params.ndim:
+        return {params.shape[0]}
+    return set()
+
+
+def _checked_apply(apply: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`apply`, refusing params drawn for another batch (each sample has its own draw) or that
+    are not params at all, with a message instead of a broadcast or a KeyError from inside."""
+
+    @functools.wraps(apply)
+    def checked(self: "Transform", x: torch.Tensor, params: Params) -> torch.Tensor:
+        owner = type(self).__name__
+        if not isinstance(params, dict):
+            raise TypeError(f"{owner}.apply takes the params that sample_params drew (a dict); got {type(params).__name__}.")
+        check_batch(x, owner)
+        wrong = sorted(_params_sizes(params) - {x.shape[0]})
+        if wrong:
+            raise ValueError(f"{owner}: params drawn for a batch of {wrong[0]} applied to a batch of {x.shape[0]}; draw them for this batch with sample_params(x, generator).")
+        try:
+            return apply(self, x, params)
+        except KeyError as exc:
+            raise ValueError(f"{owner}: params lack {exc}; pass what {owner}.sample_params returned.") from None
+
+    return checked
+
+
 def check_batch(x: torch.Tensor, owner: str) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
@@ -84,6 +119,11 @@ def check_batch(x: torch.Tensor, owner: str) -> None:
 
 class Transform(ABC):
     """A batched augmentation over `(N, C, H, W)` tensors of any dtype, on any device."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "apply" in cls.__dict__ and not getattr(cls.__dict__["apply"], "__isabstractmethod__", False):
+            cls.apply = _checked_apply(cls.__dict__["apply"])  # type: ignore[method-assign]
 
     @abstractmethod
     def sample_params(self, batch: torch.Tensor, generator: torch.Generator) -> Params:
