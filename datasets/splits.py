@@ -24,18 +24,29 @@ def stratified_split(
 
     With `test_fraction` 0 the test split is empty (for sources with their own test split).
     """
-    from sklearn.model_selection import train_test_split  # here: importing the data package stays light
-
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(f"data.val_fraction + data.test_fraction must be below 1, got {val_fraction} + {test_fraction}.")
     indices = np.arange(len(y))
     if test_fraction > 0:
-        rest, test = train_test_split(indices, test_size=test_fraction, stratify=y, random_state=seed)
+        rest, test = _stratified(indices, test_fraction, y, seed, "data.test_fraction")
     else:
         rest, test = indices, indices[:0]
     val_share = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed)
+    train, val = _stratified(rest, val_share, y[rest], seed, "data.val_fraction")
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _stratified(indices: np.ndarray, share: float, y: np.ndarray, seed: int, key: str) -> list[np.ndarray]:
+    """scikit-learn's stratified split, its complaints about too few samples said in the settings' words."""
+    from sklearn.model_selection import train_test_split  # here: importing the data package stays light
+
+    try:
+        return train_test_split(indices, test_size=share, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise ValueError(
+            f"{key} cannot take a stratified share of {len(indices)} samples in {len(np.unique(y))} classes ({exc}); "
+            "lower data.val_fraction or data.test_fraction, or use more data."
+        ) from None
 
 
 def kfold_split(
@@ -53,17 +64,17 @@ def kfold_split(
     """
     if not 0 <= fold < folds:
         raise ValueError(f"data.fold must be one of 0..{folds - 1} for data.folds={folds}, got {fold}.")
+    if len(y) < 2 * folds:
+        raise ValueError(f"data.folds={folds} splits {len(y)} samples into folds of {len(y) // folds}; each test fold needs at least 2, so use at most {len(y) // 2} folds.")
     val_share = val_fraction * folds / (folds - 1)  # of the samples outside the test fold
     if val_share >= 1.0:
         raise ValueError(f"data.val_fraction={val_fraction} leaves no training samples beside a test fold of 1/{folds}; lower it below {(folds - 1) / folds:.3g}.")
-    from sklearn.model_selection import train_test_split
-
     order = np.random.default_rng(seed).permutation(len(y))
     scored = order[len(y) % folds :]
     scored = scored[np.argsort(y[scored], kind="stable")]  # grouped by class, shuffled within each
     test = scored[fold::folds]
     rest = np.setdiff1d(np.arange(len(y)), test)
-    train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed)
+    train, val = _stratified(rest, val_share, y[rest], seed, "data.val_fraction")
     return np.sort(train), np.sort(val), np.sort(test)
 
 

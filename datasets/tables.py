@@ -114,8 +114,8 @@ def _grouped_number(column: Any) -> str | None:
     values = column.dropna().astype(str).str.strip()
     if values.empty:
         return None
-    matched = values.str.match(GROUPED)
     plain = pd.to_numeric(values, errors="coerce").notna()
+    matched = values.str.match(GROUPED) & ~plain  # 1.064 reads as a decimal; 5,100 and 5 100 cannot
     return str(values[matched].iloc[0]) if matched.any() and (matched | plain).mean() > 0.5 else None
 
 
@@ -336,6 +336,8 @@ def _check_declared_size(archive: Any, name: str, path: Path) -> None:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(handle)
         held = info.file_size - handle.tell()
+    if dtype.hasobject:  # pickled Python objects: their size says nothing, and they are never read
+        raise ValueError(f"{path}: array {name!r} holds Python objects, which only unpickling could read; gainsplit never unpickles data. Save numeric arrays.")
     declared = math.prod(shape) * dtype.itemsize
     if declared > held:
         raise ValueError(f"{path}: array {name!r} declares shape {shape} of {dtype} ({declared:,} bytes) but holds {held:,} bytes: the file is damaged or not what it says.")

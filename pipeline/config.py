@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, TypeVar
 
@@ -415,6 +416,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 reads 1e30 and 1E-5 (no dot) as strings; YAML 1.2, JSON and Python read them as numbers.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 MOST_VALUES = 1_000_000  # a configuration expands to at most this many values (YAML aliases can multiply them)

@@ -426,6 +426,8 @@ BAD_INPUT = [
     ("a test file and folds", lambda d: ["data.test_source=csv:t.csv", "data.folds=5"], r"data\.folds and data\.test_source exclude each other"),
     ("a test file of an unknown kind", lambda d: ["data.test_source=hdf5:t.h5"], r"'data\.test_source'.*Unknown data source kind 'hdf5'"),
     ("a transform named by a list", lambda d: ["augment.recipe=[{name: [RandomCrop]}]"], r"A transform's 'name' is a string, such as 'RandomCrop'\. Got \['RandomCrop'\]"),
+    ("fractions that leave a class too few samples", lambda d: ["data.source=sklearn:wine", "data.val_fraction=0.5", "data.test_fraction=0.49"], r"data\.val_fraction cannot take a stratified share of \d+ samples in 3 classes"),
+    ("more folds than samples allow", lambda d: ["data.source=sklearn:wine", "data.folds=1000"], r"data\.folds=1000 splits 178 samples into folds of 0; each test fold needs at least 2, so use at most 89 folds"),
     ("a negative seed", lambda d: ["train.seed=-1"], r"'train\.seed': Input should be greater than or equal to 0"),
     ("a seed beyond 32 bits", lambda d: ["data.seed=4294967296"], r"'data\.seed': Input should be less than or equal to 4294967295"),
     ("batch norm on batches of one", lambda d: ["train.batch_size=1"], r"train\.batch_size=1 with model\.batch_norm=true: batch norm cannot train on one sample per batch"),
@@ -808,3 +810,9 @@ def test_a_test_file_of_one_class_with_float_labels_matches_integer_training_lab
     (tmp_path / "te.csv").write_text("a,b,label\n1.5,2,2.0\n0.5,1,2.0\n")
     result = run(dirs, *train, f"data.test_source=csv:{tmp_path / 'te.csv'}", "train.epochs=1")
     assert result.record["data"]["class_counts"]["test"] == [0, 2, 0]
+
+
+def test_numbers_in_exponent_form_are_numbers_as_in_yaml_1_2_and_json():
+    from pipeline.config import parse_override
+
+    assert [parse_override(f"a={text}")[1] for text in ("1e30", "1E-5", "-2e3", "1.5e3", "1e", "e5")] == [1e30, 1e-5, -2000.0, 1500.0, "1e", "e5"]
