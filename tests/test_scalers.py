@@ -107,3 +107,11 @@ def test_complex_numbers_are_refused_not_cut_to_their_real_part():
         StandardScaler().fit(np.array([[1 + 5j, 2], [3 - 5j, 4]]))
     with pytest.raises(ValueError, match="Expected real numbers, got a tensor of dtype torch.complex64"):
         StandardScaler().fit(torch.ones(3, 2, dtype=torch.complex64))
+
+
+def test_a_state_whose_statistics_disagree_with_its_shape_is_refused_on_load():
+    scaler = StandardScaler().fit(np.arange(12.0).reshape(4, 3))
+    state = scaler.state_dict()
+    state["scale_"] = [1.0] * 7
+    with pytest.raises(ValueError, match=r"State of StandardScaler: 'scale_' has shape \(7,\) but n_features_in_ says \(3,\)"):
+        StandardScaler().load_state_dict(state)

@@ -166,7 +166,10 @@ class _Scaler(ABC):
         self.n_features_in_ = tuple(state["n_features_in_"])
         self.n_samples_seen_ = int(state["n_samples_seen_"])
         for name in self._learned:
-            setattr(self, name, np.asarray(state[name], dtype=np.float64))
+            value = np.asarray(state[name], dtype=np.float64)
+            if value.shape != self.n_features_in_:
+                raise ValueError(f"State of {type(self).__name__}: {name!r} has shape {value.shape} but n_features_in_ says {self.n_features_in_}.")
+            setattr(self, name, value)
         return self
 
     @abstractmethod
