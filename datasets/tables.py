@@ -42,6 +42,15 @@ def _sample_lines(path: Path) -> list[str]:
     return lines[:-1] if len(text) == SNIFF_BYTES and len(lines) > 1 else lines
 
 
+def _check_not_utf16(path: Path) -> None:
+    """Refuse UTF-16 or UTF-32 text (a NUL every second or fourth byte), which read as UTF-8 gives
+    column names like '\x00l\x00a...': a message naming the encoding, not a puzzle."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) >= 8 and head.count(0) >= len(head) // 4):
+        raise ValueError(f"{path} looks like UTF-16 or UTF-32 text (it is full of zero bytes); save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8.")
+
+
 def sniff_delimiter(path: Path) -> str:
     """The delimiter that splits every sampled line into the same number (> 1) of fields: tab,
     `;` or `|` before `,` (which may be a decimal comma: `5,1;3,5`); else csv's own sniffer's
@@ -256,6 +265,7 @@ def load_csv(argument: str, options: SourceOptions) -> RawData:
     import pandas as pd
 
     path = Path(argument)
+    _check_not_utf16(path)
     delimiter = sniff_delimiter(path)
     rows = _sample_rows(path, delimiter)
     decimal = sniff_decimal(rows, delimiter) if options.decimal == "auto" else options.decimal

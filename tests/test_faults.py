@@ -435,6 +435,8 @@ BAD_INPUT = [
     ("a folder named as a CSV", lambda d: [f"data.source=csv:{_folder(d / 'tables', 'x.txt', '')}"], r"Data file .*tables is a folder; name a file in it"),
     ("list values in a Parquet column", lambda d: [*_parquet_with_lists(d / "l.parquet"), "data.target=label"], r"column 'a' holds ndarrays \(e\.g\. array\(\[0, 1\]\)\), not numbers or categories"),
     ("class folders named alike in two Unicode forms", lambda d: [f"data.source=folder:{_unicode_twins(d / 'imgs')}"], r"class folders 'caf.{1,2}' and 'caf.{1,2}' are one name written in two Unicode forms"),
+    ("a UTF-16 CSV without a byte-order mark", lambda d: [f"data.source=csv:{_write_bytes(d / 'u.csv', ('a,label' + chr(10) + '1,x' + chr(10) + '2,y' + chr(10)).encode('utf-16-le'))}", "data.target=label"],
+     r"u\.csv looks like UTF-16 or UTF-32 text \(it is full of zero bytes\); save it as UTF-8"),
     ("a config file that is not text", lambda d: ["--config", str(_write_bytes(d / "c.yaml", bytes(range(128, 256))))], r"Config file .*c\.yaml is not UTF-8 text \(byte 0 is 0x80\)"),
     ("a boolean seed", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [0.0, 0.1]}}, seeds: [0, true]}"], r"seeds are integers, not booleans"),
     ("a factor value twice", lambda d: ["ablation={factors: {model.dropout: {side: model, values: [none, none]}}}"], r"'none' is listed twice"),
