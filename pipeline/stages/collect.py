@@ -101,9 +101,10 @@ def _shared_samples(train: np.ndarray, test: np.ndarray) -> int:
 
 
 def split_indices(raw: datasets.RawData, config: Config) -> dict[str, np.ndarray]:
-    """Positions of each split in `raw.x`; with `use_official_test`, the test split is the source's
-    own (or `data.test_source`'s). With `data.train_fraction` below 1, `unlabelled` holds the training split's samples the
-    subset left out (what autoencoder pretraining may read without their labels)."""
+    """Positions of each split in `raw.x`; with `use_official_test` (or `data.test_source`), the
+    test split is the source's own (or the test file's). With `data.train_fraction` below 1,
+    `unlabelled` holds the training split's samples the subset left out (what autoencoder
+    pretraining may read without their labels)."""
     data = config.data
     if data.fixed_test:
         if raw.test is None:
