@@ -818,3 +818,17 @@ def test_numbers_in_exponent_form_are_numbers_as_in_yaml_1_2_and_json():
     from pipeline.config import parse_override
 
     assert [parse_override(f"a={text}")[1] for text in ("1e30", "1E-5", "-2e3", "1.5e3", "1e", "e5")] == [1e30, 1e-5, -2000.0, 1500.0, "1e", "e5"]
+
+
+def test_a_history_edited_to_hold_no_positive_loss_still_renders(tmp_path, monkeypatch):
+    """The learning curves' loss axis is logarithmic only where there is a positive loss to place."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(WINE_ABLATION)
+    assert main(["ablate", "--config", "small.yaml", "--cache-dir", "c", "--out", "out", "--quiet"]) == 0
+    for path in (tmp_path / "out" / "runs").glob("*/history.csv"):
+        lines = path.read_text().splitlines()
+        columns = lines[0].split(",")
+        rows = [dict(zip(columns, line.split(","))) | {"train_loss": "0", "val_loss": "-1"} for line in lines[1:]]
+        path.write_text("\n".join([lines[0], *(",".join(row[c] for c in columns) for row in rows)]) + "\n")
+    assert main(["report", "out"]) == 0
+    assert (tmp_path / "out" / "plots" / "learning_curves.png").exists()

@@ -42,17 +42,19 @@ def learning_curves(groups: dict[str, dict[str, list[list[dict[str, float]]]]], 
     rows = len(groups)
     figure, axes = plt.subplots(rows, 3, figsize=(13, ROW_INCHES * rows), squeeze=False, sharex=True)
     for (title, variants), (accuracy_axis, loss_axis, rate_axis) in zip(groups.items(), axes):
+        positive = False  # a log axis needs a positive loss to place (an edited history.csv may hold none)
         for index, (label, histories) in enumerate(variants.items()):
             color = f"C{index}"
             for axis, column, style in ((accuracy_axis, "val_accuracy", "-"), (loss_axis, "val_loss", "-"), (loss_axis, "train_loss", "--")):
                 epochs, mean, low, high = _over_seeds(histories, column)
+                positive = positive or (axis is loss_axis and any(value > 0 for value in mean))
                 axis.plot(epochs, mean, color=color, linestyle=style, label=label if style == "-" and axis is accuracy_axis else None)
                 axis.fill_between(epochs, low, high, color=color, alpha=0.15, linewidth=0)
             epochs, mean, _, _ = _over_seeds(histories, "lr")
             rate_axis.plot(epochs, mean, color=color)
         accuracy_axis.set_title(title, fontsize=9, loc="left")
         accuracy_axis.set_ylabel("validation accuracy")
-        loss_axis.set_yscale("log")
+        loss_axis.set_yscale("log" if positive else "linear")
         loss_axis.set_ylabel("loss (val solid, train dashed)")
         rate_axis.set_ylabel("learning rate")
         rate_axis.set_ylim(bottom=0)  # a constant rate reads as a level line, not as noise around it
