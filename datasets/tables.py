@@ -179,17 +179,15 @@ def table_to_raw(frame: Any, options: SourceOptions, source: str) -> RawData:
     if frame.shape[0] == 0:
         raise ValueError(f"{source} has no rows.")
     labels, notes = frame[target], []
-    if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
-        text = labels.astype(str).where(labels.notna())  # as text: integers beyond int64 too
-        stripped = text.str.strip()
-        changed = int((stripped != text)[labels.notna()].sum())
-        if changed:  # " setosa" and "setosa" are one class
-            notes.append(f"{source}: stripped spaces around {changed} labels of {target!r}")
-        labels = stripped
     if labels.isna().any():
         raise ValueError(f"{source}: target column {target!r} is empty at {_first_bad(labels.isna(), labels)}.")
     if pd.api.types.is_object_dtype(labels) or pd.api.types.is_string_dtype(labels):
-        labels = pd.Series(composed(labels.astype(str).to_numpy(dtype=object), source, str(target), notes), index=labels.index, name=labels.name)
+        text = labels.astype(str)  # as text: integers beyond int64 too
+        stripped = text.str.strip()
+        changed = int((stripped != text).sum())
+        if changed:  # " setosa" and "setosa" are one class
+            notes.append(f"{source}: stripped spaces around {changed} labels of {target!r}")
+        labels = pd.Series(composed(stripped.to_numpy(dtype=object), source, str(target), notes), index=labels.index, name=labels.name)
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise ValueError(f"{source} has no feature columns besides the target {target!r}.")

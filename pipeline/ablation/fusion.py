@@ -150,7 +150,7 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResu
     write each member's entry and run record."""
     if threads:
         torch.set_num_threads(threads)
-    counted = Counted()
+    counted = progress.Counted()
     store = CacheStore(tasks[0].cache_dir)
     runs = []
     for task in tasks:
@@ -168,17 +168,6 @@ def run_unit(tasks: list[Task], threads: int | None = None) -> list[TrainingResu
     counted(progress.budget(tasks) - counted.total)  # what early stopping left untrained
     progress.flush()
     return finished
-
-
-class Counted:
-    """Reports member-epochs to the ablation's bar and keeps their sum."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-
-    def __call__(self, member_epochs: float) -> None:
-        self.total += member_epochs
-        progress.report(member_epochs)
 
 
 def _finish(run: PreparedRun, outcome: StageOutcome, cached: CachedArtifact) -> TrainingResult:
@@ -200,7 +189,7 @@ def _members_per_array(run: PreparedRun) -> int:
     return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)
 
 
-def _train_members(runs: list[PreparedRun], store: CacheStore, counted: Counted) -> list[tuple[StageOutcome, CachedArtifact]]:
+def _train_members(runs: list[PreparedRun], store: CacheStore, counted: progress.Counted) -> list[tuple[StageOutcome, CachedArtifact]]:
     """Each run's train entry: a cache hit, or trained with the other runs that miss as one
     array (continued from its checkpoint with `Task.resume`). The entries' locks are held
     meanwhile (in key order), so no other process builds them too."""
@@ -239,7 +228,7 @@ def array_checkpoint(store: CacheStore, keys: list[str]) -> Path:
     return store.checkpoint_path("train", "array-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16])
 
 
-def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path, counted: Counted) -> dict[str, CachedArtifact]:
+def _train_and_save(runs: list[PreparedRun], store: CacheStore, checkpoint: Path, counted: progress.Counted) -> dict[str, CachedArtifact]:
     """Train `runs` as one unit and commit each run's entry under its own train key; the unit's
     checkpoint goes once every entry is in."""
     shared: dict[str, dict] = {}  # one scaled mapping per data variant: placed on the device once

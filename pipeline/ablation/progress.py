@@ -31,6 +31,17 @@ def report(member_epochs: float) -> None:
         _sink(member_epochs)
 
 
+class Counted:
+    """A unit's sink: reports member-epochs to the ablation's bar and keeps their sum."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def __call__(self, member_epochs: float) -> None:
+        self.total += member_epochs
+        report(member_epochs)
+
+
 @contextmanager
 def reporting_to(sink: Sink) -> Iterator[None]:
     """Send this process's `report`s to `sink` meanwhile."""
