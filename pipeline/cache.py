@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from filelock import FileLock
 
 from datasets.base import file_sha256
 from pipeline.files import naming
+from pipeline.lookup import DecodedArrays, LookupCoded
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ _SAID_UNWRITABLE: set[Path] = set()
 class Artifact:
     """A stage's output: named arrays plus JSON-serialisable information about them."""
 
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: Mapping[str, Any] = field(default_factory=dict)  # np.ndarray values; a stage may give `LookupCoded` ones
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,7 +114,12 @@ def _lenient_manifest(folder: Path) -> dict[str, Any] | None:
 PER_SAMPLE_PREFIXES = ("x_", "y_", "id_")  # arrays with one row per sample of the split they name
 
 
-def _check_split_lengths(arrays: dict[str, np.ndarray]) -> None:
+def _stored_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray | LookupCoded]:
+    """An artifact's arrays as they are to be stored: lookup-coded ones undecoded."""
+    return {name: arrays.stored(name) if isinstance(arrays, DecodedArrays) else arrays[name] for name in arrays}
+
+
+def _check_split_lengths(arrays: Mapping[str, np.ndarray | LookupCoded]) -> None:
     """`CorruptEntry` when an entry's per-sample arrays of one split disagree in length (`y_train`
     cut to 10 rows with its checksums recomputed would otherwise index past its end), whatever
     the checksums say."""
@@ -145,6 +153,7 @@ def output_digest(cached: "CachedArtifact") -> str:
     return content_digest(cached.meta["files"], info)
 
 
+LOOKUP, CODES, TABLE = "lookup", ".codes", ".table"  # lookup-coded arrays: listed in the manifest, stored as two files each
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum: its info (metrics, history) is as guarded as its arrays
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+\.npy$")
 
@@ -173,9 +182,43 @@ def read_manifest(path: Path) -> dict[str, Any]:
         well_formed = isinstance(entry, dict) and type(entry.get("bytes")) is int and isinstance(entry.get("sha256"), str)
         if not (_FILE_NAME.match(name) and well_formed):
             raise CorruptEntry(f"{META_FILE} lists {name!r} as {entry!r}, not a .npy file with 'bytes' and 'sha256'")
+    coded = meta.get(LOOKUP, [])
+    if not (isinstance(coded, list) and all(isinstance(name, str) for name in coded)):
+        raise CorruptEntry(f"{META_FILE} lists {LOOKUP!r} as {coded!r}, not a list of array names")
     if meta.get(MANIFEST_DIGEST) != manifest_digest(meta):
         raise CorruptEntry(f"{META_FILE} does not match its own checksum: edited, or written by an older gainsplit")
     return meta
+
+
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-sha256")
+
+
+def _sha256(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def write_array(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """Save `array` as a `.npy` file and return its manifest line (`sha256`, `bytes`): the bytes are
+    hashed from memory on a second thread while they are written, so no file is read back."""
+    array = np.asarray(array, order="C")  # ascontiguousarray would make a 0-d array 1-d
+    if array.dtype.hasobject:
+        raise ValueError(f"{path.name}: object arrays cannot be cached (they would need pickle)")
+    header = io.BytesIO()
+    fields = np.lib.format.header_data_from_array_1_0(array)
+    try:
+        np.lib.format.write_array_header_1_0(header, fields)
+    except ValueError:  # a header past 64 KiB (a shape of very many dimensions)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, fields)
+    digest = _HASHER.submit(_sha256, header.getvalue(), array)
+    with open(path, "wb") as file:
+        file.write(header.getvalue())
+        array.tofile(file)
+        size = file.tell()
+    return {"sha256": digest.result(), "bytes": size}
 
 
 class CacheStore:
@@ -323,8 +366,17 @@ class CacheStore:
                 arrays[filename.removesuffix(".npy")] = np.load(path, mmap_mode="r", allow_pickle=False)
             except ValueError as exc:
                 raise CorruptEntry(f"{filename} is not a valid .npy file ({exc})") from None
-        _check_split_lengths(arrays)
-        return CachedArtifact(Artifact(arrays, info), content_digest(files, info), meta)
+        stored: dict[str, np.ndarray | LookupCoded] = {}
+        for name in meta.get(LOOKUP, []):
+            try:
+                stored[name] = LookupCoded(arrays.pop(f"{name}{CODES}"), arrays.pop(f"{name}{TABLE}"))
+            except KeyError as exc:
+                raise CorruptEntry(f"the lookup-coded array {name!r} lacks its {exc.args[0]}.npy") from None
+            except ValueError as exc:
+                raise CorruptEntry(f"the lookup-coded array {name!r} is malformed: {exc}") from None
+        stored.update(arrays)
+        _check_split_lengths(stored)
+        return CachedArtifact(Artifact(DecodedArrays(stored), info), content_digest(files, info), meta)
 
     def save(self, stage: str, key: str, artifact: Artifact, meta: dict[str, Any]) -> CachedArtifact:
         """Write an entry atomically, replacing any entry already under `key`.
@@ -337,15 +389,21 @@ class CacheStore:
         temp = target.parent / f"{TEMP_PREFIX}{key}-{uuid.uuid4().hex}"
         try:
             temp.mkdir()
-            files = {}
-            for name, array in artifact.arrays.items():
+            files, stored = {}, _stored_arrays(artifact.arrays)
+            for name, array in stored.items():
                 if not _ARRAY_NAME.match(name):
                     raise ValueError(f"Array name {name!r} of stage {stage!r} is not a safe file name.")
-                path = temp / f"{name}.npy"
-                with naming(path):
-                    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
-                files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+                parts = {f"{name}{CODES}": array.codes, f"{name}{TABLE}": array.table} if isinstance(array, LookupCoded) else {name: array}
+                for part, values in parts.items():
+                    path = temp / f"{part}.npy"
+                    if path.name in files:
+                        raise ValueError(f"Array name {part!r} of stage {stage!r} is given twice (a lookup-coded {part.rsplit('.', 1)[0]!r} is stored under it too).")
+                    with naming(path):
+                        files[path.name] = write_array(path, values)
             full_meta = {**meta, "stage": stage, "key": key, "created": time.time(), "files": files, "info": artifact.info}
+            coded = sorted(name for name, array in stored.items() if isinstance(array, LookupCoded))
+            if coded:
+                full_meta[LOOKUP] = coded
             full_meta[MANIFEST_DIGEST] = manifest_digest(full_meta)
             with naming(temp / META_FILE):
                 (temp / META_FILE).write_text(json.dumps(full_meta, indent=1, sort_keys=True), encoding="utf-8")
@@ -353,7 +411,7 @@ class CacheStore:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        return CachedArtifact(artifact, content_digest(files, artifact.info), full_meta)
+        return CachedArtifact(Artifact(DecodedArrays(stored), artifact.info), content_digest(files, artifact.info), full_meta)
 
     @staticmethod
     def _replace(temp: Path, target: Path) -> None:

@@ -33,17 +33,16 @@ def kill_after_epoch(after: int) -> None:
 
 
 def kill_during_write(stage: str) -> None:
-    file_sha256 = pipeline.cache.file_sha256
+    write_array = pipeline.cache.write_array
 
-    def hash_then_die(path: Path) -> str:
-        digest = file_sha256(path)
+    def write_then_die(path: Path, array) -> dict:
+        line = write_array(path, array)
         folder = Path(path).parent
         if folder.name.startswith(pipeline.cache.TEMP_PREFIX) and folder.parent.name == stage:
             kill()
-        return digest
+        return line
 
-    pipeline.cache.file_sha256 = hash_then_die
-
+    pipeline.cache.write_array = write_then_die
 
 FAULTS = {"kill-after-epoch": lambda value: kill_after_epoch(int(value)), "kill-during-write": kill_during_write}
 

@@ -4,7 +4,9 @@ import logging
 import numpy as np
 import pytest
 
+import pipeline.cache
 from pipeline.cache import META_FILE, Artifact, CacheStore
+from pipeline.lookup import LookupCoded, shape_of
 
 KEY = "f" * 64
 
@@ -77,7 +79,7 @@ def test_failed_write_leaves_previous_entry_and_no_temp_folder(store, tmp_path, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(np, "save", disk_full)
+    monkeypatch.setattr(pipeline.cache, "write_array", disk_full)
     with pytest.raises(OSError):
         saved(store)
     assert [p.name for p in (tmp_path / "scale").iterdir() if p.name.startswith(".tmp-")] == []
@@ -90,3 +92,72 @@ def test_manifest_records_checksums_and_sizes(store):
     assert set(meta["files"]) == {"x.npy", "y.npy"}
     for entry in meta["files"].values():
         assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.arange(12, dtype=np.float32).reshape(3, 4), np.asfortranarray(np.arange(6.0).reshape(2, 3)), np.array(7, dtype=np.int64), np.zeros((0, 5), np.uint8), np.array(["a", "bc"])],
+)
+def test_an_array_is_written_as_numpy_saves_it_and_hashed_as_the_file_reads(tmp_path, array):
+    from datasets.base import file_sha256
+
+    line = pipeline.cache.write_array(tmp_path / "a.npy", array)
+    np.save(tmp_path / "b.npy", np.asarray(array, order="C"))
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    assert line == {"sha256": file_sha256(tmp_path / "a.npy"), "bytes": (tmp_path / "a.npy").stat().st_size}
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), array)
+
+
+def coded_artifact():
+    codes = np.array([[[0, 255], [7, 7]], [[1, 2], [3, 4]], [[9, 9], [0, 0]]], dtype=np.uint8)
+    table = (np.arange(256, dtype=np.float32)[:, None] * np.array([1, -1, 0.5, 2], dtype=np.float32)).copy()
+    return Artifact({"x_train": LookupCoded(codes, table), "y_train": np.array([0, 1, 1])}, {"n": 3}), codes, table
+
+
+def test_a_lookup_coded_array_is_stored_as_codes_and_table_and_read_decoded(store):
+    artifact, codes, table = coded_artifact()
+    written = store.save("scale", KEY, artifact, {})
+    folder = store.entry_dir("scale", KEY)
+    assert {p.name for p in folder.glob("*.npy")} == {"x_train.codes.npy", "x_train.table.npy", "y_train.npy"}
+    assert json.loads((folder / META_FILE).read_text())["lookup"] == ["x_train"]
+    expected = table[codes.reshape(3, -1), np.arange(4)].reshape(codes.shape)
+    for cached in (written, store.load("scale", KEY)):
+        arrays = cached.artifact.arrays
+        assert shape_of(arrays, "x_train") == (3, 2, 2) and "x_train" not in arrays._decoded  # the shape, without decoding
+        assert arrays["x_train"].dtype == np.float32
+        np.testing.assert_array_equal(arrays["x_train"], expected)
+        assert set(arrays) == {"x_train", "y_train"}
+    assert store.load("scale", KEY).sha256 == written.sha256
+
+
+def _rewrite_manifest(folder, change):
+    meta = json.loads((folder / META_FILE).read_text())
+    change(meta)
+    meta[pipeline.cache.MANIFEST_DIGEST] = pipeline.cache.manifest_digest(meta)
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda meta: meta.update(lookup=["x_val"]), "lacks its x_val.codes.npy"),
+        (lambda meta: meta.update(lookup="x_train"), "not a list of array names"),
+    ],
+)
+def test_a_manifest_whose_lookup_list_does_not_fit_its_files_is_a_corrupt_entry(store, caplog, change, reason):
+    artifact, _, _ = coded_artifact()
+    store.save("scale", KEY, artifact, {})
+    _rewrite_manifest(store.entry_dir("scale", KEY), change)
+    with caplog.at_level(logging.WARNING):
+        assert store.load("scale", KEY) is None
+    assert reason in caplog.text
+
+
+def test_a_table_of_the_wrong_shape_is_a_corrupt_entry(store, caplog):
+    artifact, codes, table = coded_artifact()
+    store.save("scale", KEY, artifact, {})
+    folder = store.entry_dir("scale", KEY)
+    _rewrite_manifest(folder, lambda meta: meta["files"].update({"x_train.table.npy": pipeline.cache.write_array(folder / "x_train.table.npy", table[:, :3].copy())}))
+    with caplog.at_level(logging.WARNING):
+        assert store.load("scale", KEY) is None
+    assert "lookup-coded array 'x_train' is malformed" in caplog.text

@@ -49,7 +49,7 @@ def test_sigkill_while_writing_an_entry_leaves_no_entry_and_the_next_run_rebuild
     assert killed.returncode == -signal.SIGKILL
     assert entries(tmp_path / "c", "augment") and not entries(tmp_path / "c", "scale")
     (orphan,) = (tmp_path / "c" / "scale").glob(".tmp-*")
-    assert (orphan / "x_train.npy").exists() and not (orphan / "meta.json").exists()
+    assert (orphan / "x_train.codes.npy").exists() and not (orphan / "meta.json").exists()
 
     again = cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -93,17 +93,17 @@ def test_gc_and_verify_skip_an_entry_another_process_holds(dirs):
 
 
 def test_disk_full_is_a_clear_error_and_earlier_entries_stay(dirs, monkeypatch, capsys):
-    real_save = np.save
+    real_write = pipeline.cache.write_array
 
-    def full_disk(path, *args, **kwargs):
+    def full_disk(path, array):
         if f"{os.sep}scale{os.sep}" in str(path):
             raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write says it: no file named
-        return real_save(path, *args, **kwargs)
+        return real_write(path, array)
 
-    monkeypatch.setattr(pipeline.cache.np, "save", full_disk)
+    monkeypatch.setattr(pipeline.cache, "write_array", full_disk)
     status = main(["run", *FAST, "--quiet", "--cache-dir", str(dirs["cache_dir"]), "--runs-dir", str(dirs["runs_dir"])])
     assert status == 1
-    assert re.search(r"No space left on device \(.*scale[/\\]\.tmp-[0-9a-f]{64}-[0-9a-f]{32}[/\\]x_train\.npy\)", capsys.readouterr().err)
+    assert re.search(r"No space left on device \(.*scale[/\\]\.tmp-[0-9a-f]{64}-[0-9a-f]{32}[/\\]x_train\.codes\.npy\)", capsys.readouterr().err)
     assert entries(dirs["cache_dir"], "collect") and entries(dirs["cache_dir"], "augment")
     assert not entries(dirs["cache_dir"], "scale")
     assert not list((dirs["cache_dir"] / "scale").glob(".tmp-*"))

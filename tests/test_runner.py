@@ -7,7 +7,7 @@ import pytest
 
 import pipeline.stages.scale
 from conftest import FAST
-from pipeline.cache import CacheStore
+from pipeline.cache import Artifact, CacheStore
 from pipeline.config import load_config
 from pipeline.runner import run_pipeline, run_stages
 from pipeline.stages import RunContext, default_stages
@@ -60,8 +60,7 @@ def test_code_change_rebuilds_its_stage_and_downstream_only_if_the_output_change
 
     def shifted(self, inputs, config, context):
         artifact = real_run(self, inputs, config, context)
-        artifact.arrays["x_train"] = artifact.arrays["x_train"] + 1.0
-        return artifact
+        return Artifact({**artifact.arrays, "x_train": artifact.arrays["x_train"] + 1.0}, artifact.info)
 
     monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "code", lambda self, config: (*real_code(self, config), json, csv))
     monkeypatch.setattr(pipeline.stages.scale.ScaleStage, "run", shifted)
@@ -77,7 +76,7 @@ def test_version_bump_rebuilds_its_stage(dirs, monkeypatch):
 def test_corrupt_entry_is_rebuilt_and_earlier_stages_reused(dirs, caplog):
     first = run(dirs)
     scale_key = next(o.key for o in first.stages if o.name == "scale")
-    damaged = CacheStore(dirs["cache_dir"]).entry_dir("scale", scale_key) / "x_train.npy"
+    damaged = CacheStore(dirs["cache_dir"]).entry_dir("scale", scale_key) / "x_train.codes.npy"
     damaged.write_bytes(damaged.read_bytes()[:-8])
     with caplog.at_level(logging.WARNING):
         second = run(dirs)
@@ -225,3 +224,29 @@ def test_sample_ids_pass_through_augment_and_scale_unchanged(dirs, mode):
     assert scaled["id_train"].shape[0] == scaled["x_train"].shape[0]
     if mode == "offline":
         np.testing.assert_array_equal(augmented["id_train"], expected)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], lambda x, info: ((x - np.array(info["mean_"])[:, None, None]) / np.array(info["scale_"])[:, None, None])),
+        (["scale.method=minmax", "scale.axis=feature", "scale.feature_range=[-1,1]"], lambda x, info: x * np.array(info["scale_"]) + np.array(info["min_"])),
+        (["scale.method=none", "data.train_fraction=0.5"], lambda x, info: x),
+    ],
+)
+def test_8_bit_images_are_cached_as_their_bytes_and_a_table_and_read_as_the_scaled_floats(dirs, overrides, expected):
+    config = load_config(None, [*FAST, *overrides])
+    _, results = run_stages(config, CacheStore(dirs["cache_dir"]), context=QUIET, stages=default_stages()[:3])
+    scaled, collected, augmented = results["scale"], results["collect"].artifact.arrays, results["augment"].artifact.arrays
+    coded = ["x_test", "x_train", "x_val", *(["x_unlabelled"] if "x_unlabelled" in collected else [])]
+    assert scaled.meta["lookup"] == sorted(coded)
+    info = scaled.artifact.info.get("scaler", {})
+    for name in coded:
+        raw = np.asarray((augmented if name == "x_train" else collected)[name])
+        assert raw.dtype == np.uint8
+        computed = expected(raw.astype(np.float64), info).astype(np.float32)  # float64 arithmetic on every value, then float32
+        for cached in (scaled, CacheStore(dirs["cache_dir"]).load("scale", scaled.meta["key"])):
+            np.testing.assert_array_equal(cached.artifact.arrays[name], computed)
+    folder = CacheStore(dirs["cache_dir"]).entry_dir("scale", scaled.meta["key"])
+    stored = sum(p.stat().st_size for p in folder.glob("x_*.npy"))
+    assert stored < 0.3 * sum(4 * scaled.artifact.arrays[name].size for name in coded) + 8 * 256 * 64 * 4  # bytes, and a table a split

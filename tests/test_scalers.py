@@ -115,3 +115,62 @@ def test_a_state_whose_statistics_disagree_with_its_shape_is_refused_on_load():
     state["scale_"] = [1.0] * 7
     with pytest.raises(ValueError, match=r"State of StandardScaler: 'scale_' has shape \(7,\) but n_features_in_ says \(3,\)"):
         StandardScaler().load_state_dict(state)
+
+
+def _reference(scaler, x):
+    """The scaler's map computed the plain way: float64 arithmetic on every value, then float32."""
+    values = x.astype(np.float64)
+    if isinstance(scaler, StandardScaler):
+        shape = (1, -1, *[1] * (x.ndim - 2)) if scaler.axis == "channel" else scaler.mean_.shape
+        return ((values - scaler.mean_.reshape(shape)) / scaler.scale_.reshape(shape)).astype(np.float32)
+    shape = (1, -1, *[1] * (x.ndim - 2)) if scaler.axis == "channel" else scaler.min_.shape
+    return (values * scaler.scale_.reshape(shape) + scaler.min_.reshape(shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_])
+@pytest.mark.parametrize("axis", ["feature", "channel", "global"])
+@pytest.mark.parametrize("make", [StandardScaler, lambda axis: MinMaxScaler((-1, 1), axis=axis)])
+def test_8_bit_input_is_looked_up_to_the_bits_the_arithmetic_gives(dtype, axis, make):
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128 if dtype == np.int8 else 0, 2 if dtype == np.bool_ else 128, size=(700, 3, 5, 4)).astype(dtype)
+    scaler = make(axis=axis).fit(x[:400])
+    assert scaler.lookup_table(x).shape == (256, 60)
+    np.testing.assert_array_equal(scaler.transform(x), _reference(scaler, x))
+    np.testing.assert_array_equal(scaler.transform(torch.from_numpy(x)).numpy(), _reference(scaler, x))
+    few = x[:10]  # fewer samples than the table has rows: computed, to the same bits
+    np.testing.assert_array_equal(scaler.transform(few), scaler.transform(x)[:10])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.bool_])
+@pytest.mark.parametrize("axis", ["feature", "channel", "global"])
+def test_integer_statistics_are_the_exact_sums_rounded_once(dtype, axis):
+    from fractions import Fraction
+
+    info = np.iinfo(dtype) if dtype != np.bool_ else None
+    low, high = (0, 2) if info is None else (info.min, info.max + 1)
+    x = np.random.default_rng(4).integers(low, high, size=(300, 2, 3, 3)).astype(dtype)
+    scaler = StandardScaler(axis=axis).fit(x)
+    units = {"feature": x.reshape(300, -1).T, "channel": x.transpose(1, 0, 2, 3).reshape(2, -1), "global": x.reshape(1, -1)}[axis]
+    for unit, mean, var in zip(units, scaler.mean_.reshape(-1), scaler.var_.reshape(-1)):
+        values = [int(v) for v in unit]
+        exact_mean = Fraction(sum(values), len(values))
+        assert mean == float(exact_mean)
+        assert var == float(sum((v - exact_mean) ** 2 for v in values) / len(values))
+    reference = preprocessing.StandardScaler().fit(x.reshape(300, -1).astype(np.float64))
+    if axis == "feature":
+        np.testing.assert_allclose(scaler.scale_.reshape(-1), reference.scale_, rtol=1e-12)
+
+
+def test_float_input_is_scaled_in_chunks_to_the_bits_of_one_pass(monkeypatch):
+    import transforms.scalers as scalers
+
+    x = np.random.default_rng(5).normal(size=(50, 6)).astype(np.float32)
+    whole = StandardScaler().fit(x)
+    expected = whole.transform(x)
+    monkeypatch.setattr(scalers, "_CHUNK_ELEMENTS", 12)  # two samples per chunk
+    chunked = StandardScaler().fit(x)
+    np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=1e-14)
+    np.testing.assert_allclose(chunked.var_, whole.var_, rtol=1e-12)
+    np.testing.assert_array_equal(chunked.transform(x), _reference(chunked, x))
+    np.testing.assert_allclose(chunked.transform(x), expected, rtol=1e-6)
+    np.testing.assert_allclose(chunked.inverse_transform(expected), x, rtol=1e-5, atol=1e-6)

@@ -8,7 +8,9 @@ input was float64, and of the same kind (and device) as the input.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -34,7 +36,11 @@ def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Expected numeric data, got an array of dtype {x.dtype}.")
     if np.iscomplexobj(x):  # scaling would drop the imaginary part
         raise ValueError(f"Expected real numbers, got an array of dtype {x.dtype}; scale the real and imaginary parts as features of their own.")
-    return torch.from_numpy(x if x.flags.writeable else x.copy())
+    if x.flags.writeable:
+        return torch.from_numpy(x)
+    with warnings.catch_warnings():  # a read-only array (a cache entry, mapped): torch warns it could be written, nothing here writes it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(x)
 
 
 def _like_input(result: torch.Tensor, original: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -126,9 +132,8 @@ class _Scaler(ABC):
         self._reset()
         tensor = _to_tensor(x)
         self._validate(tensor, fitting=True)
-        data = tensor.to(torch.float64)
         dims = self._reduce_dims(tensor)
-        self._fit_stats(data, dims)
+        self._fit_stats(tensor, dims)
         self.n_features_in_ = self._stat_shape(tensor)
         self.n_samples_seen_ = int(np.prod([tensor.shape[d] for d in dims]))
         return self
@@ -139,14 +144,28 @@ class _Scaler(ABC):
     def transform(self, x: ArrayLike) -> ArrayLike:
         tensor = _to_tensor(x)
         self._validate(tensor, fitting=False)
-        out = self._forward(tensor.to(torch.float64), tensor).to(_output_dtype(tensor))
+        table = self.lookup_table(tensor) if tensor.ndim and tensor.shape[0] >= _LEVELS else None  # fewer samples than levels: computing is cheaper
+        out = _look_up(table, tensor) if table is not None else _map_in_chunks(self._forward, tensor)
         return _like_input(out, x)
 
     def inverse_transform(self, x: ArrayLike) -> ArrayLike:
         tensor = _to_tensor(x)
         self._validate(tensor, fitting=False)
-        out = self._backward(tensor.to(torch.float64), tensor).to(_output_dtype(tensor))
-        return _like_input(out, x)
+        return _like_input(_map_in_chunks(self._backward, tensor), x)
+
+    def lookup_table(self, x: np.ndarray | torch.Tensor) -> torch.Tensor | None:
+        """For 8-bit input (bool, uint8, int8): `transform` of every value each feature can hold, as
+        a (256, values per sample) float32 table indexed by the values' bit patterns (see `look_up`);
+        None for other dtypes. Looking values up gives the very bits computing them would (the
+        same float64 arithmetic, done once per value instead of once per sample)."""
+        x = _to_tensor(x)
+        if x.dtype not in _EIGHT_BIT or x.ndim < 1:
+            return None
+        self._validate(x, fitting=False)
+        levels = torch.arange(_LEVELS, dtype=torch.uint8, device=x.device)
+        values = levels.view(torch.int8) if x.dtype == torch.int8 else levels.clamp(max=1) if x.dtype == torch.bool else levels
+        grid = values.to(torch.float64).reshape(_LEVELS, *([1] * (x.ndim - 1))).expand(_LEVELS, *x.shape[1:])
+        return self._forward(grid, x).to(torch.float32).reshape(_LEVELS, -1).contiguous()
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and learned statistics as plain Python values (JSON-serialisable)."""
@@ -178,7 +197,7 @@ class _Scaler(ABC):
 
     @abstractmethod
     def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
-        """Learn the statistics from float64 `data`, reducing over `dims`."""
+        """Learn the statistics from `data` (any real dtype), reducing over `dims`."""
 
     @abstractmethod
     def _forward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -191,6 +210,77 @@ class _Scaler(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+_EIGHT_BIT = (torch.uint8, torch.int8, torch.bool)
+_LEVELS = 256  # values an 8-bit unit can hold (bool uses the first two)
+_CHUNK_ELEMENTS = 1 << 20  # values per float64 working chunk: 8 MiB, so temporaries stay in cache
+
+
+def _row_chunks(x: torch.Tensor) -> Iterator[slice]:
+    """Slices of `x`'s first dimension holding about `_CHUNK_ELEMENTS` values each."""
+    rows = max(1, _CHUNK_ELEMENTS // max(1, x[0].numel())) if x.ndim else 1
+    for start in range(0, max(1, x.shape[0]) if x.ndim else 1, rows):
+        yield slice(start, start + rows)
+
+
+def _map_in_chunks(function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """`function` of `x` in float64, written into an output of `_output_dtype`, a chunk of samples at
+    a time (elementwise, so the same bits as one pass, without float64 copies of the whole input)."""
+    if x.ndim == 0:
+        return function(x.to(torch.float64), x).to(_output_dtype(x))
+    out = torch.empty(x.shape, dtype=_output_dtype(x), device=x.device)
+    for rows in _row_chunks(x):
+        out[rows] = function(x[rows].to(torch.float64), x)
+    return out
+
+
+def look_up(table: ArrayLike, x: ArrayLike) -> ArrayLike:
+    """`table[value, feature]` for every value of 8-bit `x` (samples first), indexed by its bit
+    pattern, with features counted over each sample's values (see `_Scaler.lookup_table`); of
+    the same kind (and device) as `x`."""
+    table_tensor, tensor = _to_tensor(table), _to_tensor(x)
+    return _like_input(_look_up(table_tensor.to(tensor.device), tensor), x)
+
+
+def _look_up(table: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    codes = x.view(torch.uint8).reshape(x.shape[0], -1)
+    out = torch.empty(codes.shape, dtype=table.dtype, device=x.device)
+    for rows in _row_chunks(codes):
+        torch.gather(table, 0, codes[rows].long(), out=out[rows])
+    return out.reshape(x.shape)
+
+
+def _exact_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and population variance of integer `x` of at most 16 bits over `dims` (which hold the
+    sample dimension), each rounded once from exact integer sums (from a histogram per channel for
+    8-bit channels or globals); None for other dtypes. Exact sums make the statistics independent
+    of summation order and chunking."""
+    if x.is_floating_point() or x.element_size() > 2:
+        return None
+    values = x.view(torch.uint8) if x.dtype == torch.bool else x
+    kept = [d for d in range(x.ndim) if d not in dims]
+    shape = tuple(x.shape[d] for d in kept)
+    n = int(np.prod([x.shape[d] for d in dims]))
+    if x.element_size() == 1 and int(np.prod(shape)) <= 16:
+        offset = 128 if x.dtype == torch.int8 else 0
+        levels = torch.arange(_LEVELS, dtype=torch.int64, device=x.device) - offset
+        units = values.movedim(kept, list(range(len(kept)))).reshape(int(np.prod(shape)), -1)
+        if offset:
+            units = units.to(torch.int16) + offset
+        counts = torch.stack([torch.bincount(unit, minlength=_LEVELS) for unit in units])
+        sums, squares = (counts * levels).sum(1), (counts * levels * levels).sum(1)
+    else:
+        sums = torch.zeros(shape, dtype=torch.int64, device=x.device)
+        squares = torch.zeros_like(sums)
+        for rows in _row_chunks(values):
+            chunk = values[rows].to(torch.int64)
+            sums += chunk.sum(dim=dims)
+            squares += (chunk * chunk).sum(dim=dims)
+    exact_sums, exact_squares = sums.reshape(-1).tolist(), squares.reshape(-1).tolist()
+    mean = np.array([s / n for s in exact_sums], dtype=np.float64).reshape(shape)
+    var = np.array([(n * q - s * s) / (n * n) for s, q in zip(exact_sums, exact_squares)], dtype=np.float64).reshape(shape)
+    return mean, var
 
 
 def _constant_mask(var: np.ndarray, mean: np.ndarray, n_samples: int) -> np.ndarray:
@@ -209,6 +299,21 @@ def _handle_zeros_in_scale(scale: np.ndarray, constant_mask: np.ndarray | None =
     return scale
 
 
+def _float_moments(x: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean, then the mean squared deviation from it (two passes, as scikit-learn does), in float64,
+    a chunk of samples at a time."""
+    keep = [1 if d in dims else size for d, size in enumerate(x.shape)]
+    total = torch.zeros(keep, dtype=torch.float64, device=x.device)
+    for rows in _row_chunks(x):
+        total += x[rows].to(torch.float64).sum(dim=dims, keepdim=True)
+    mean = total / n
+    deviations = torch.zeros_like(total)
+    for rows in _row_chunks(x):
+        deviations += ((x[rows].to(torch.float64) - mean) ** 2).sum(dim=dims, keepdim=True)
+    squeezed = [d for d in range(x.ndim) if d not in dims]
+    return mean.reshape([x.shape[d] for d in squeezed]).cpu().numpy(), (deviations / n).reshape([x.shape[d] for d in squeezed]).cpu().numpy()
+
+
 class StandardScaler(_Scaler):
     """Standardize to mean 0 and standard deviation 1 (population std, like scikit-learn)."""
 
@@ -223,20 +328,15 @@ class StandardScaler(_Scaler):
         return {"with_mean": self.with_mean, "with_std": self.with_std, "axis": self.axis}
 
     def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
-        mean = data.mean(dim=dims)
-        var = ((data - mean.reshape(self._keepdim_shape(data, dims))) ** 2).mean(dim=dims)
-        mean_np, var_np = mean.cpu().numpy(), var.cpu().numpy()
         n = int(np.prod([data.shape[d] for d in dims]))
+        moments = _exact_moments(data, dims)
+        mean_np, var_np = moments if moments is not None else _float_moments(data, dims, n)
         self.mean_ = mean_np if self.with_mean else np.zeros_like(mean_np)
         self.var_ = var_np
         if self.with_std:
             self.scale_ = _handle_zeros_in_scale(np.sqrt(var_np), _constant_mask(var_np, mean_np, n))
         else:
             self.scale_ = np.ones_like(var_np)
-
-    @staticmethod
-    def _keepdim_shape(data: torch.Tensor, dims: tuple[int, ...]) -> list[int]:
-        return [1 if d in dims else size for d, size in enumerate(data.shape)]
 
     def _forward(self, data: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return (data - self._broadcast(self.mean_, like)) / self._broadcast(self.scale_, like)
@@ -263,8 +363,9 @@ class MinMaxScaler(_Scaler):
         return {"feature_range": list(self.feature_range), "axis": self.axis}
 
     def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
-        data_min = torch.amin(data, dim=dims).cpu().numpy()
-        data_max = torch.amax(data, dim=dims).cpu().numpy()
+        values = data.view(torch.uint8) if data.dtype == torch.bool else data  # rounding to float64 keeps the order: min and max first
+        data_min = torch.amin(values, dim=dims).to(torch.float64).cpu().numpy()
+        data_max = torch.amax(values, dim=dims).to(torch.float64).cpu().numpy()
         low, high = self.feature_range
         self.data_min_ = data_min
         self.data_max_ = data_max

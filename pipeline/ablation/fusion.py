@@ -32,6 +32,7 @@ from pipeline.ablation import progress
 from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.cache import CachedArtifact, CacheStore
 from pipeline.config import Config
+from pipeline.lookup import shape_of
 from pipeline.plugins import import_config_plugins
 from pipeline.records import write_run_record
 from pipeline.runner import PlannedStage, StageOutcome, plan_stages, run_record, run_stages
@@ -116,7 +117,7 @@ class PreparedRun:
     def shape(self) -> tuple:
         """What runs must share to train in one array: the shapes of their data and their classes."""
         arrays = self.results["scale"].artifact.arrays
-        return tuple(arrays[f"x_{split}"].shape for split in SPLITS), len(self.results["collect"].artifact.info["class_names"])
+        return tuple(shape_of(arrays, f"x_{split}") for split in SPLITS), len(self.results["collect"].artifact.info["class_names"])
 
 
 def read_data(task: Task, store: CacheStore) -> tuple[list[StageOutcome], dict[str, CachedArtifact]]:
@@ -183,7 +184,7 @@ def _members_per_array(run: PreparedRun) -> int:
     """How many members of this shape of data the training device holds in one array."""
     config = run.task.config
     spec = config.model.spec()
-    shape = run.results["scale"].artifact.arrays["x_train"].shape[1:]
+    shape = shape_of(run.results["scale"].artifact.arrays, "x_train")[1:]
     classes = len(run.results["collect"].artifact.info["class_names"])
     device = trainers.devices.resolve_device(config.train.device)
     return trainers.capacity.members_that_fit(spec, shape, classes, config.train.batch_size, device, MAX_MEMBERS)

@@ -140,9 +140,10 @@ def _probe(units: list[list[Task]], store: CacheStore) -> Probe:
     )
 
 
-def _cached_accuracy(tasks: list[Task], store: CacheStore) -> tuple[int, list[float]]:
-    """How many trainings the cache holds, and the baseline's cached test accuracies."""
-    cached, baseline = 0, []
+def _cached_accuracy(tasks: list[Task], store: CacheStore) -> tuple[set[int], list[float]]:
+    """Which trainings the cache holds (by `id`), and the baseline's cached test accuracies."""
+    cached: set[int] = set()
+    baseline = []
     data: dict[tuple[str, ...], Any] = {}  # each data preparation read once
     for task in tasks:
         preparation = tuple(task.data.values())
@@ -152,7 +153,7 @@ def _cached_accuracy(tasks: list[Task], store: CacheStore) -> tuple[int, list[fl
         key = plan_stages(task.config, [training_stage(task.config)])[0].keyed_on(results).key
         manifest = store.manifest("train", key)
         if manifest is not None:
-            cached += 1
+            cached.add(id(task))
             if task.variant == tasks[0].variant:
                 baseline.append(manifest["info"]["metrics"]["test_accuracy"])
     return cached, baseline
@@ -169,7 +170,9 @@ def plan_design(
     prepared = prepare(plan.tasks, metric=ablation.metric)
     plan = replace(plan, tasks=prepared.tasks)
     units = fusion_units(plan.tasks, fuse, solo=prepared.solo)
-    cached, baseline = _cached_accuracy(plan.tasks, store)
+    cached_tasks, baseline = _cached_accuracy(plan.tasks, store)
+    cached = len(cached_tasks)
+    training_units = sum(1 for unit in units if any(id(task) not in cached_tasks for task in unit))  # a unit wholly cached never starts
     probe = _probe(units, store)
     epochs = max(task.config.train.epochs for task in plan.tasks)
     _, results = read_data(plan.tasks[0], store)
@@ -206,7 +209,7 @@ def plan_design(
     return DesignPlan(
         variants=len(plan.variants), seeds=seeds, folds=folds, trainings=len(plan.tasks), cached=cached, units=[len(unit) for unit in units],
         epochs=epochs, seconds_per_member_epoch=probe.seconds_per_member_epoch,
-        estimated_seconds=probe.seconds_per_member_epoch * epochs * (len(plan.tasks) - cached) + probe.overhead_seconds * len(units),
+        estimated_seconds=probe.seconds_per_member_epoch * epochs * (len(plan.tasks) - cached) + probe.overhead_seconds * training_units,
         tests=tests, test_samples=samples,
         shared_samples=shared, variance_source=source, detectable=detectable, resolution=resolution,
         seeds_to_resolve=None if resolution is None else seeds_to_decide(difference, resolution, ALPHA / tests),

@@ -22,6 +22,7 @@ from pipeline.ablation.scores import applicable
 from pipeline.ablation.plan import Task, TrainingResult
 from pipeline.cache import CacheStore, output_digest
 from pipeline.config import Config, ConfigError
+from pipeline.lookup import shape_of
 from pipeline.runner import PlannedStage, StageOutcome, plan_stages, run_stages
 from pipeline.stages import RunContext
 
@@ -95,7 +96,7 @@ def _data_stages(task: Task, steps: list[PlannedStage], prepared: Prepared) -> t
         outcomes, shape, classes, digests = prepared.data[setting]
         return [replace(outcome, cache="hit", seconds=0.0) for outcome in outcomes], shape, classes, digests
     outcomes, results = run_stages(config, CacheStore(task.cache_dir), context=QUIET, stages=[step.stage for step in steps])
-    shape = tuple(results["scale"].artifact.arrays["x_train"].shape[1:])
+    shape = shape_of(results["scale"].artifact.arrays, "x_train")[1:]
     digests = {name: output_digest(cached) for name, cached in results.items()}
     prepared.data[setting] = (outcomes, shape, len(results["collect"].artifact.info["class_names"]), digests)
     return outcomes, *prepared.data[setting][1:]

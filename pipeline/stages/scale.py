@@ -15,6 +15,7 @@ import numpy as np
 import transforms.scalers
 from pipeline.cache import Artifact
 from pipeline.config import Config, ScaleConfig
+from pipeline.lookup import DecodedArrays, LookupCoded
 from pipeline.stages.base import RunContext, Stage
 from pipeline.stages.collect import SPLITS
 
@@ -30,12 +31,33 @@ def make_scaler(settings: ScaleConfig) -> transforms.scalers.StandardScaler | tr
 def finite(x: np.ndarray, what: str) -> np.ndarray:
     """`x`, if every value is finite; else a `ValueError` naming the first sample and feature that
     is not (1e300 is a valid float64 that overflows float32 once scaled), so no NaN reaches training."""
+    if np.isfinite(x.sum()):  # one pass, no mask: a NaN or inf anywhere makes the sum one (a finite overflow is rechecked below)
+        return x
     bad = ~np.isfinite(x)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         where = f"feature {index[1]}" if x.ndim == 2 else f"pixel {index[1:]}"
         raise ValueError(f"the {what} holds {x[index]} at sample {index[0]}, {where}: the input's values are too large for float32 arithmetic; rescale them at the source.")
     return x
+
+
+def scaled(scaler: transforms.scalers.StandardScaler | transforms.scalers.MinMaxScaler | None, x: np.ndarray, what: str) -> np.ndarray | LookupCoded:
+    """`x` scaled to float32, checked finite; 8-bit `x` as its bytes and a table of what each
+    byte scales to (`LookupCoded`), a quarter of the float32 array, decoded to the same bits."""
+    if x.dtype.itemsize == 1 and x.dtype.kind in "uib" and x.ndim >= 1:
+        table = identity_table(x) if scaler is None else scaler.lookup_table(x).numpy()
+        if not np.isfinite(table).all():
+            level, feature = (int(i) for i in np.argwhere(~np.isfinite(table))[0])
+            raise ValueError(f"the {what}: byte {level} of feature {feature} scales to {table[level, feature]} in float32; choose a smaller scale.feature_range.")
+        return LookupCoded(x, table)
+    data = scaler.transform(x) if scaler else np.asarray(x, dtype=np.float32)
+    return finite(data.astype(np.float32, copy=False), what)
+
+
+def identity_table(x: np.ndarray) -> np.ndarray:
+    """The lookup table of 8-bit `x` unscaled: each byte's value as float32, for every feature."""
+    values = np.arange(256, dtype=np.uint8).view(np.int8) if x.dtype == np.int8 else np.minimum(np.arange(256), 1) if x.dtype == np.bool_ else np.arange(256)
+    return np.repeat(values.astype(np.float32)[:, None], int(np.prod(x.shape[1:])), axis=1)
 
 
 FAR = 1e4  # a scaled value this many training spreads out: Chebyshev puts it at odds below 1e-8
@@ -88,20 +110,18 @@ class ScaleStage(Stage):
             if "id_train" in augmented:
                 ids["train"] = augmented["id_train"]
         scaler = make_scaler(config.scale)
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray | LookupCoded] = {}
         info: dict[str, Any] = {"method": config.scale.method, "axis": config.scale.axis}
         if scaler is not None:
             scaler.fit(raw["train"])
             info["scaler"] = scaler.state_dict()
         for split in SPLITS:
-            data = scaler.transform(raw[split]) if scaler else np.asarray(raw[split], dtype=np.float32)
-            arrays[f"x_{split}"] = finite(data.astype(np.float32, copy=False), f"scaled {split} split")
+            arrays[f"x_{split}"] = scaled(scaler, raw[split], f"scaled {split} split")
             arrays[f"y_{split}"] = labels[split]
             if split in ids:
                 arrays[f"id_{split}"] = np.asarray(ids[split], dtype=np.int64)
         if scaler is not None:
-            info["warnings"] = far_outside_training(arrays, config.data.source)
+            info["warnings"] = far_outside_training(DecodedArrays(arrays), config.data.source)
         if "x_unlabelled" in collected:  # scaled as the training split was; never fitted on
-            unlabelled = scaler.transform(collected["x_unlabelled"]) if scaler else np.asarray(collected["x_unlabelled"], dtype=np.float32)
-            arrays["x_unlabelled"] = finite(unlabelled.astype(np.float32, copy=False), "scaled unlabelled training samples")
-        return Artifact(arrays, info)
+            arrays["x_unlabelled"] = scaled(scaler, collected["x_unlabelled"], "scaled unlabelled training samples")
+        return Artifact(DecodedArrays(arrays), info)
