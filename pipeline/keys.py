@@ -8,10 +8,15 @@ cosmetic. A golden test pins one key so an accidental change of the recipe fails
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import inspect
 import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
 
@@ -55,9 +60,56 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 def source_fingerprint(source: str) -> str:
     """Hash of the code's syntax tree: comments, blank lines, formatting and docstrings do not count.
 
-    Remembered per source text: planning an ablation's runs parses each module once, not once a run."""
+    Remembered per source text: planning an ablation's runs parses each module once, not once a
+    run; and across processes in `remembered_fingerprints`."""
+    remembered = _REMEMBERED.get(sha256_text(source))
+    if remembered is not None:
+        return remembered
     tree = _strip_docstrings(ast.parse(source))
-    return sha256_text(ast.dump(tree, annotate_fields=True, include_attributes=False))
+    fingerprint = sha256_text(ast.dump(tree, annotate_fields=True, include_attributes=False))
+    _REMEMBERED[sha256_text(source)] = fingerprint
+    return fingerprint
+
+
+FINGERPRINTS_FILE = ".fingerprints.json"
+_REMEMBERED: dict[str, str] = {}  # sha256 of a module's source -> its fingerprint
+
+
+def _fingerprint_recipe() -> str:
+    """What a remembered fingerprint was computed with: this module's code and Python's version
+    (`ast.dump` differs between versions); remembered ones of another recipe are not used."""
+    return sha256_text(f"{sys.version_info[:2]}\n{inspect.getsource(sys.modules[__name__])}")
+
+
+@contextlib.contextmanager
+def remembered_fingerprints(folder: Path) -> Iterator[None]:
+    """Within the block, fingerprints come from `folder/.fingerprints.json` where it holds them
+    (a cached run would otherwise parse some 30 modules, a tenth of `import torch`'s time);
+    new ones are added to it after. A file unreadable, of another recipe, or not writable is
+    passed over: fingerprints are then computed, as they always can be."""
+    path = folder / FINGERPRINTS_FILE
+    recipe = _fingerprint_recipe()
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and stored.get("recipe") == recipe and isinstance(stored.get("fingerprints"), dict):
+            _REMEMBERED.update({str(k): str(v) for k, v in stored["fingerprints"].items()})
+    except (OSError, ValueError, RecursionError):
+        stored = None
+    known = len(_REMEMBERED)
+    yield
+    if len(_REMEMBERED) == known and stored is not None:
+        return
+    entries = dict(list(_REMEMBERED.items())[-MAX_REMEMBERED:])
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temp.write_text(json.dumps({"recipe": recipe, "fingerprints": entries}), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:  # a read-only or full cache: the next process parses again
+        temp.unlink(missing_ok=True)
+
+
+MAX_REMEMBERED = 1000  # modules' versions kept: old code's fingerprints go first
 
 
 def code_fingerprint(modules: Iterable[ModuleType]) -> str:

@@ -14,7 +14,7 @@ import torch
 from datasets import DataWarning
 from pipeline.cache import CacheStore, CachedArtifact, output_digest
 from pipeline.config import Config
-from pipeline.keys import cache_key, code_fingerprint
+from pipeline.keys import cache_key, code_fingerprint, remembered_fingerprints
 from pipeline.records import write_run_record
 from pipeline.stages import RunContext, Stage, default_stages
 from trainers.devices import resolve_device
@@ -185,7 +185,8 @@ def run_stages(
     distributed = context.distributed
     outcomes: list[StageOutcome] = []
     results: dict[str, CachedArtifact] = {}
-    steps = plan_stages(config, stages)
+    with remembered_fingerprints(store.root):
+        steps = plan_stages(config, stages)
     first_collective = next((i for i, step in enumerate(steps) if step.stage.collective), len(steps))
     if distributed.active and not distributed.is_main:
         distributed.barrier()

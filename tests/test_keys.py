@@ -1,7 +1,10 @@
+import ast
+import json
 import textwrap
 
 import pytest
 
+import pipeline.keys
 from pipeline.keys import cache_key, canonical_json, source_fingerprint
 
 BASE = dict(
@@ -70,3 +73,37 @@ def test_fingerprint_ignores_comments_blank_lines_and_docstrings():
 @pytest.mark.parametrize("edit", ["return x * s * 1", "return x / s", "return s * x"])
 def test_fingerprint_sees_any_code_change(edit):
     assert source_fingerprint(CODE.replace("return x * s", edit)) != source_fingerprint(CODE)
+
+
+def _fresh_process(monkeypatch):
+    """As a new process starts: nothing remembered in memory."""
+    monkeypatch.setattr(pipeline.keys, "_REMEMBERED", {})
+    pipeline.keys.source_fingerprint.cache_clear()
+
+
+def test_fingerprints_are_remembered_in_the_cache_folder_and_give_the_same_keys(tmp_path, monkeypatch):
+    from pipeline.config import load_config
+    from pipeline.runner import plan_stages
+
+    config = load_config(None, [])
+    _fresh_process(monkeypatch)
+    with pipeline.keys.remembered_fingerprints(tmp_path):
+        parsed = [step.code for step in plan_stages(config)]
+    stored = json.loads((tmp_path / pipeline.keys.FINGERPRINTS_FILE).read_text())
+    assert stored["recipe"] == pipeline.keys._fingerprint_recipe() and len(stored["fingerprints"]) >= 10
+
+    _fresh_process(monkeypatch)
+    monkeypatch.setattr(pipeline.keys.ast, "parse", lambda *args, **kwargs: pytest.fail("parsed a module it remembered"))
+    with pipeline.keys.remembered_fingerprints(tmp_path):
+        assert [step.code for step in plan_stages(config)] == parsed
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"recipe": "another", "fingerprints": {}}', "[]"])
+def test_a_fingerprints_file_unreadable_or_of_another_recipe_is_passed_over_and_replaced(tmp_path, monkeypatch, content):
+    (tmp_path / pipeline.keys.FINGERPRINTS_FILE).write_text(content)
+    _fresh_process(monkeypatch)
+    with pipeline.keys.remembered_fingerprints(tmp_path):
+        fingerprint = source_fingerprint(CODE)
+    assert fingerprint == pipeline.keys.sha256_text(ast.dump(pipeline.keys._strip_docstrings(ast.parse(CODE)), annotate_fields=True, include_attributes=False))
+    stored = json.loads((tmp_path / pipeline.keys.FINGERPRINTS_FILE).read_text())
+    assert stored["fingerprints"] == {pipeline.keys.sha256_text(CODE): fingerprint}
