@@ -84,7 +84,7 @@ def _fingerprint_recipe() -> str:
 @contextlib.contextmanager
 def remembered_fingerprints(folder: Path) -> Iterator[None]:
     """Within the block, fingerprints come from `folder/.fingerprints.json` where it holds them
-    (a cached run would otherwise parse some 30 modules, a tenth of `import torch`'s time);
+    (a cached run would otherwise parse every stage's modules, its largest cost after imports);
     new ones are added to it after. A file unreadable, of another recipe, or not writable is
     passed over: fingerprints are then computed, as they always can be."""
     path = folder / FINGERPRINTS_FILE
