@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from transforms.base import Params, Transform, check_probability, coin, from_dict, generator_for, register, slice_params
+from transforms.geometric import RandomCrop, RandomHorizontalFlip
 
 RECIPE_FORMAT = "gainsplit.transforms/1"
 
@@ -51,15 +52,32 @@ class Compose(Transform):
         return self._run(x, generator_for(x, generator))[0]
 
     def _run(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Params]:
-        children = []
-        for transform in self.transforms:
+        children: list[Params] = []
+        transforms = self.transforms
+        step = 0
+        while step < len(transforms):
+            transform = transforms[step]
             params = transform.sample_params(x, generator)
+            following = transforms[step + 1] if step + 1 < len(transforms) else None
+            if _crop_then_mirror(transform, following) and x.device.type == "cpu":
+                flip = following.sample_params(x, generator)  # reads only the batch size, which the crop keeps
+                x = transform.apply_mirrored(x, params, flip["flip"])
+                children += [params, flip]
+                step += 2
+                continue
             x = transform.apply(x, params)
             children.append(params)
+            step += 1
         return x, {"children": children}
 
     def __repr__(self) -> str:
         return f"Compose({self.transforms!r})"
+
+
+def _crop_then_mirror(first: Transform, second: Transform | None) -> bool:
+    """A `RandomCrop` followed by a `RandomHorizontalFlip`: on the CPU both are one copy
+    (`RandomCrop.apply_mirrored`), drawn in the same order, so `apply` replays them exactly."""
+    return type(first) is RandomCrop and type(second) is RandomHorizontalFlip
 
 
 @register

@@ -9,11 +9,16 @@ clamped to the dtype's range. Float images are not clamped: they may already be 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.lib.stride_tricks import as_strided
+
+_NUMPY_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32, torch.float64)
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -65,13 +70,17 @@ def pad_crop(
     size: tuple[int, int],
     padding: int = 0,
     fill: float = 0,
+    mirror: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pad every side by `padding` with `fill`, then cut a `size` window at `(top, left)` per sample.
+    """Pad every side by `padding` with `fill`, then cut a `size` window at `(top, left)` per sample;
+    the samples where `mirror` is true come out mirrored left-right (`hflip` of the crop).
 
     `top` and `left` (shape `(N,)`) index the padded image, as torchvision's RandomCrop does.
     The batch is padded once; one strided view holds a window starting at every element, and
     `index_select` copies each sample's window out of it: only the output is written, in
-    whole rows (twice the speed of indexing an `unfold` view).
+    whole rows (twice the speed of indexing an `unfold` view). On the CPU a mirrored window is
+    read through a second view whose rows run right to left (numpy allows the negative stride
+    torch does not), so crop and flip cost one copy instead of four.
     """
     height, width = size
     try:
@@ -88,7 +97,20 @@ def pad_crop(
     extent = (channels - 1) * channel_stride + (height - 1) * row_stride + (width - 1) * column_stride + 1
     windows = padded.as_strided((padded.numel() - extent + 1, channels, height, width), (1, channel_stride, row_stride, column_stride))
     starts = torch.arange(x.shape[0], device=x.device) * batch_stride + top.to(x.device, torch.long) * row_stride + left.to(x.device, torch.long) * column_stride
-    return windows.index_select(0, starts)
+    if mirror is None:
+        return windows.index_select(0, starts)
+    if padded.device.type != "cpu" or padded.requires_grad or padded.dtype not in _NUMPY_DTYPES:
+        return hflip(windows.index_select(0, starts), mirror)
+    flat = padded.numpy().reshape(-1)
+    count, byte = flat.size - extent + 1, flat.itemsize
+    strides = (byte, channel_stride * byte, row_stride * byte)
+    forward = as_strided(flat, (count, channels, height, width), (*strides, byte), writeable=False)
+    backward = as_strided(flat[width - 1 :], (count, channels, height, width), (*strides, -byte), writeable=False)  # each row read right to left
+    chosen, at = mirror.to("cpu", torch.bool).numpy(), starts.numpy()
+    out = np.empty((x.shape[0], channels, height, width), flat.dtype)
+    out[~chosen] = forward[at[~chosen]]
+    out[chosen] = backward[at[chosen]]
+    return torch.from_numpy(out)
 
 
 def affine_matrices(
@@ -167,6 +189,13 @@ def normalize(
     """`(x / max_pixel_value - mean) / std` per channel, as float32 (float64 kept); the max defaults to the dtype's."""
     scale = max_value(x) if max_pixel_value is None else max_pixel_value
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    mean_t = torch.as_tensor(mean, dtype=dtype, device=x.device).reshape(1, -1, 1, 1) * scale
-    std_t = torch.as_tensor(std, dtype=dtype, device=x.device).reshape(1, -1, 1, 1) * scale
-    return (x.to(dtype) - mean_t) / std_t
+    mean_t, std_t = _channel_statistics(tuple(mean), tuple(std), scale, dtype, x.device)
+    return torch.sub(x, mean_t).div_(std_t)  # the subtraction converts x exactly as x.to(dtype) would; the division reuses its output
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_statistics(mean: tuple[float, ...], std: tuple[float, ...], scale: float, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mean` and `std` times `scale`, shaped to broadcast over `(N, C, H, W)`: made once per
+    recipe step, dtype and device instead of once a batch. Callers only read them."""
+    shaped = [torch.as_tensor(values, dtype=dtype, device=device).reshape(1, -1, 1, 1) * scale for values in (mean, std)]
+    return shaped[0], shaped[1]

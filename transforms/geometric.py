@@ -82,6 +82,11 @@ class RandomCrop(Transform):
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return TF.pad_crop(x, params["top"], params["left"], self._output_size(x), self.padding, self.fill)
 
+    def apply_mirrored(self, x: torch.Tensor, params: Params, mirror: torch.Tensor) -> torch.Tensor:
+        """`apply`, then mirror left-right the samples where `mirror` is true, in one copy (what
+        `Compose` does for this crop followed by a `RandomHorizontalFlip`)."""
+        return TF.pad_crop(x, params["top"], params["left"], self._output_size(x), self.padding, self.fill, mirror)
+
 
 @register
 class RandomAffine(Transform):
