@@ -174,3 +174,10 @@ def test_float_input_is_scaled_in_chunks_to_the_bits_of_one_pass(monkeypatch):
     np.testing.assert_array_equal(chunked.transform(x), _reference(chunked, x))
     np.testing.assert_allclose(chunked.transform(x), expected, rtol=1e-6)
     np.testing.assert_allclose(chunked.inverse_transform(expected), x, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8, np.int16])
+@pytest.mark.parametrize("make", [StandardScaler, MinMaxScaler])
+def test_one_value_scales_globally_as_before(dtype, make):
+    scaler = make(axis="global").fit(np.array(5, dtype=dtype))
+    assert scaler.transform(np.array(5, dtype=dtype)) == 0.0 and scaler.scale_ == 1.0

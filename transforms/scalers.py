@@ -328,6 +328,8 @@ class StandardScaler(_Scaler):
         return {"with_mean": self.with_mean, "with_std": self.with_std, "axis": self.axis}
 
     def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
+        if data.ndim == 0:  # one value (axis="global"): a sample of one
+            data, dims = data.reshape(1), (0,)
         n = int(np.prod([data.shape[d] for d in dims]))
         moments = _exact_moments(data, dims)
         mean_np, var_np = moments if moments is not None else _float_moments(data, dims, n)
