@@ -193,6 +193,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
 _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-sha256")
 
 
+def _new_hasher() -> None:
+    """In a forked child: a pool of its own (the parent's thread is not there, and the inherited
+    pool would wait for it forever)."""
+    global _HASHER
+    _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-sha256")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_hasher)
+
+
 def _sha256(*parts: Any) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -411,7 +422,8 @@ class CacheStore:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        return CachedArtifact(Artifact(DecodedArrays(stored), artifact.info), content_digest(files, artifact.info), full_meta)
+        arrays = artifact.arrays if isinstance(artifact.arrays, DecodedArrays) else DecodedArrays(stored)  # keeps what was decoded
+        return CachedArtifact(Artifact(arrays, artifact.info), content_digest(files, artifact.info), full_meta)
 
     @staticmethod
     def _replace(temp: Path, target: Path) -> None:

@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -100,7 +101,7 @@ def remembered_fingerprints(folder: Path) -> Iterator[None]:
     if len(_REMEMBERED) == known and stored is not None:
         return
     entries = dict(list(_REMEMBERED.items())[-MAX_REMEMBERED:])
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         temp.write_text(json.dumps({"recipe": recipe, "fingerprints": entries}), encoding="utf-8")

@@ -2,8 +2,9 @@
 
 The scale stage maps every value of an 8-bit feature through the same function, so a feature
 holds at most 256 distinct results: the cache stores the codes (the unscaled bytes) and a
-(256, features) float32 table, a quarter of the float32 array's bytes, and `DecodedArrays`
-gives readers the float32 array itself, with the very bits scaling each value would give.
+float32 table of 256 rows (one column per channel, or per feature), little more than a
+quarter of the float32 array's bytes, and `DecodedArrays` gives readers the float32 array
+itself, with the very bits scaling each value would give.
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ LEVELS = 256
 
 @dataclass(frozen=True)
 class LookupCoded:
-    """`table[codes[i, ...].view(uint8), feature]` for every value: `codes` of any 8-bit dtype with
-    samples first, `table` float32 of shape (256, values per sample)."""
+    """`table[codes[i, ...].view(uint8)]` at each value's position: `codes` of any 8-bit dtype with
+    samples first, `table` float32 of shape (256, *units), the units' shape broadcasting over a
+    sample (`(C, 1, 1)` for a table per channel, the sample's shape for one per feature)."""
 
     codes: np.ndarray
     table: np.ndarray
 
     def __post_init__(self) -> None:
-        features = int(np.prod(self.codes.shape[1:]))
-        if self.codes.dtype.itemsize != 1 or self.codes.ndim < 1:
+        if self.codes.dtype.itemsize != 1 or self.codes.dtype.kind not in "uib" or self.codes.ndim < 1:
             raise ValueError(f"lookup codes must be 8-bit with samples first, not {self.codes.dtype} of shape {self.codes.shape}")
-        if self.table.dtype != np.float32 or self.table.shape != (LEVELS, features):
-            raise ValueError(f"a lookup table for codes of shape {self.codes.shape} must be float32 of shape {(LEVELS, features)}, not {self.table.dtype} {self.table.shape}")
+        sample = self.codes.shape[1:]
+        fits = self.table.ndim == self.codes.ndim and all(unit in (1, size) for unit, size in zip(self.table.shape[1:], sample))
+        if self.table.dtype != np.float32 or self.table.shape[:1] != (LEVELS,) or not fits:
+            raise ValueError(f"a lookup table for codes of shape {self.codes.shape} must be float32 of shape (256, ...) broadcasting over {sample}, not {self.table.dtype} {self.table.shape}")
 
     @property
     def shape(self) -> tuple[int, ...]:

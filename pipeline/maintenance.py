@@ -17,6 +17,7 @@ from typing import Iterator
 from filelock import Timeout
 
 from pipeline.cache import TEMP_PREFIX, CacheStore, EntryInfo
+from pipeline.keys import FINGERPRINTS_FILE
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -131,6 +132,9 @@ def verify(store: CacheStore) -> VerifyReport:
                 continue
             shutil.rmtree(temp, ignore_errors=True)
             report.temp_removed.append(str(temp.relative_to(store.root)))
+    for temp in sorted(store.root.glob(f".{FINGERPRINTS_FILE}.*.tmp")):  # a writer killed mid-write; a live one passes over its loss
+        temp.unlink(missing_ok=True)
+        report.temp_removed.append(temp.name)
     return report
 
 

@@ -390,8 +390,7 @@ def test_params_drawn_for_another_batch_or_not_params_at_all_are_named():
 @pytest.mark.parametrize("shape, crop", [((9, 3, 7, 5), {"size": [6, 4], "padding": 2, "fill": 9, "p": 0.8}), ((64, 1, 8, 8), {"size": 8, "padding": 0}), ((5, 2, 4, 6), {"padding": 3})])
 def test_a_crop_then_a_flip_in_one_copy_gives_the_pixels_of_the_two_apart(dtype, shape, crop):
     x = torch.randint(0, 100, shape).to(dtype)
-    after = [] if dtype == torch.bool else [Normalize([0.2], [0.5])]  # Normalize takes numbers, not truth values
-    recipe = transforms.Compose([RandomCrop(**crop), RandomHorizontalFlip(p=0.5), *after])
+    recipe = transforms.Compose([RandomCrop(**crop), RandomHorizontalFlip(p=0.5), Normalize([0.2], [0.5], max_pixel_value=1.0)])
     generator = torch.Generator().manual_seed(3)
     params = recipe.sample_params(x, generator)
     fused = recipe(x, torch.Generator().manual_seed(3))  # CPU: crop and flip as one copy
@@ -407,5 +406,7 @@ def test_pad_crop_mirrors_exactly_the_chosen_samples(dtype):
     x = torch.arange(4 * 2 * 5 * 6).reshape(4, 2, 5, 6).to(dtype)
     top, left = torch.tensor([0, 1, 2, 3]), torch.tensor([3, 0, 1, 2])
     mirror = torch.tensor([True, False, True, False])
-    expected = TF.hflip(TF.pad_crop(x, top, left, (4, 4), padding=1, fill=5), mirror)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=5)
+    windows = [padded[n, :, top[n] : top[n] + 4, left[n] : left[n] + 4] for n in range(4)]  # one sample at a time
+    expected = torch.stack([window.flip(-1) if mirror[n] else window for n, window in enumerate(windows)])
     assert torch.equal(TF.pad_crop(x, top, left, (4, 4), padding=1, fill=5, mirror=mirror), expected)

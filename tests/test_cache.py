@@ -110,7 +110,7 @@ def test_an_array_is_written_as_numpy_saves_it_and_hashed_as_the_file_reads(tmp_
 
 def coded_artifact():
     codes = np.array([[[0, 255], [7, 7]], [[1, 2], [3, 4]], [[9, 9], [0, 0]]], dtype=np.uint8)
-    table = (np.arange(256, dtype=np.float32)[:, None] * np.array([1, -1, 0.5, 2], dtype=np.float32)).copy()
+    table = (np.arange(256, dtype=np.float32)[:, None] * np.array([1, -1, 0.5, 2], dtype=np.float32)).reshape(256, 2, 2)  # one column per feature
     return Artifact({"x_train": LookupCoded(codes, table), "y_train": np.array([0, 1, 1])}, {"n": 3}), codes, table
 
 
@@ -120,7 +120,7 @@ def test_a_lookup_coded_array_is_stored_as_codes_and_table_and_read_decoded(stor
     folder = store.entry_dir("scale", KEY)
     assert {p.name for p in folder.glob("*.npy")} == {"x_train.codes.npy", "x_train.table.npy", "y_train.npy"}
     assert json.loads((folder / META_FILE).read_text())["lookup"] == ["x_train"]
-    expected = table[codes.reshape(3, -1), np.arange(4)].reshape(codes.shape)
+    expected = table.reshape(256, 4)[codes.reshape(3, -1), np.arange(4)].reshape(codes.shape)
     for cached in (written, store.load("scale", KEY)):
         arrays = cached.artifact.arrays
         assert shape_of(arrays, "x_train") == (3, 2, 2) and "x_train" not in arrays._decoded  # the shape, without decoding
@@ -157,7 +157,20 @@ def test_a_table_of_the_wrong_shape_is_a_corrupt_entry(store, caplog):
     artifact, codes, table = coded_artifact()
     store.save("scale", KEY, artifact, {})
     folder = store.entry_dir("scale", KEY)
-    _rewrite_manifest(folder, lambda meta: meta["files"].update({"x_train.table.npy": pipeline.cache.write_array(folder / "x_train.table.npy", table[:, :3].copy())}))
+    _rewrite_manifest(folder, lambda meta: meta["files"].update({"x_train.table.npy": pipeline.cache.write_array(folder / "x_train.table.npy", table[:, :, :1].repeat(3, axis=2))}))
     with caplog.at_level(logging.WARNING):
         assert store.load("scale", KEY) is None
     assert "lookup-coded array 'x_train' is malformed" in caplog.text
+
+
+def test_a_forked_child_writes_entries_after_its_parent_has(tmp_path):
+    import multiprocessing
+
+    pipeline.cache.write_array(tmp_path / "parent.npy", np.arange(5))  # the parent's hashing thread now exists
+    child = multiprocessing.get_context("fork").Process(target=pipeline.cache.write_array, args=(tmp_path / "child.npy", np.arange(7)))
+    child.start()
+    child.join(timeout=60)
+    hung = child.is_alive()
+    child.kill()
+    assert not hung and child.exitcode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "child.npy"), np.arange(7))

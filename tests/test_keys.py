@@ -107,3 +107,12 @@ def test_a_fingerprints_file_unreadable_or_of_another_recipe_is_passed_over_and_
     assert fingerprint == pipeline.keys.sha256_text(ast.dump(pipeline.keys._strip_docstrings(ast.parse(CODE)), annotate_fields=True, include_attributes=False))
     stored = json.loads((tmp_path / pipeline.keys.FINGERPRINTS_FILE).read_text())
     assert stored["fingerprints"] == {pipeline.keys.sha256_text(CODE): fingerprint}
+
+
+def test_cache_verify_removes_a_fingerprints_file_a_killed_writer_left(tmp_path):
+    from pipeline.cache import CacheStore
+    from pipeline.maintenance import verify
+
+    left = tmp_path / f".{pipeline.keys.FINGERPRINTS_FILE}.0123abcd.tmp"
+    left.write_text("{")
+    assert verify(CacheStore(tmp_path)).temp_removed == [left.name] and not left.exists()

@@ -134,7 +134,7 @@ def test_8_bit_input_is_looked_up_to_the_bits_the_arithmetic_gives(dtype, axis, 
     rng = np.random.default_rng(3)
     x = rng.integers(-128 if dtype == np.int8 else 0, 2 if dtype == np.bool_ else 128, size=(700, 3, 5, 4)).astype(dtype)
     scaler = make(axis=axis).fit(x[:400])
-    assert scaler.lookup_table(x).shape == (256, 60)
+    assert scaler.lookup_table(x).shape == {"feature": (256, 3, 5, 4), "channel": (256, 3, 1, 1), "global": (256, 1, 1, 1)}[axis]
     np.testing.assert_array_equal(scaler.transform(x), _reference(scaler, x))
     np.testing.assert_array_equal(scaler.transform(torch.from_numpy(x)).numpy(), _reference(scaler, x))
     few = x[:10]  # fewer samples than the table has rows: computed, to the same bits
@@ -143,8 +143,15 @@ def test_8_bit_input_is_looked_up_to_the_bits_the_arithmetic_gives(dtype, axis, 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.bool_])
 @pytest.mark.parametrize("axis", ["feature", "channel", "global"])
-def test_integer_statistics_are_the_exact_sums_rounded_once(dtype, axis):
+@pytest.mark.parametrize("flush_every_chunk", [False, True])
+def test_integer_statistics_are_the_exact_sums_rounded_once(dtype, axis, flush_every_chunk, monkeypatch):
     from fractions import Fraction
+
+    import transforms.scalers as scalers
+
+    if flush_every_chunk:  # int64 partial sums moved to exact Python integers before each chunk, as past 2**31 values
+        monkeypatch.setattr(scalers, "_INT64_LIMIT", 1)
+        monkeypatch.setattr(scalers, "_CHUNK_ELEMENTS", 40)
 
     info = np.iinfo(dtype) if dtype != np.bool_ else None
     low, high = (0, 2) if info is None else (info.min, info.max + 1)
@@ -181,3 +188,27 @@ def test_float_input_is_scaled_in_chunks_to_the_bits_of_one_pass(monkeypatch):
 def test_one_value_scales_globally_as_before(dtype, make):
     scaler = make(axis="global").fit(np.array(5, dtype=dtype))
     assert scaler.transform(np.array(5, dtype=dtype)) == 0.0 and scaler.scale_ == 1.0
+
+
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])
+def test_minmax_fits_wide_unsigned_input(dtype):
+    x = torch.tensor([[3, 60000], [7, 5], [5, 9]]).to(dtype)
+    scaler = MinMaxScaler().fit(x)
+    np.testing.assert_array_equal(scaler.data_min_, [3, 5])
+    np.testing.assert_array_equal(scaler.data_max_, [7, 60000])
+    np.testing.assert_allclose(scaler.transform(x), [[0, 1], [1, 0], [0.5, 4 / 59995]], rtol=1e-6)
+
+
+def test_a_reversed_read_only_view_is_scaled():
+    x = np.arange(12.0).reshape(4, 3)
+    x.flags.writeable = False
+    view = x[:, ::-1]
+    np.testing.assert_allclose(StandardScaler().fit_transform(view), StandardScaler().fit_transform(view.copy()))
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2, 2), (0,)])
+def test_an_empty_8_bit_array_is_looked_up_to_an_empty_one(shape):
+    from transforms.scalers import look_up
+
+    out = look_up(np.zeros((256, *([1] * (len(shape) - 1))), np.float32), np.zeros(shape, np.uint8))
+    assert out.shape == shape and out.dtype == np.float32

@@ -91,8 +91,11 @@ def fits_on_device(arrays: list[np.ndarray], device: torch.device) -> bool:
 
 
 def place(x: np.ndarray, y: np.ndarray, device: torch.device, on_device: bool) -> Split:
-    """Copy a split to the device once, or to (pinned, when CUDA is the target) host memory."""
-    features = torch.from_numpy(np.array(x))
+    """Copy a split to the device once, or to (pinned, when CUDA is the target) host memory. An
+    array already in this process's memory (decoded from the cache, or just built) is used as it
+    is on the CPU: nothing writes to a split's features; a memory map of the cache is copied in."""
+    in_memory = type(x) is np.ndarray and x.flags.c_contiguous and x.flags.writeable
+    features = torch.from_numpy(x if in_memory else np.array(x))
     labels = torch.from_numpy(np.array(y, dtype=np.int64))
     if on_device:
         return Split(features.to(device), labels.to(device))

@@ -89,7 +89,7 @@ def pretrain_trunk(
     decoder = nn.Linear(features, math.prod(x_train.shape[1:]))
     autoencoder = nn.Sequential(trunk, decoder).to(device).train()
     optimizer = torch.optim.Adam(autoencoder.parameters(), lr=settings.lr)
-    samples = torch.from_numpy(np.array(x_train, dtype=np.float32))  # a copy: the cache maps its arrays read-only
+    samples = torch.from_numpy(np.array(x_train, dtype=np.float32))  # a copy: the cache's arrays are read-only maps or shared with training
     losses = []
     for _ in tqdm(range(settings.epochs), desc="pretraining", unit="epoch", disable=not progress):
         total = 0.0

@@ -80,7 +80,7 @@ def pad_crop(
     `index_select` copies each sample's window out of it: only the output is written, in
     whole rows (twice the speed of indexing an `unfold` view). On the CPU a mirrored window is
     read through a second view whose rows run right to left (numpy allows the negative stride
-    torch does not), so crop and flip cost one copy instead of four.
+    torch does not), so crop and flip together copy about half what they copy one after the other.
     """
     height, width = size
     try:
@@ -190,7 +190,8 @@ def normalize(
     scale = max_value(x) if max_pixel_value is None else max_pixel_value
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     mean_t, std_t = _channel_statistics(tuple(mean), tuple(std), scale, dtype, x.device)
-    return torch.sub(x, mean_t).div_(std_t)  # the subtraction converts x exactly as x.to(dtype) would; the division reuses its output
+    values = x.to(dtype) if x.dtype == torch.bool else x  # torch subtracts no truth values
+    return torch.sub(values, mean_t).div_(std_t)  # the subtraction converts x exactly as x.to(dtype) would; the division reuses its output
 
 
 @functools.lru_cache(maxsize=64)

@@ -36,6 +36,8 @@ def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"Expected numeric data, got an array of dtype {x.dtype}.")
     if np.iscomplexobj(x):  # scaling would drop the imaginary part
         raise ValueError(f"Expected real numbers, got an array of dtype {x.dtype}; scale the real and imaginary parts as features of their own.")
+    if any(stride < 0 for stride in x.strides):  # a reversed view: torch takes none
+        x = x.copy()
     if x.flags.writeable:
         return torch.from_numpy(x)
     with warnings.catch_warnings():  # a read-only array (a cache entry, mapped): torch warns it could be written, nothing here writes it
@@ -154,18 +156,21 @@ class _Scaler(ABC):
         return _like_input(_map_in_chunks(self._backward, tensor), x)
 
     def lookup_table(self, x: np.ndarray | torch.Tensor) -> torch.Tensor | None:
-        """For 8-bit input (bool, uint8, int8): `transform` of every value each feature can hold, as
-        a (256, values per sample) float32 table indexed by the values' bit patterns (see `look_up`);
-        None for other dtypes. Looking values up gives the very bits computing them would (the
-        same float64 arithmetic, done once per value instead of once per sample)."""
+        """For 8-bit input (bool, uint8, int8): `transform` of every value a unit can hold, as a
+        float32 table indexed by the values' bit patterns, of shape (256, *units) where the units'
+        shape broadcasts over a sample (`(C, 1, 1)` per channel of images, a sample's shape per
+        feature, ones for global; see `look_up`); None for other dtypes. Looking values up gives
+        the very bits computing them would (the same float64 arithmetic, done once per value
+        instead of once per sample)."""
         x = _to_tensor(x)
         if x.dtype not in _EIGHT_BIT or x.ndim < 1:
             return None
         self._validate(x, fitting=False)
         levels = torch.arange(_LEVELS, dtype=torch.uint8, device=x.device)
         values = levels.view(torch.int8) if x.dtype == torch.int8 else levels.clamp(max=1) if x.dtype == torch.bool else levels
-        grid = values.to(torch.float64).reshape(_LEVELS, *([1] * (x.ndim - 1))).expand(_LEVELS, *x.shape[1:])
-        return self._forward(grid, x).to(torch.float32).reshape(_LEVELS, -1).contiguous()
+        grid = values.to(torch.float64).reshape(_LEVELS, *([1] * (x.ndim - 1)))
+        table = self._forward(grid, x).to(torch.float32)
+        return table.reshape(_LEVELS, *table.shape[1:], *([1] * (x.ndim - table.ndim))).contiguous()
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and learned statistics as plain Python values (JSON-serialisable)."""
@@ -213,7 +218,9 @@ class _Scaler(ABC):
 
 
 _EIGHT_BIT = (torch.uint8, torch.int8, torch.bool)
+_UNREDUCIBLE = tuple(getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
 _LEVELS = 256  # values an 8-bit unit can hold (bool uses the first two)
+_INT64_LIMIT = 2**63
 _CHUNK_ELEMENTS = 1 << 20  # values per float64 working chunk: 8 MiB, so temporaries stay in cache
 
 
@@ -236,19 +243,22 @@ def _map_in_chunks(function: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 
 def look_up(table: ArrayLike, x: ArrayLike) -> ArrayLike:
-    """`table[value, feature]` for every value of 8-bit `x` (samples first), indexed by its bit
-    pattern, with features counted over each sample's values (see `_Scaler.lookup_table`); of
-    the same kind (and device) as `x`."""
+    """`table[value]` for every value of 8-bit `x` (samples first), indexed by its bit pattern,
+    at the value's position in its sample; `table` is (256, *units), its units broadcasting over
+    a sample (see `_Scaler.lookup_table`). Of the same kind (and device) as `x`."""
     table_tensor, tensor = _to_tensor(table), _to_tensor(x)
     return _like_input(_look_up(table_tensor.to(tensor.device), tensor), x)
 
 
 def _look_up(table: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    codes = x.view(torch.uint8).reshape(x.shape[0], -1)
-    out = torch.empty(codes.shape, dtype=table.dtype, device=x.device)
+    out = torch.empty(x.shape, dtype=table.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    codes = x.view(torch.uint8)
+    every_value = table.expand(_LEVELS, *x.shape[1:])  # a view: the table is never copied out per value
     for rows in _row_chunks(codes):
-        torch.gather(table, 0, codes[rows].long(), out=out[rows])
-    return out.reshape(x.shape)
+        torch.gather(every_value, 0, codes[rows].long(), out=out[rows])
+    return out
 
 
 def _exact_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -269,15 +279,25 @@ def _exact_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[np.ndarray, 
         if offset:
             units = units.to(torch.int16) + offset
         counts = torch.stack([torch.bincount(unit, minlength=_LEVELS) for unit in units])
-        sums, squares = (counts * levels).sum(1), (counts * levels * levels).sum(1)
+        exact_sums, exact_squares = (counts * levels).sum(1).tolist(), (counts * levels * levels).sum(1).tolist()
     else:
+        exact_sums, exact_squares = [0] * int(np.prod(shape)), [0] * int(np.prod(shape))
         sums = torch.zeros(shape, dtype=torch.int64, device=x.device)
         squares = torch.zeros_like(sums)
+        pending = 0  # values per unit in `sums` since they were last added to the exact totals
+        per_row = n // max(1, x.shape[0]) if x.ndim else 1
         for rows in _row_chunks(values):
             chunk = values[rows].to(torch.int64)
+            if (pending + chunk.shape[0] * per_row) * 2**32 >= _INT64_LIMIT:  # squares of 16-bit values: 2**32 each at most
+                exact_sums = [a + b for a, b in zip(exact_sums, sums.reshape(-1).tolist())]
+                exact_squares = [a + b for a, b in zip(exact_squares, squares.reshape(-1).tolist())]
+                sums.zero_(), squares.zero_()
+                pending = 0
             sums += chunk.sum(dim=dims)
             squares += (chunk * chunk).sum(dim=dims)
-    exact_sums, exact_squares = sums.reshape(-1).tolist(), squares.reshape(-1).tolist()
+            pending += chunk.shape[0] * per_row
+        exact_sums = [a + b for a, b in zip(exact_sums, sums.reshape(-1).tolist())]
+        exact_squares = [a + b for a, b in zip(exact_squares, squares.reshape(-1).tolist())]
     mean = np.array([s / n for s in exact_sums], dtype=np.float64).reshape(shape)
     var = np.array([(n * q - s * s) / (n * n) for s, q in zip(exact_sums, exact_squares)], dtype=np.float64).reshape(shape)
     return mean, var
@@ -365,7 +385,9 @@ class MinMaxScaler(_Scaler):
         return {"feature_range": list(self.feature_range), "axis": self.axis}
 
     def _fit_stats(self, data: torch.Tensor, dims: tuple[int, ...]) -> None:
-        values = data.view(torch.uint8) if data.dtype == torch.bool else data  # rounding to float64 keeps the order: min and max first
+        values = data.view(torch.uint8) if data.dtype == torch.bool else data
+        if values.dtype in _UNREDUCIBLE:  # torch has no min or max of these; float64 keeps their order
+            values = values.to(torch.float64)
         data_min = torch.amin(values, dim=dims).to(torch.float64).cpu().numpy()
         data_max = torch.amax(values, dim=dims).to(torch.float64).cpu().numpy()
         low, high = self.feature_range

@@ -7,6 +7,7 @@ split's as `augment` grew it. The training samples `data.train_fraction` left ou
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -43,27 +44,29 @@ def finite(x: np.ndarray, what: str) -> np.ndarray:
 
 def scaled(scaler: transforms.scalers.StandardScaler | transforms.scalers.MinMaxScaler | None, x: np.ndarray, what: str) -> np.ndarray | LookupCoded:
     """`x` scaled to float32, checked finite; 8-bit `x` as its bytes and a table of what each
-    byte scales to (`LookupCoded`), a quarter of the float32 array, decoded to the same bits."""
+    byte scales to (`LookupCoded`) where that is smaller than the float32 array, decoded to the
+    same bits."""
     if x.dtype.itemsize == 1 and x.dtype.kind in "uib" and x.ndim >= 1:
         table = identity_table(x) if scaler is None else scaler.lookup_table(x).numpy()
-        if not np.isfinite(table).all():
-            level, feature = (int(i) for i in np.argwhere(~np.isfinite(table))[0])
-            raise ValueError(f"the {what}: byte {level} of feature {feature} scales to {table[level, feature]} in float32; choose a smaller scale.feature_range.")
-        return LookupCoded(x, table)
+        if x.nbytes + table.nbytes < 4 * x.size:
+            coded = LookupCoded(x, table)
+            if not np.isfinite(table).all():  # a byte that scales past float32: an error only if it occurs
+                finite(coded.decode(), what)
+            return coded
     data = scaler.transform(x) if scaler else np.asarray(x, dtype=np.float32)
     return finite(data.astype(np.float32, copy=False), what)
 
 
 def identity_table(x: np.ndarray) -> np.ndarray:
-    """The lookup table of 8-bit `x` unscaled: each byte's value as float32, for every feature."""
+    """The lookup table of 8-bit `x` unscaled: each byte's value as float32, one column for all."""
     values = np.arange(256, dtype=np.uint8).view(np.int8) if x.dtype == np.int8 else np.minimum(np.arange(256), 1) if x.dtype == np.bool_ else np.arange(256)
-    return np.repeat(values.astype(np.float32)[:, None], int(np.prod(x.shape[1:])), axis=1)
+    return values.astype(np.float32).reshape(256, *([1] * (x.ndim - 1)))
 
 
 FAR = 1e4  # a scaled value this many training spreads out: Chebyshev puts it at odds below 1e-8
 
 
-def far_outside_training(arrays: dict[str, np.ndarray], source: str) -> list[str]:
+def far_outside_training(arrays: Mapping[str, np.ndarray], source: str) -> list[str]:
     """A warning for each of the validation and test splits whose scaled values lie more than `FAR`
     training spreads (standard deviations, or min-max ranges) out: a feature constant or nearly
     so in training but not there, or a shift between splits; the network extrapolates wildly."""
@@ -120,8 +123,9 @@ class ScaleStage(Stage):
             arrays[f"y_{split}"] = labels[split]
             if split in ids:
                 arrays[f"id_{split}"] = np.asarray(ids[split], dtype=np.int64)
-        if scaler is not None:
-            info["warnings"] = far_outside_training(DecodedArrays(arrays), config.data.source)
         if "x_unlabelled" in collected:  # scaled as the training split was; never fitted on
             arrays["x_unlabelled"] = scaled(scaler, collected["x_unlabelled"], "scaled unlabelled training samples")
-        return Artifact(DecodedArrays(arrays), info)
+        decoded = DecodedArrays(arrays)
+        if scaler is not None:
+            info["warnings"] = far_outside_training(decoded, config.data.source)
+        return Artifact(decoded, info)
