@@ -190,16 +190,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return meta
 
 
-_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-sha256")
-
-
 def _new_hasher() -> None:
-    """In a forked child: a pool of its own (the parent's thread is not there, and the inherited
-    pool would wait for it forever)."""
+    """The hashing thread's pool; a forked child makes one of its own (the parent's thread is
+    not there, and the inherited pool would wait for it forever)."""
     global _HASHER
     _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-sha256")
 
 
+_HASHER: ThreadPoolExecutor
+_new_hasher()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_hasher)
 

@@ -63,13 +63,11 @@ def source_fingerprint(source: str) -> str:
 
     Remembered per source text: planning an ablation's runs parses each module once, not once a
     run; and across processes in `remembered_fingerprints`."""
-    remembered = _REMEMBERED.get(sha256_text(source))
-    if remembered is not None:
-        return remembered
-    tree = _strip_docstrings(ast.parse(source))
-    fingerprint = sha256_text(ast.dump(tree, annotate_fields=True, include_attributes=False))
-    _REMEMBERED[sha256_text(source)] = fingerprint
-    return fingerprint
+    text_digest = sha256_text(source)
+    if text_digest not in _REMEMBERED:
+        tree = _strip_docstrings(ast.parse(source))
+        _REMEMBERED[text_digest] = sha256_text(ast.dump(tree, annotate_fields=True, include_attributes=False))
+    return _REMEMBERED[text_digest]
 
 
 FINGERPRINTS_FILE = ".fingerprints.json"

@@ -8,6 +8,7 @@ input was float64, and of the same kind (and device) as the input.
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -226,8 +227,8 @@ _CHUNK_ELEMENTS = 1 << 20  # values per float64 working chunk: 8 MiB, so tempora
 
 def _row_chunks(x: torch.Tensor) -> Iterator[slice]:
     """Slices of `x`'s first dimension holding about `_CHUNK_ELEMENTS` values each."""
-    rows = max(1, _CHUNK_ELEMENTS // max(1, x[0].numel())) if x.ndim else 1
-    for start in range(0, max(1, x.shape[0]) if x.ndim else 1, rows):
+    rows = max(1, _CHUNK_ELEMENTS // max(1, math.prod(x.shape[1:])))
+    for start in range(0, x.shape[0], rows):
         yield slice(start, start + rows)
 
 
@@ -281,23 +282,20 @@ def _exact_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[np.ndarray, 
         counts = torch.stack([torch.bincount(unit, minlength=_LEVELS) for unit in units])
         exact_sums, exact_squares = (counts * levels).sum(1).tolist(), (counts * levels * levels).sum(1).tolist()
     else:
-        exact_sums, exact_squares = [0] * int(np.prod(shape)), [0] * int(np.prod(shape))
-        sums = torch.zeros(shape, dtype=torch.int64, device=x.device)
-        squares = torch.zeros_like(sums)
-        pending = 0  # values per unit in `sums` since they were last added to the exact totals
-        per_row = n // max(1, x.shape[0]) if x.ndim else 1
+        partials = []  # int64 (sums, squares), each ended before it could overflow, added exactly at the end
+        sums, squares, pending = torch.zeros(shape, dtype=torch.int64, device=x.device), torch.zeros(shape, dtype=torch.int64, device=x.device), 0
+        per_row = n // max(1, x.shape[0])  # values per unit in one sample
         for rows in _row_chunks(values):
             chunk = values[rows].to(torch.int64)
             if (pending + chunk.shape[0] * per_row) * 2**32 >= _INT64_LIMIT:  # squares of 16-bit values: 2**32 each at most
-                exact_sums = [a + b for a, b in zip(exact_sums, sums.reshape(-1).tolist())]
-                exact_squares = [a + b for a, b in zip(exact_squares, squares.reshape(-1).tolist())]
-                sums.zero_(), squares.zero_()
-                pending = 0
+                partials.append((sums, squares))
+                sums, squares, pending = torch.zeros_like(sums), torch.zeros_like(squares), 0
             sums += chunk.sum(dim=dims)
             squares += (chunk * chunk).sum(dim=dims)
             pending += chunk.shape[0] * per_row
-        exact_sums = [a + b for a, b in zip(exact_sums, sums.reshape(-1).tolist())]
-        exact_squares = [a + b for a, b in zip(exact_squares, squares.reshape(-1).tolist())]
+        partials.append((sums, squares))
+        exact_sums = [sum(unit) for unit in zip(*(partial.reshape(-1).tolist() for partial, _ in partials))]
+        exact_squares = [sum(unit) for unit in zip(*(partial.reshape(-1).tolist() for _, partial in partials))]
     mean = np.array([s / n for s in exact_sums], dtype=np.float64).reshape(shape)
     var = np.array([(n * q - s * s) / (n * n) for s, q in zip(exact_sums, exact_squares)], dtype=np.float64).reshape(shape)
     return mean, var
@@ -330,8 +328,8 @@ def _float_moments(x: torch.Tensor, dims: tuple[int, ...], n: int) -> tuple[np.n
     deviations = torch.zeros_like(total)
     for rows in _row_chunks(x):
         deviations += ((x[rows].to(torch.float64) - mean) ** 2).sum(dim=dims, keepdim=True)
-    squeezed = [d for d in range(x.ndim) if d not in dims]
-    return mean.reshape([x.shape[d] for d in squeezed]).cpu().numpy(), (deviations / n).reshape([x.shape[d] for d in squeezed]).cpu().numpy()
+    shape = [x.shape[d] for d in range(x.ndim) if d not in dims]
+    return mean.reshape(shape).cpu().numpy(), (deviations / n).reshape(shape).cpu().numpy()
 
 
 class StandardScaler(_Scaler):
