@@ -51,10 +51,10 @@ def _tree(config: ConfigSource) -> dict[str, Any] | None:
 def resolve_config(config: ConfigSource = None, overrides: Sequence[str] = ()) -> Config:
     """The validated configuration of `config` with `overrides` applied, its `ablation:` section
     (when it has one) checked too; a `ConfigError` names the key, value or file at fault."""
-    from pipeline.ablation.design import parse_ablation
-
     parsed = load_config(None, overrides, base=_tree(config))
     if parsed.ablation is not None:
+        from pipeline.ablation.design import parse_ablation
+
         parse_ablation(parsed.ablation)
     return parsed
 

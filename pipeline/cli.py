@@ -4,6 +4,7 @@ the cache tools (`pipeline.maintenance`) or the report renderer, then print what
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -379,3 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         warnings.showwarning = shown
+
+
+def command(argv: Sequence[str] | None = None) -> int:
+    """`main` as a process of its own (`python -m pipeline`, the `gainsplit` script). At exit the
+    interpreter's garbage collector would walk every object torch made, several times over; they
+    are frozen out of its reach instead, as the process is ending anyway. Exit handlers still run
+    and the standard streams are still flushed."""
+    try:
+        return main(argv)
+    finally:
+        gc.freeze()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FAST, ROOT, cli
+from pipeline import cli as cli_module
 from pipeline.cli import main
 
 
@@ -71,6 +72,19 @@ def test_explain_into_a_closed_pipe_ends_quietly(tmp_path):
     done = subprocess.run(command, shell=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("collect") and len(done.stdout.splitlines()) == 1
     assert done.stderr == ""
+
+
+def test_the_command_freezes_the_collector_only_as_it_ends(monkeypatch, capsys):
+    """`python -m pipeline` skips the collector's walk at exit; the status and output are main's."""
+    frozen = []
+    monkeypatch.setattr(cli_module.gc, "freeze", lambda: frozen.append(True))
+    assert cli_module.command(["show-config", "train.epochs=3"]) == 0
+    assert "epochs: 3" in capsys.readouterr().out and frozen == [True]
+    assert cli_module.command(["show-config", "train.epochs=zero"]) == 2
+    assert frozen == [True, True]
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.command(["--help"])
+    assert stopped.value.code == 0 and frozen == [True, True, True]
 
 
 def test_cache_dir_from_environment(tmp_path):
