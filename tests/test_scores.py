@@ -1,10 +1,12 @@
 """Metrics from stored probabilities: sklearn's numbers, and each test sample's part in them."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from pipeline.ablation.scores import METRICS, _auc_without_each, _macro_f1_without_each, applicable, per_sample, score
+from pipeline.ablation.scores import EPSILON, METRICS, _auc_without_each, _macro_f1_without_each, applicable, per_sample, score
 
 
 def predictions(n, classes, seed=0):
@@ -23,12 +25,29 @@ def test_each_samples_parts_average_to_sklearns_score(name):
     assert parts.mean() == pytest.approx(score(name, probabilities, labels), abs=1e-12)
 
 
-def test_scores_are_sklearns():
-    probabilities, labels = predictions(120, 3)
-    predicted = probabilities.argmax(axis=1)
-    assert score("balanced_accuracy", probabilities, labels) == sk.balanced_accuracy_score(labels, predicted)
-    assert score("macro_f1", probabilities, labels) == sk.f1_score(labels, predicted, average="macro")
-    assert score("log_loss", probabilities, labels) == pytest.approx(sk.log_loss(labels, probabilities))
+def test_scores_are_sklearns_to_the_bit():
+    """Over float32 and float64 probabilities, certain ones, classes absent from the labels or
+    from the predictions: the numbers sklearn.metrics gives, exactly."""
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        n, k = int(rng.integers(1, 300)), int(rng.integers(2, 12))
+        labels = rng.integers(0, k if trial % 3 else max(1, k // 2), size=n)
+        logits = rng.normal(size=(n, k)) * rng.uniform(0.1, 30) + rng.uniform(0, 5) * np.eye(k)[labels]
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 5 == 0:
+            probabilities[: n // 3] = np.eye(k, dtype=probabilities.dtype)[labels[: n // 3]]
+        predicted = probabilities.argmax(axis=1)
+        present = np.unique(np.concatenate([labels, predicted]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's about classes only predicted and sums off 1 in float32
+            expected = {
+                "accuracy": sk.accuracy_score(labels, predicted),
+                "balanced_accuracy": sk.balanced_accuracy_score(labels, predicted),
+                "macro_f1": sk.f1_score(labels, predicted, average="macro", labels=present, zero_division=0),
+                "log_loss": sk.log_loss(labels, np.clip(probabilities, EPSILON, 1 - EPSILON), labels=np.arange(k)),
+            }
+        assert {name: score(name, probabilities, labels) for name in expected} == {name: float(value) for name, value in expected.items()}, trial
 
 
 def test_leave_one_out_scores_match_recomputing_without_each_sample():
