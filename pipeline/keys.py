@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,8 +114,33 @@ MAX_REMEMBERED = 1000  # modules' versions kept: old code's fingerprints go firs
 
 def code_fingerprint(modules: Iterable[ModuleType]) -> str:
     """Combined fingerprint of the modules that compute a stage, in a stable order."""
-    parts = {module.__name__: source_fingerprint(inspect.getsource(module)) for module in modules}
+    parts = {module.__name__: module_fingerprint(module) for module in modules}
     return sha256_text(canonical_json(parts))
+
+
+_SETTLED_NS = 2_000_000_000  # a file modified this long ago would show a later time if modified again
+_BY_FILE: dict[tuple[str, str], tuple[tuple[int, int, int], str]] = {}
+
+
+def module_fingerprint(module: ModuleType) -> str:
+    """`source_fingerprint` of the module's source file as it is now on disk (as
+    `inspect.getsource` reads it). Remembered per file while its size, inode and modification
+    time stay the same: planning an ablation fingerprints the same modules for every run. A file
+    modified in the last two seconds is read again each time, since a second change within the
+    clock's resolution would leave its modification time as it was."""
+    path = getattr(module, "__file__", None)
+    try:
+        status = os.stat(path) if path else None
+    except OSError:
+        status = None
+    stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
+    remembered = _BY_FILE.get((module.__name__, path or ""))
+    if stamp is not None and remembered is not None and remembered[0] == stamp:
+        return remembered[1]
+    fingerprint = source_fingerprint(inspect.getsource(module))
+    if stamp is not None and time.time_ns() - stamp[0] > _SETTLED_NS:
+        _BY_FILE[(module.__name__, path or "")] = (stamp, fingerprint)
+    return fingerprint
 
 
 def cache_key(

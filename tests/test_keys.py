@@ -75,9 +75,36 @@ def test_fingerprint_sees_any_code_change(edit):
     assert source_fingerprint(CODE.replace("return x * s", edit)) != source_fingerprint(CODE)
 
 
+def test_a_module_file_is_read_again_when_it_changes_and_not_while_it_stays(tmp_path, monkeypatch):
+    import importlib.util
+    import os
+
+    path = tmp_path / "user_model.py"
+    path.write_text(CODE)
+    spec = importlib.util.spec_from_file_location("user_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _fresh_process(monkeypatch)
+    settled = os.stat(path).st_mtime_ns - 10**10
+    os.utime(path, ns=(settled, settled))
+    first = pipeline.keys.module_fingerprint(module)
+    assert first == source_fingerprint(CODE)
+    read = []
+    monkeypatch.setattr(pipeline.keys.inspect, "getsource", lambda m: read.append(m) or path.read_text())
+    assert pipeline.keys.module_fingerprint(module) == first and read == []  # unchanged: remembered
+
+    path.write_text(CODE.replace("x * s", "x / s"))  # the same size, modified just now
+    os.utime(path, ns=(settled, settled + 1))
+    assert pipeline.keys.module_fingerprint(module) != first and len(read) == 1
+    path.write_text(CODE)  # back, modified just now: read each time until the time has settled
+    assert pipeline.keys.module_fingerprint(module) == first
+    assert pipeline.keys.module_fingerprint(module) == first and len(read) == 3
+
+
 def _fresh_process(monkeypatch):
     """As a new process starts: nothing remembered in memory."""
     monkeypatch.setattr(pipeline.keys, "_REMEMBERED", {})
+    monkeypatch.setattr(pipeline.keys, "_BY_FILE", {})
     pipeline.keys.source_fingerprint.cache_clear()
 
 
