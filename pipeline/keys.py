@@ -13,6 +13,7 @@ import functools
 import hashlib
 import inspect
 import json
+import linecache
 import os
 import sys
 import time
@@ -123,23 +124,26 @@ _BY_FILE: dict[tuple[str, str], tuple[tuple[int, int, int], str]] = {}
 
 
 def module_fingerprint(module: ModuleType) -> str:
-    """`source_fingerprint` of the module's source file as it is now on disk (as
-    `inspect.getsource` reads it). Remembered per file while its size, inode and modification
-    time stay the same: planning an ablation fingerprints the same modules for every run. A file
-    modified in the last two seconds is read again each time, since a second change within the
-    clock's resolution would leave its modification time as it was."""
-    path = getattr(module, "__file__", None)
+    """`source_fingerprint` of the module's source file as it is now on disk. Remembered per
+    file while its size, inode and modification time stay the same: planning an ablation
+    fingerprints the same modules for every run. Otherwise the file is read from disk, past
+    `linecache`'s copy; one modified in the last two seconds is read each time, since a second
+    change within the clock's resolution would leave its modification time as it was."""
     try:
+        path = inspect.getsourcefile(module)
         status = os.stat(path) if path else None
-    except OSError:
-        status = None
+    except (TypeError, OSError):  # built in, or no source file: inspect.getsource says why below
+        path, status = None, None
     stamp = (status.st_mtime_ns, status.st_size, status.st_ino) if status else None
+    settled = stamp is not None and time.time_ns() - stamp[0] > _SETTLED_NS
     remembered = _BY_FILE.get((module.__name__, path or ""))
-    if stamp is not None and remembered is not None and remembered[0] == stamp:
+    if settled and remembered is not None and remembered[0] == stamp:
         return remembered[1]
+    if path:  # linecache compares float seconds: a change of under a microsecond would pass it
+        linecache.updatecache(path, module.__dict__)
     fingerprint = source_fingerprint(inspect.getsource(module))
-    if stamp is not None and time.time_ns() - stamp[0] > _SETTLED_NS:
-        _BY_FILE[(module.__name__, path or "")] = (stamp, fingerprint)
+    if settled:
+        _BY_FILE[(module.__name__, path)] = (stamp, fingerprint)
     return fingerprint
 
 

@@ -85,20 +85,25 @@ def test_a_module_file_is_read_again_when_it_changes_and_not_while_it_stays(tmp_
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     _fresh_process(monkeypatch)
-    settled = os.stat(path).st_mtime_ns - 10**10
-    os.utime(path, ns=(settled, settled))
+    fingerprinted = []
+    monkeypatch.setattr(pipeline.keys, "source_fingerprint", lambda source: fingerprinted.append(source) or source_fingerprint(source))
     first = pipeline.keys.module_fingerprint(module)
     assert first == source_fingerprint(CODE)
-    read = []
-    monkeypatch.setattr(pipeline.keys.inspect, "getsource", lambda m: read.append(m) or path.read_text())
-    assert pipeline.keys.module_fingerprint(module) == first and read == []  # unchanged: remembered
 
-    path.write_text(CODE.replace("x * s", "x / s"))  # the same size, modified just now
-    os.utime(path, ns=(settled, settled + 1))
-    assert pipeline.keys.module_fingerprint(module) != first and len(read) == 1
-    path.write_text(CODE)  # back, modified just now: read each time until the time has settled
-    assert pipeline.keys.module_fingerprint(module) == first
-    assert pipeline.keys.module_fingerprint(module) == first and len(read) == 3
+    # Changed within the clock's resolution: the same size and modification time, read again.
+    stamp = os.stat(path).st_mtime_ns
+    path.write_text(CODE.replace("x * s", "x / s"))
+    os.utime(path, ns=(stamp, stamp))
+    divided = pipeline.keys.module_fingerprint(module)
+    assert divided != first and len(fingerprinted) == 2
+
+    settled = stamp - 10**10  # modified ten seconds ago: read once, then remembered
+    os.utime(path, ns=(settled, settled))
+    assert pipeline.keys.module_fingerprint(module) == divided and len(fingerprinted) == 3
+    assert pipeline.keys.module_fingerprint(module) == divided and len(fingerprinted) == 3
+    path.write_text(CODE)  # changed again: the new time shows it
+    os.utime(path, ns=(settled + 1, settled + 1))
+    assert pipeline.keys.module_fingerprint(module) == first and len(fingerprinted) == 4
 
 
 def _fresh_process(monkeypatch):

@@ -50,6 +50,13 @@ def test_scores_are_sklearns_to_the_bit():
         assert {name: score(name, probabilities, labels) for name in expected} == {name: float(value) for name, value in expected.items()}, trial
 
 
+def test_the_log_loss_of_probabilities_that_are_not_finite_is_an_error():
+    probabilities, labels = predictions(20, 3)
+    probabilities[4] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        score("log_loss", probabilities, labels)
+
+
 def test_leave_one_out_scores_match_recomputing_without_each_sample():
     probabilities, labels = predictions(40, 3, seed=1)
     predicted = probabilities.argmax(axis=1)

@@ -78,6 +78,8 @@ def score(name: str, probabilities: np.ndarray, labels: np.ndarray) -> float:
         clipped = np.clip(probabilities, EPSILON, 1 - EPSILON)
         eps = np.finfo(clipped.dtype).eps  # sklearn clips again, in the input's precision
         chosen = np.clip(clipped, eps, 1 - eps)[np.arange(len(labels)), labels]
+        if not np.isfinite(chosen).all():  # as sklearn refuses them: no score to choose a variant on
+            raise ValueError("log loss of probabilities that are not finite (NaN).")
         return float(np.mean(-np.log(chosen)))
     if name == "roc_auc":
         from sklearn.metrics import roc_auc_score
