@@ -231,6 +231,30 @@ def write_array(path: Path, array: np.ndarray) -> dict[str, Any]:
     return {"sha256": digest.result(), "bytes": size}
 
 
+IN_MEMORY_BYTES = 1 << 20  # files up to this size are read once, then hashed and parsed from memory
+
+
+def _verified_array(path: Path, expected: dict[str, Any]) -> np.ndarray:
+    """The array in `path`, read-only, once its size and SHA-256 match the manifest's `expected`;
+    else `CorruptEntry`. A small file is read into memory once (a training's entry holds a dozen
+    of them, and mapping each cost more than reading it); a larger one is memory-mapped."""
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        raise CorruptEntry(f"{path.name} has {size} bytes, the manifest says {expected['bytes']}")
+    data = path.read_bytes() if size <= IN_MEMORY_BYTES else None
+    digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
+    if digest != expected["sha256"]:
+        raise CorruptEntry(f"{path.name} does not match its SHA-256 checksum")
+    try:
+        if data is None:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # EOFError: an empty file
+        raise CorruptEntry(f"{path.name} is not a valid .npy file ({exc})") from None
+    array.flags.writeable = False  # as a mapped one is: a reader must not change what the cache holds
+    return array
+
+
 class CacheStore:
     """Reads and writes stage artifacts under one root folder."""
 
@@ -367,15 +391,7 @@ class CacheStore:
             path = folder / filename
             if not path.is_file():
                 raise CorruptEntry(f"{filename} is missing")
-            size = path.stat().st_size
-            if size != expected["bytes"]:
-                raise CorruptEntry(f"{filename} has {size} bytes, the manifest says {expected['bytes']}")
-            if file_sha256(path) != expected["sha256"]:
-                raise CorruptEntry(f"{filename} does not match its SHA-256 checksum")
-            try:
-                arrays[filename.removesuffix(".npy")] = np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as exc:
-                raise CorruptEntry(f"{filename} is not a valid .npy file ({exc})") from None
+            arrays[filename.removesuffix(".npy")] = _verified_array(path, expected)
         stored: dict[str, np.ndarray | LookupCoded] = {}
         for name in meta.get(LOOKUP, []):
             try:

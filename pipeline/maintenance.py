@@ -64,10 +64,11 @@ def list_entries(store: CacheStore, stage: str | None = None) -> str:
     now = time.time()
     entries = [e for e in store.entries() if stage in (None, e.stage)]
     checkpoints = [c for c in store.checkpoints() if stage in (None, c.stage)]
-    lines = [f"{'stage':<8} {'key':<12} {'size':>9} {'age':>6} {'last used':>9}  holds"]
+    width = max([8, *(len(e.stage) for e in entries)])
+    lines = [f"{'stage':<{width}} {'key':<12} {'size':>9} {'age':>6} {'last used':>9}  holds"]
     for entry in entries:
         lines.append(
-            f"{entry.stage:<8} {entry.key[:12]:<12} {human_size(entry.bytes):>9} {human_age(now - entry.created):>6} "
+            f"{entry.stage:<{width}} {entry.key[:12]:<12} {human_size(entry.bytes):>9} {human_age(now - entry.created):>6} "
             f"{human_age(now - entry.last_used):>9}  {entry.label or '-'}"
         )
     where = f" in {store.root}" + (f" (stage {stage})" if stage else "")

@@ -371,7 +371,12 @@ def test_tiny_ablation_end_to_end(tmp_path):
 
     again = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert json.loads((out / "summary.json").read_text())["stages"]["train"] == {"built": 0, "hit": 8}
+    repeated = json.loads((out / "summary.json").read_text())
+    assert repeated["stages"]["train"] == {"built": 0, "hit": 8}
+    # The scikit-learn baselines fitted once per data: read from the cache the second time, the same scores in the same order.
+    assert [b["cache"] for b in summary["baselines"]] == ["miss"] * len(summary["baselines"])
+    assert [b["cache"] for b in repeated["baselines"]] == ["hit"] * len(summary["baselines"])
+    assert [list(b["models"].items()) for b in repeated["baselines"]] == [list(b["models"].items()) for b in summary["baselines"]]
     printed = json.loads(again.stdout)  # --json: one object, nothing else on stdout
     assert printed["stages"]["train"] == {"built": 0, "hit": 8} and printed["report"].endswith("report.md")
     assert printed["effects"] == [e["sentence"] for e in summary["side_effects"] + summary["effects"] + summary["interactions"]]

@@ -60,3 +60,39 @@ def test_baselines_that_too_little_data_cannot_fit_are_noted_and_the_rest_still_
     assert all(not math.isnan(score["test_accuracy"]) for score in few.values())
     one_class = sklearn_baselines(x, np.zeros(3, dtype=int), x, np.zeros(3, dtype=int))
     assert one_class["SVM (RBF)"]["note"].startswith("not fitted: ") and math.isnan(one_class["SVM (RBF)"]["test_accuracy"])
+
+
+def test_baselines_are_fitted_once_per_data_code_and_library_version_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    import trainers.baselines
+    from pipeline.ablation import baselines
+    from pipeline.cache import CacheStore
+
+    fitted = []
+
+    def fake_fit(x_train, y_train, x_test, y_test, seed=0):
+        fitted.append(len(x_train))
+        return {"b model": {"test_accuracy": 0.5, "seconds": 1.0}, "a model": {"test_accuracy": float("nan"), "seconds": 0.1, "note": "not fitted"}}
+
+    monkeypatch.setattr(trainers.baselines, "sklearn_baselines", fake_fit)
+    store = CacheStore(tmp_path)
+    arrays = {"x_train": np.zeros((3, 2)), "y_train": np.zeros(3), "x_test": np.zeros((2, 2)), "y_test": np.zeros(2)}
+    first = baselines.baseline_scores(store, "d" * 64, lambda: arrays, "the data of 'baseline'")
+    again = baselines.baseline_scores(store, "d" * 64, lambda: pytest.fail("a hit reads no data"), "the data of 'baseline'")
+    assert first[1] == "miss" and again[1] == "hit" and fitted == [3]
+    assert list(again[0]) == ["b model", "a model"]  # the models in their own order, though the manifest sorts its keys
+    assert again[0]["b model"] == first[0]["b model"] and np.isnan(again[0]["a model"]["test_accuracy"])
+    (entry,) = store.entries()
+    assert entry.stage == "baselines" and entry.label == "scikit-learn baselines on the data of 'baseline'"
+
+    assert baselines.baseline_scores(store, "e" * 64, lambda: arrays, "other data")[1] == "miss"  # other scaled data
+    monkeypatch.setattr(baselines.importlib.metadata, "version", lambda name: "0.0-other")
+    assert baselines.baseline_scores(store, "d" * 64, lambda: arrays, "another scikit-learn")[1] == "miss"
+    monkeypatch.undo()
+    monkeypatch.setattr(trainers.baselines, "sklearn_baselines", fake_fit)
+    monkeypatch.setattr(baselines, "code_fingerprint", lambda modules: "changed code")
+    assert baselines.baseline_scores(store, "d" * 64, lambda: arrays, "changed code")[1] == "miss"
+    assert fitted == [3, 3, 3, 3]
+    # A record without its scale output's digest: fitted, and nothing is kept under an empty key.
+    entries = len(store.entries())
+    assert baselines.baseline_scores(store, "", lambda: arrays, "no digest")[1] == "miss"
+    assert len(store.entries()) == entries and fitted == [3] * 5

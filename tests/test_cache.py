@@ -1,3 +1,4 @@
+import hashlib
 import json
 import logging
 
@@ -5,7 +6,7 @@ import numpy as np
 import pytest
 
 import pipeline.cache
-from pipeline.cache import META_FILE, Artifact, CacheStore
+from pipeline.cache import IN_MEMORY_BYTES, META_FILE, Artifact, CacheStore
 from pipeline.lookup import LookupCoded, shape_of
 
 KEY = "f" * 64
@@ -21,14 +22,26 @@ def saved(store):
     return store.save("scale", KEY, artifact, {"params": {"method": "standard"}})
 
 
-def test_round_trip_is_memory_mapped_and_identical(store):
+def test_round_trip_is_identical_and_read_only(store):
     written = saved(store)
     loaded = store.load("scale", KEY)
     assert loaded.sha256 == written.sha256
-    assert isinstance(loaded.artifact.arrays["x"], np.memmap)
+    assert not isinstance(loaded.artifact.arrays["x"], np.memmap)  # small: read into memory once
+    assert not loaded.artifact.arrays["x"].flags.writeable
     np.testing.assert_array_equal(loaded.artifact.arrays["x"], written.artifact.arrays["x"])
     assert loaded.artifact.info == {"n": 3}
     assert loaded.meta["params"] == {"method": "standard"}
+
+
+def test_a_large_array_is_memory_mapped_and_a_small_one_read_into_memory(store):
+    large = np.arange(IN_MEMORY_BYTES // 8 + 1, dtype=np.float64)  # one element over the limit, with its header
+    small = np.arange(IN_MEMORY_BYTES // 8 - 100, dtype=np.float64)  # within it, header included
+    store.save("scale", KEY, Artifact({"large": large, "small": small}), {})
+    arrays = store.load("scale", KEY).artifact.arrays
+    assert isinstance(arrays["large"], np.memmap) and not isinstance(arrays["small"], np.memmap)
+    for name, expected in (("large", large), ("small", small)):
+        assert not arrays[name].flags.writeable
+        np.testing.assert_array_equal(arrays[name], expected)
 
 
 def test_missing_entry_is_a_miss(store):
@@ -71,6 +84,27 @@ def test_damaged_entry_is_a_logged_miss_and_can_be_rebuilt(store, caplog, damage
     assert reason in caplog.text and KEY[:12] in caplog.text
     rebuilt = saved(store)
     assert store.load("scale", KEY).sha256 == rebuilt.sha256 == written.sha256
+
+
+@pytest.mark.parametrize("elements", [4, IN_MEMORY_BYTES // 8 + 1], ids=["read into memory", "memory-mapped"])
+def test_a_damaged_or_malformed_file_of_either_size_is_a_corrupt_entry(store, caplog, elements):
+    store.save("scale", KEY, Artifact({"x": np.zeros(elements)}), {})
+    entry = store.entry_dir("scale", KEY)
+    _flip_byte(entry / "x.npy")
+    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+        assert store.load("scale", KEY) is None
+    assert "x.npy does not match its SHA-256 checksum" in caplog.text
+    # Bytes that match a manifest rewritten for them, but are no .npy file: a header numpy refuses.
+    garbage = b"not an array" * (elements * 8 // 12 + 1)  # as large as the array was
+    (entry / "x.npy").write_bytes(garbage)
+    meta = json.loads((entry / META_FILE).read_text())
+    meta["files"]["x.npy"] = {"bytes": len(garbage), "sha256": hashlib.sha256(garbage).hexdigest()}
+    meta[pipeline.cache.MANIFEST_DIGEST] = pipeline.cache.manifest_digest(meta)
+    (entry / META_FILE).write_text(json.dumps(meta))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+        assert store.load("scale", KEY) is None
+    assert "x.npy is not a valid .npy file" in caplog.text
 
 
 def test_failed_write_leaves_previous_entry_and_no_temp_folder(store, tmp_path, monkeypatch):

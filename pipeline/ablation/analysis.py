@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from datasets import DataWarning
+from pipeline.ablation.baselines import ablation_baselines
 from pipeline.ablation.design import AblationConfig, Variant
 from pipeline.ablation.effects import adjust_together, factor_effects, interaction_effects, side_effects, variant_effect
 from pipeline.ablation.folds import fold_design, merge_folds
@@ -30,7 +31,7 @@ from pipeline.ablation.scores import METRICS, Metric, applicable, per_sample, sc
 from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import ACCURACY_RANGE, LOSS_RANGE, Effect, Folds, missing, summarize, summarize_runs
 from pipeline.cache import CacheStore
-from trainers.baselines import ensemble_accuracy, sklearn_baselines
+from trainers.baselines import ensemble_accuracy
 
 TOP_K = 3
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def _stage_key(record: dict[str, Any], name: str) -> str:
 
 class ScaledData:
     """The scaled arrays of the runs' data, each read (and verified) once per ablation for the
-    baselines and the flipped samples; an entry `cache gc` removed meanwhile is built again."""
+    baselines not yet cached and the flipped samples; an entry `cache gc` removed meanwhile is
+    built again."""
 
     def __init__(self, store: CacheStore, tasks: list[Task]) -> None:
         self.store = store
@@ -106,21 +108,6 @@ def ensembles(results: list[TrainingResult], variants: list[dict[str, Any]]) -> 
     if accuracy is not None:
         top = {"variants": names, "test_accuracy": accuracy, "label": f"ensemble of the top {len(names)} variants by validation: {_quoted(names)}"}
     return {"per_variant": per_variant, "top_k": top}
-
-
-def baselines(results: list[TrainingResult], data: ScaledData, variant_names: list[str]) -> list[dict[str, Any]]:
-    """scikit-learn baselines on the cached, scaled data of each named variant (the baseline's and
-    the best one's), once per distinct data."""
-    done: dict[str, dict[str, Any]] = {}
-    for variant in variant_names:
-        record = next(r.record for r in results if r.variant == variant)
-        key = _stage_key(record, "scale")
-        if key not in done:
-            arrays = data(record)
-            scores = sklearn_baselines(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
-            folded = any(r.folds for r in results)  # k-fold: the first fold's split stands for the data
-            done[key] = {"data_of_variant": f"{variant}, fold 0" if folded else variant, "models": scores}
-    return list(done.values())
 
 
 def _summary(records: list[dict[str, Any]], metric: str) -> dict[str, float]:
@@ -491,7 +478,7 @@ def analyse(
         "by_metric": readings,  # the same in every other metric: `report --metric NAME` shows one
         "flips": flips(results, correct, variants[0].name, crossed),
         "per_class_changes": per_class_changes(results, variants),
-        "baselines": baselines(results, data, [variants[0].name, chosen["best_variant"]]),
+        "baselines": ablation_baselines(results, data, [variants[0].name, chosen["best_variant"]], store),
         "ensembles": ensembles(results, table),
         "runs": [{"variant": r.variant, "seed": r.seed, **({} if r.fold is None else {"fold": r.fold}), "run_dir": r.run_dir} for r in trainings],
         "fused": fused,

@@ -71,7 +71,14 @@ def _describe(key: str, before: Any, after: Any) -> str:
 
 
 def _cells(rows: list[Row], settings: dict[str, Any]) -> list[Row]:
-    return [r for r in rows if _cell(r["settings"]) == _cell(settings)]
+    """The rows of the cell `settings` names. Rows of one variant share their settings object, so
+    each distinct object is encoded once: encoding every row's took a third of reading an ablation."""
+    wanted = _cell(settings)
+    matches: dict[int, bool] = {}  # by id: the rows hold every object alive while this runs
+    for row in rows:
+        if id(row["settings"]) not in matches:
+            matches[id(row["settings"])] = _cell(row["settings"]) == wanted
+    return [row for row in rows if matches[id(row["settings"])]]
 
 
 def factor_effects(rows: list[Row], ablation: AblationConfig, metric: str = "test_accuracy", shared_samples: bool | Folds = False, span: float = 1.0) -> list[Effect]:

@@ -27,6 +27,7 @@ from pipeline.ablation.sequential import Looks
 from pipeline.ablation.stats import json_safe
 from pipeline.cache import CacheStore
 from pipeline.files import naming, write_atomic
+from pipeline.keys import remembered_fingerprints
 
 def execute(
     tasks: list[Task], jobs: int, progress: bool, executor: str = "local", ray_address: str | None = None,
@@ -71,21 +72,24 @@ def run_ablation(
     store = CacheStore(cache_dir)
     tasks: list[Task] = []
     results: list[TrainingResult] = []
-    for taken, count in enumerate(counts, 1):
-        # This look's design, a fixed one of the seeds so far (`summary.json` keeps the looks apart, under `sequential`).
-        design = ablation.model_copy(update={"seeds": seeds[:count], "until_decided": None})
-        plan = plan_ablation(base, overrides, design, cache_dir.resolve(), out_dir.resolve() / "runs", resume)
-        trained = {task.seed for task in tasks}
-        prepared = prepare([task for task in plan.tasks if task.seed not in trained], progress, ablation.metric)
-        fresh = execute(prepared.tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
-        for result in fresh:
-            result.stages = ablation_stages(result, prepared)
-        tasks, results = _in_plan_order(plan, tasks + prepared.tasks, results + fresh)
-        looks = Looks(counts, taken, ablation.until_decided.boundary) if ablation.until_decided is not None else None
-        summary, flipped = analyse(replace(plan, tasks=tasks), results, store, fuse, looks)
-        reason = stop_reason(summary, ablation, taken == len(counts))
-        if reason:
-            break
+    # The stages' code fingerprints from the cache's file, as a single run reads them: else each
+    # ablation parses every stage module again.
+    with remembered_fingerprints(store.root):
+        for taken, count in enumerate(counts, 1):
+            # This look's design, a fixed one of the seeds so far (`summary.json` keeps the looks apart, under `sequential`).
+            design = ablation.model_copy(update={"seeds": seeds[:count], "until_decided": None})
+            plan = plan_ablation(base, overrides, design, cache_dir.resolve(), out_dir.resolve() / "runs", resume)
+            trained = {task.seed for task in tasks}
+            prepared = prepare([task for task in plan.tasks if task.seed not in trained], progress, ablation.metric)
+            fresh = execute(prepared.tasks, jobs, progress, executor, ray_address, ray_options, fuse, prepared.solo)
+            for result in fresh:
+                result.stages = ablation_stages(result, prepared)
+            tasks, results = _in_plan_order(plan, tasks + prepared.tasks, results + fresh)
+            looks = Looks(counts, taken, ablation.until_decided.boundary) if ablation.until_decided is not None else None
+            summary, flipped = analyse(replace(plan, tasks=tasks), results, store, fuse, looks)
+            reason = stop_reason(summary, ablation, taken == len(counts))
+            if reason:
+                break
     if ablation.until_decided is not None:
         summary["sequential"] |= {"stopped": reason, "until_decided": ablation.until_decided.model_dump(mode="json")}
     for run in summary["runs"]:

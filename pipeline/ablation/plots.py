@@ -23,10 +23,13 @@ def _pyplot() -> Any:
 
 def _over_seeds(histories: list[list[dict[str, float]]], column: str) -> tuple[list[int], list[float], list[float], list[float]]:
     """Per epoch, the mean of `column` over the seeds still training then, and its min and max."""
-    epochs = sorted({int(row["epoch"]) for history in histories for row in history})
+    by_epoch: dict[int, list[float]] = {}
+    for history in histories:
+        for row in history:
+            by_epoch.setdefault(int(row["epoch"]), []).append(row[column])
+    epochs = sorted(by_epoch)
     mean, low, high = [], [], []
-    for epoch in epochs:
-        values = [row[column] for history in histories for row in history if int(row["epoch"]) == epoch]
+    for values in (by_epoch[epoch] for epoch in epochs):
         mean.append(sum(values) / len(values))
         low.append(min(values))
         high.append(max(values))
