@@ -72,7 +72,7 @@ def _describe(key: str, before: Any, after: Any) -> str:
 
 def _cells(rows: list[Row], settings: dict[str, Any]) -> list[Row]:
     """The rows of the cell `settings` names. Rows of one variant share their settings object, so
-    each distinct object is encoded once: encoding every row's took a third of reading an ablation."""
+    each distinct object is encoded once, not every row's (docs/performance.md)."""
     wanted = _cell(settings)
     matches: dict[int, bool] = {}  # by id: the rows hold every object alive while this runs
     for row in rows:

@@ -264,7 +264,7 @@ def sign_flip_p(seeds: int) -> float:
 def detectable_at(se: float, df: float, alpha: float) -> float:
     """The effect a two-sided t-test at level `alpha` finds with 80% power: the noncentrality
     where P(|T| > t crit) = 0.8 for T noncentral t with `df` degrees of freedom, times `se`."""
-    from scipy import optimize, special  # not scipy.stats: importing it took a second of a cached ablation
+    from scipy import optimize, special  # not scipy.stats, which a cached ablation would import for this alone
 
     critical = float(special.stdtrit(df, 1 - alpha / 2))
 
